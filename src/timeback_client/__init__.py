@@ -1,0 +1,69 @@
+"""timeback-client: Timeback activity time tracking for desktop, kiosk, Jupyter and tests.
+
+```python
+from timeback_client import Timeback
+
+with Timeback("https://app.example/api/timeback", headers={"Authorization": "Bearer ..."}) as tb:
+    activity = tb.activity.start(id="lesson-1", name="Fractions",
+                                 course={"subject": "Math", "grade": 3})
+    save_progress(activity.run_id)   # resume later with run_id=...
+    ...
+    activity.end()                   # flushes time; completion is recorded by the server
+```
+"""
+
+from ._activity import AsyncActivity
+from ._client import AsyncTimeback
+from ._clock import Clock, Reading, SystemClock, VirtualClock
+from ._errors import (
+    AuthenticationError,
+    BackendConfigurationError,
+    DeliveryError,
+    HeartbeatRejected,
+    InvalidPayloadError,
+    LifecycleError,
+    NetworkError,
+    ServerUnavailableError,
+    TimebackError,
+    UndeliveredError,
+    UserResolutionError,
+    ValidationError,
+)
+from ._models import SUBJECTS, Course, ErrorContext, TimeOptions, Window, run_id_for
+from ._sync import Activity, Timeback
+
+__all__ = [
+    "SUBJECTS",
+    "Activity",
+    "AsyncActivity",
+    "AsyncTimeback",
+    "AuthenticationError",
+    "BackendConfigurationError",
+    "Clock",
+    "Course",
+    "DeliveryError",
+    "ErrorContext",
+    "HeartbeatRejected",
+    "InvalidPayloadError",
+    "LifecycleError",
+    "NetworkError",
+    "Reading",
+    "ServerUnavailableError",
+    "SystemClock",
+    "TimeOptions",
+    "Timeback",
+    "TimebackError",
+    "UndeliveredError",
+    "UserResolutionError",
+    "ValidationError",
+    "VirtualClock",
+    "Window",
+    "run_id_for",
+]
+
+# Public names report the public module, so tracebacks and docs point users there.
+for _name in __all__:
+    _obj = globals()[_name]
+    if hasattr(_obj, "__module__") and isinstance(_obj, type):
+        _obj.__module__ = __name__
+del _name, _obj

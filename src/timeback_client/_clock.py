@@ -1,0 +1,182 @@
+"""Where time comes from: the system's clocks, or a virtual clock for tests.
+
+A clock answers two questions in integer milliseconds:
+
+- ``read()`` gives the *timeline*, a monotonic clock that keeps counting while the machine
+  is suspended, and the total time the machine spent *suspended* since the clock was made.
+  Active time is the timeline's advance minus the suspended time's advance, so a suspend
+  counts as paused, never as active.
+- ``wall_ms(t)`` maps a timeline instant to epoch milliseconds, from one wall-clock reading
+  taken when the clock was made. A wall-clock jump later on (NTP, the user, a VM restore)
+  therefore never produces negative or inflated windows.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import sys
+import time
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+import anyio
+
+__all__ = ["Clock", "Reading", "SystemClock", "VirtualClock"]
+
+
+class Reading(NamedTuple):
+    """One reading of a clock, in integer milliseconds."""
+
+    timeline_ms: int
+    suspended_ms: int
+
+
+class Clock(Protocol):
+    """What the time accounting and the heartbeat loop need from a clock."""
+
+    def read(self) -> Reading:
+        """The timeline now, and the suspended time so far."""
+        ...
+
+    def wall_ms(self, timeline_ms: int) -> int:
+        """The epoch milliseconds of a timeline instant, on the clock's anchored wall clock."""
+        ...
+
+    async def sleep_until(self, timeline_ms: int) -> None:
+        """Return once the timeline has reached ``timeline_ms`` (at once if it has)."""
+        ...
+
+
+def _system_clocks() -> tuple[Callable[[], int], Callable[[], int]]:
+    """Two nanosecond clocks: one that counts through suspend, one that stops during it."""
+    if sys.platform.startswith("linux") and hasattr(time, "CLOCK_BOOTTIME"):
+        boottime, monotonic = time.CLOCK_BOOTTIME, time.CLOCK_MONOTONIC
+        return (lambda: time.clock_gettime_ns(boottime)), (lambda: time.clock_gettime_ns(monotonic))
+    if sys.platform == "darwin":
+        # On Darwin CLOCK_MONOTONIC counts through sleep and CLOCK_UPTIME_RAW does not.
+        darwin_mono, uptime = time.CLOCK_MONOTONIC, time.CLOCK_UPTIME_RAW
+        return (lambda: time.clock_gettime_ns(darwin_mono)), (lambda: time.clock_gettime_ns(uptime))
+    if sys.platform == "win32":
+        awake = _windows_unbiased_ns()
+        if awake is not None:
+            # time.monotonic() (QueryPerformanceCounter) counts through sleep on Windows.
+            return time.monotonic_ns, awake
+    # Elsewhere no suspend-free clock is known: a suspend then reads as a late heartbeat.
+    return time.monotonic_ns, time.monotonic_ns
+
+
+def _windows_unbiased_ns() -> Callable[[], int] | None:  # pragma: no cover - Windows only
+    import ctypes
+
+    try:
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        query = kernel32.QueryUnbiasedInterruptTime
+    except (AttributeError, OSError):
+        return None
+    value = ctypes.c_ulonglong()
+
+    def read() -> int:
+        query(ctypes.byref(value))
+        return int(value.value) * 100  # 100 ns units
+
+    return read
+
+
+class SystemClock:
+    """The machine's clocks. The wall clock is read once, here, as the anchor."""
+
+    def __init__(self) -> None:
+        self._through_suspend, self._awake = _system_clocks()
+        self._suspend_offset_ms = self._offset_ms()
+        self._anchor_timeline_ms = self._through_suspend() // 1_000_000
+        self._anchor_wall_ms = time.time_ns() // 1_000_000
+
+    def _offset_ms(self) -> int:
+        # The two clocks advance at the same rate except while suspended; rounding keeps
+        # the sub-millisecond gap between the two reads from showing up as suspend time.
+        return round((self._through_suspend() - self._awake()) / 1_000_000)
+
+    def read(self) -> Reading:
+        """The timeline now, and the suspended time since this clock was made."""
+        suspended = max(0, self._offset_ms() - self._suspend_offset_ms)
+        return Reading(self._through_suspend() // 1_000_000, suspended)
+
+    def wall_ms(self, timeline_ms: int) -> int:
+        """Epoch ms of a timeline instant, from the one wall-clock reading of this clock."""
+        return self._anchor_wall_ms + (timeline_ms - self._anchor_timeline_ms)
+
+    async def sleep_until(self, timeline_ms: int) -> None:
+        """Sleep until the timeline reaches ``timeline_ms``."""
+        remaining_ms = timeline_ms - self._through_suspend() // 1_000_000
+        await anyio.sleep(max(0, remaining_ms) / 1000)
+
+
+class VirtualClock:
+    """A clock that only moves when a test says so.
+
+    Sleepers wake in deadline order as `advance` passes their deadlines, and each one runs
+    until every task is blocked again, so a two-hour session runs in milliseconds with
+    exact, repeatable windows. Use it from the event loop that runs the SDK.
+
+    Args:
+        wall_start_ms: the epoch milliseconds that timeline instant 0 maps to
+            (default 2026-01-05T09:00:00.000Z, a Monday morning).
+    """
+
+    def __init__(self, wall_start_ms: int = 1_767_603_600_000) -> None:
+        self._now_ms = 0
+        self._suspended_ms = 0
+        self._wall_start_ms = wall_start_ms
+        self._sleepers: list[tuple[int, int, anyio.Event]] = []
+        self._order = itertools.count()
+
+    @property
+    def now_ms(self) -> int:
+        """The virtual timeline, in ms since the clock was made."""
+        return self._now_ms
+
+    def read(self) -> Reading:
+        """The virtual timeline and the virtual suspended time."""
+        return Reading(self._now_ms, self._suspended_ms)
+
+    def wall_ms(self, timeline_ms: int) -> int:
+        """Epoch ms of a timeline instant."""
+        return self._wall_start_ms + timeline_ms
+
+    async def sleep_until(self, timeline_ms: int) -> None:
+        """Wait until `advance` moves the timeline to ``timeline_ms``."""
+        if timeline_ms <= self._now_ms:
+            await anyio.lowlevel.checkpoint()
+            return
+        event = anyio.Event()
+        heapq.heappush(self._sleepers, (timeline_ms, next(self._order), event))
+        await event.wait()
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking each sleeper at its own deadline, in order."""
+        await self._move(round(seconds * 1000), suspended=False)
+
+    async def suspend(self, seconds: float) -> None:
+        """Simulate a machine suspend: time passes, none of it awake.
+
+        Sleepers due during the suspend wake late, at its end, as they do on a real machine.
+        """
+        await self._move(round(seconds * 1000), suspended=True)
+
+    async def _move(self, ms: int, *, suspended: bool) -> None:
+        if ms < 0:
+            raise ValueError("a clock cannot go backwards")
+        # Let tasks that were just started or woken register their sleeps first.
+        await anyio.wait_all_tasks_blocked()
+        target = self._now_ms + ms
+        if suspended:
+            self._now_ms = target
+            self._suspended_ms += ms
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline, _, event = heapq.heappop(self._sleepers)
+            self._now_ms = max(self._now_ms, deadline)
+            event.set()
+            await anyio.wait_all_tasks_blocked()
+        self._now_ms = target
+        await anyio.wait_all_tasks_blocked()

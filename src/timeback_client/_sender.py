@@ -1,0 +1,349 @@
+"""Delivery of windows: a queue per run, a few sender tasks, and the retry policy.
+
+Every window goes through one `HeartbeatSender` per connection pool, however many
+activities and clients use that pool. Windows wait in a queue per run; runs that have a
+window to send wait in a heap ordered by when they may be tried. A small, bounded set of
+sender tasks takes runs from the heap, one at a time, so a run never has two requests in
+flight and its windows go out in order, and a thousand activities never mean a thousand
+tasks contending for the pool.
+
+Sender tasks are elastic: they are started when windows arrive and end when nothing is
+left to send. Each lives in the task group of a client that uses the sender; when that
+client closes, its tasks are cancelled, an interrupted send counts as unanswered (the same
+window goes again), and the remaining work moves to another client's task group.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from typing import Final, Protocol
+
+import anyio
+import anyio.abc
+import attrs
+import httpx
+
+from ._clock import Clock
+from ._errors import DeliveryError, NetworkError
+from ._models import Window
+from ._wire import MAX_ERROR_BODY, Delivered, Held, Outcome, Rejected, Retry, classify
+
+__all__ = ["Backoff", "Delivery", "DeliveryListener", "Endpoint", "HeartbeatSender"]
+
+logger = logging.getLogger("timeback_client")
+
+DEFAULT_SENDER_TASKS: Final = 8
+# The longest Retry-After honoured; a larger one is read as this.
+MAX_RETRY_AFTER: Final = 3600.0
+
+
+class DeliveryListener(Protocol):
+    """What a sender tells the owner of a window: nothing else flows back."""
+
+    def delivered(self, window: Window, *, duplicate: bool) -> None:
+        """The backend has the window."""
+
+    def failed(
+        self, window: Window, error: DeliveryError, *, attempts: int, will_retry: bool
+    ) -> None:
+        """An attempt failed; ``will_retry`` says whether the sender tries again."""
+
+
+@attrs.define(eq=False)
+class Endpoint:
+    """Where, and as whom, one client sends: the heartbeat URL and the app's credentials.
+
+    Credentials are passed through to httpx and are never logged or stored.
+    """
+
+    url: str
+    headers: httpx.Headers = attrs.field(factory=httpx.Headers)
+    cookies: httpx.Cookies = attrs.field(factory=httpx.Cookies)
+    auth: httpx.Auth | None = None
+
+
+@attrs.define(eq=False)
+class Delivery:
+    """One window on its way: its exact bytes, where it goes, and whom to tell."""
+
+    window: Window
+    endpoint: Endpoint
+    listener: DeliveryListener
+    body: bytes = attrs.field()
+    attempts: int = 0
+
+    @body.default
+    def _encode(self) -> bytes:
+        return self.window.to_bytes()
+
+
+@attrs.frozen(kw_only=True)
+class Backoff:
+    """Exponential backoff with jitter and a cap, in seconds."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    cap: float = 30.0
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        """The wait before attempt ``attempts + 1``: half fixed, half random ("equal jitter")."""
+        ceiling = min(self.cap, self.initial * self.factor ** max(0, attempts - 1))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+@attrs.define(eq=False)
+class _Run:
+    """The windows of one run still to deliver, oldest first."""
+
+    run_id: str
+    pending: deque[Delivery] = attrs.field(factory=deque)
+    busy: bool = False  # a sender task is sending its head window
+    scheduled: bool = False  # it is in the ready heap
+    held: bool = False  # waiting for new credentials after a 401
+    settled: anyio.Event = attrs.field(factory=anyio.Event)
+
+    @property
+    def is_settled(self) -> bool:
+        """Nothing left to do until something changes: empty, or held for credentials."""
+        return (not self.pending and not self.busy) or self.held
+
+
+class HeartbeatSender:
+    """Sends windows for every client that shares one `httpx.AsyncClient`.
+
+    Args:
+        http: the connection pool.
+        clock: the clock that backoff waits are measured on.
+        tasks: at most this many requests in flight at once.
+        backoff: the retry waits.
+        rng: randomness for jitter (seeded in tests).
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        clock: Clock,
+        *,
+        tasks: int = DEFAULT_SENDER_TASKS,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.http = http
+        self.clock = clock
+        self._max_tasks = tasks
+        self._backoff = backoff or Backoff()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._runs: dict[str, _Run] = {}
+        self._ready: list[tuple[int, int, _Run]] = []  # (not before, order, run)
+        self._order = itertools.count()
+        self._task_groups: list[anyio.abc.TaskGroup] = []
+        self._tasks = 0
+        self._waiters: set[anyio.CancelScope] = set()
+
+    # -- owners ---------------------------------------------------------------------
+
+    def attach(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Let sender tasks run in ``task_group`` (a client's) from now on."""
+        self._task_groups.append(task_group)
+
+    def detach(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Start no more sender tasks in ``task_group``; its owner is closing it."""
+        self._task_groups.remove(task_group)
+
+    @property
+    def clients(self) -> int:
+        """How many clients use this sender."""
+        return len(self._task_groups)
+
+    # -- the queue ------------------------------------------------------------------
+
+    def submit(self, delivery: Delivery) -> None:
+        """Queue a window behind the earlier windows of its run."""
+        run = self._runs.get(delivery.window.run_id)
+        if run is None:
+            run = self._runs[delivery.window.run_id] = _Run(delivery.window.run_id)
+        if run.settled.is_set():
+            run.settled = anyio.Event()
+        run.pending.append(delivery)
+        self._schedule(run, self.clock.read().timeline_ms)
+
+    def release_held(self, endpoint: Endpoint) -> None:
+        """New credentials: send again the windows a 401 held back for ``endpoint``."""
+        now = self.clock.read().timeline_ms
+        for run in self._runs.values():
+            if run.held and run.pending and run.pending[0].endpoint is endpoint:
+                run.held = False
+                if run.settled.is_set():
+                    run.settled = anyio.Event()
+                self._schedule(run, now)
+
+    def undelivered(self, run_ids: Iterable[str]) -> list[Delivery]:
+        """The windows of these runs that the backend does not have yet."""
+        return [d for r in run_ids if (run := self._runs.get(r)) for d in run.pending]
+
+    async def settle(self, run_ids: Iterable[str]) -> None:
+        """Wait until every window of these runs is delivered, failed for good, or held."""
+        for run_id in list(run_ids):
+            while (run := self._runs.get(run_id)) is not None and not run.is_settled:
+                await run.settled.wait()
+
+    def discard(self, run_ids: Iterable[str]) -> list[Delivery]:
+        """Give up on these runs' windows (the client is closing); return what is dropped."""
+        dropped: list[Delivery] = []
+        for run_id in run_ids:
+            run = self._runs.pop(run_id, None)
+            if run is not None:
+                dropped.extend(run.pending)
+                run.pending.clear()
+                run.settled.set()
+        return dropped
+
+    # -- scheduling -----------------------------------------------------------------
+
+    def _schedule(self, run: _Run, not_before_ms: int) -> None:
+        if run.busy or run.scheduled or run.held or not run.pending:
+            return
+        run.scheduled = True
+        heapq.heappush(self._ready, (not_before_ms, next(self._order), run))
+        self._start_tasks()
+        for scope in self._waiters:
+            scope.cancel()
+
+    def _start_tasks(self) -> None:
+        wanted = min(self._max_tasks, len(self._ready))
+        # A task group being cancelled would cancel a new task at once, which would start
+        # another: only live task groups take new sender tasks.
+        live = [tg for tg in self._task_groups if not tg.cancel_scope.cancel_called]
+        while self._tasks < wanted and live:
+            self._tasks += 1
+            live[-1].start_soon(self._work, name="timeback heartbeat sender")
+
+    def _settle_if_done(self, run: _Run) -> None:
+        if run.is_settled:
+            run.settled.set()
+            if not run.pending:
+                self._runs.pop(run.run_id, None)
+
+    async def _work(self) -> None:
+        try:
+            while self._ready:
+                not_before, _, run = self._ready[0]
+                if not_before > self.clock.read().timeline_ms:
+                    if self._waiters:
+                        return  # one task waiting for the next due run is enough
+                    await self._wait_until(not_before)
+                    continue
+                heapq.heappop(self._ready)
+                run.scheduled = False
+                if run.held or not run.pending or run.run_id not in self._runs:
+                    continue
+                await self._send_head(run)
+        finally:
+            self._tasks -= 1
+            self._start_tasks()
+
+    async def _wait_until(self, timeline_ms: int) -> None:
+        with anyio.CancelScope() as scope:
+            self._waiters.add(scope)
+            try:
+                await self.clock.sleep_until(timeline_ms)
+            finally:
+                self._waiters.discard(scope)
+
+    async def _send_head(self, run: _Run) -> None:
+        delivery = run.pending[0]
+        run.busy = True
+        delivery.attempts += 1
+        try:
+            outcome = await self._post(delivery)
+        except BaseException:
+            # Interrupted (our task group is closing): unanswered, so it goes again.
+            run.busy = False
+            self._schedule(run, self.clock.read().timeline_ms)
+            raise
+        run.busy = False
+        self._apply(run, delivery, outcome)
+
+    async def _post(self, delivery: Delivery) -> Outcome:
+        endpoint = delivery.endpoint
+        request = self.http.build_request(
+            "POST",
+            endpoint.url,
+            content=delivery.body,
+            headers=_merge(endpoint.headers),
+            cookies=endpoint.cookies or None,
+        )
+        try:
+            auth = httpx.USE_CLIENT_DEFAULT if endpoint.auth is None else endpoint.auth
+            response = await self.http.send(request, auth=auth, stream=True)
+            try:
+                body = await _read_at_most(response, MAX_ERROR_BODY + 1)
+            finally:
+                await response.aclose()
+        except httpx.TransportError as exc:
+            error = NetworkError(f"no answer from the backend: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            return Retry(error)
+        return classify(response.status_code, response.headers, body)
+
+    def _apply(self, run: _Run, delivery: Delivery, outcome: Outcome) -> None:
+        if self._runs.get(run.run_id) is not run:
+            return  # discarded while the request was in flight
+        window = delivery.window
+        now = self.clock.read().timeline_ms
+        match outcome:
+            case Delivered(duplicate=duplicate):
+                run.pending.popleft()
+                delivery.listener.delivered(window, duplicate=duplicate)
+                self._schedule(run, now)
+            case Retry(error=error, after=after, max_attempts=limit):
+                error.window = window
+                if limit is not None and delivery.attempts >= limit:
+                    run.pending.popleft()
+                    delivery.listener.failed(
+                        window, error, attempts=delivery.attempts, will_retry=False
+                    )
+                    self._schedule(run, now)
+                else:
+                    wait = self._backoff.delay(delivery.attempts, self._rng)
+                    if after is not None:
+                        wait = max(wait, min(after, MAX_RETRY_AFTER))
+                    delivery.listener.failed(
+                        window, error, attempts=delivery.attempts, will_retry=True
+                    )
+                    self._schedule(run, now + round(wait * 1000))
+            case Rejected(error=error):
+                error.window = window
+                run.pending.popleft()
+                delivery.listener.failed(
+                    window, error, attempts=delivery.attempts, will_retry=False
+                )
+                self._schedule(run, now)
+            case Held(error=error):
+                error.window = window
+                run.held = True
+                delivery.listener.failed(window, error, attempts=delivery.attempts, will_retry=True)
+        self._settle_if_done(run)
+
+
+def _merge(headers: httpx.Headers) -> httpx.Headers:
+    merged = httpx.Headers(headers)
+    merged["content-type"] = "application/json"
+    return merged
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """Read a response body, stopping past ``limit`` bytes (a hostile server can't flood us)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)

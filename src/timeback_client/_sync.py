@@ -1,0 +1,279 @@
+"""`Timeback`: the blocking face of `AsyncTimeback`, for GUI threads, notebooks and scripts.
+
+The async client runs in an event loop of its own, in a background thread, through
+anyio's blocking portal. Every method here forwards to it, so there is one
+implementation. `start`, `pause`, `resume` and `touch` only change state in that loop and
+return at once; only `end()` and `close()` wait, and never longer than ``flush_timeout``
+(``end(wait=False)`` does not wait at all).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+import anyio.from_thread
+import httpx
+
+from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
+from ._client import DEFAULT_TIMEOUT, AsyncTimeback
+from ._clock import Clock
+from ._errors import LifecycleError
+from ._models import Course, TimeOptions
+from ._sender import DEFAULT_SENDER_TASKS
+
+__all__ = ["Activity", "SyncActivityNamespace", "Timeback"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _Loop:
+    """The background event loop and a way to run code in it from any thread."""
+
+    def __init__(self, backend: str) -> None:
+        self._portal_cm = anyio.from_thread.start_blocking_portal(backend)
+        self.portal = self._portal_cm.__enter__()
+        self.thread_id = self.portal.call(threading.get_ident)
+
+    def call(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a plain function in the loop and return its result (or raise its error)."""
+        if threading.get_ident() == self.thread_id:
+            return func(*args, **kwargs)  # already in the loop (e.g. from a callback)
+        return self.portal.call(lambda: func(*args, **kwargs))
+
+    def wait(self, func: Callable[[], Any]) -> Any:
+        """Run a coroutine function in the loop and wait for it."""
+        if threading.get_ident() == self.thread_id:
+            raise LifecycleError(
+                "this call waits for the network and cannot run inside an SDK callback; "
+                "use end(wait=False) there"
+            )
+        return self.portal.call(func)
+
+    def stop(self) -> None:
+        self._portal_cm.__exit__(None, None, None)
+
+
+class Activity:
+    """A running activity (blocking API). Thread-safe: call it from any thread.
+
+    Attributes:
+        id, name, course, run_id, started_at, options: as given to ``start()``
+            (``run_id`` always a lowercase UUID string).
+    """
+
+    def __init__(self, loop: _Loop, activity: AsyncActivity) -> None:
+        self._loop = loop
+        self._activity = activity
+        self.id: str = activity.id
+        self.name: str = activity.name
+        self.course: Course = activity.course
+        self.run_id: str = activity.run_id
+        self.started_at: datetime = activity.started_at
+        self.options: TimeOptions = activity.options
+
+    @property
+    def is_paused(self) -> bool:
+        """Whether time currently counts as paused (by `pause()` or for idleness)."""
+        return self._loop.call(lambda: self._activity.is_paused)
+
+    @property
+    def is_idle(self) -> bool:
+        """Whether the activity paused itself for lack of `touch()`."""
+        return self._loop.call(lambda: self._activity.is_idle)
+
+    @property
+    def is_ended(self) -> bool:
+        """Whether `end()` was called."""
+        return self._loop.call(lambda: self._activity.is_ended)
+
+    @property
+    def elapsed_ms(self) -> int:
+        """Active milliseconds in this session so far."""
+        return self._loop.call(lambda: self._activity.elapsed_ms)
+
+    def pause(self) -> None:
+        """Stop counting active time; returns at once."""
+        self._loop.call(self._activity.pause)
+
+    def resume(self) -> None:
+        """Count active time again; returns at once."""
+        self._loop.call(self._activity.resume)
+
+    def touch(self) -> None:
+        """Record user input (resets the idle timer); returns at once."""
+        self._loop.call(self._activity.touch)
+
+    def end(self, *, wait: bool = True) -> None:
+        """Send the last window; never records completion. Idempotent.
+
+        Args:
+            wait: wait (at most ``flush_timeout``) for delivery. A GUI thread passes
+                False: delivery goes on in the background, and `Timeback.close()` waits.
+        """
+        if wait:
+            self._loop.wait(self._activity.end)
+        else:
+            self._loop.call(self._activity._end_soon)
+
+    def __enter__(self) -> Activity:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end()
+
+    def __repr__(self) -> str:
+        return self._loop.call(repr, self._activity)
+
+
+class SyncActivityNamespace:
+    """``timeback.activity``: start an activity, or find the running one."""
+
+    def __init__(self, loop: _Loop, client: AsyncTimeback) -> None:
+        self._loop = loop
+        self._client = client
+        self._wrapped: Activity | None = None
+
+    @property
+    def current(self) -> Activity | None:
+        """The running activity, or None."""
+        current = self._loop.call(lambda: self._client.activity.current)
+        if current is None:
+            return None
+        if self._wrapped is None or self._wrapped._activity is not current:
+            self._wrapped = Activity(self._loop, current)
+        return self._wrapped
+
+    def start(
+        self,
+        *,
+        id: str,  # noqa: A002 - the contract's name for the activity slug
+        name: str,
+        course: Course | Mapping[str, Any],
+        run_id: str | None = None,
+        time: bool | TimeOptions = True,
+        on_error: ErrorCallback | None = None,
+        on_flush: FlushCallback | None = None,
+        on_pause: StateCallback | None = None,
+        on_resume: StateCallback | None = None,
+    ) -> Activity:
+        """Start tracking an activity; see `AsyncTimeback.activity.start` for the arguments.
+
+        Callbacks run on the SDK's background thread: a GUI hands them to its own thread
+        (Tk: ``root.after(0, ...)``; Qt: a queued signal).
+        """
+        started = self._loop.call(
+            lambda: self._client.activity.start(
+                id=id,
+                name=name,
+                course=course,
+                run_id=run_id,
+                time=time,
+                on_error=on_error,
+                on_flush=on_flush,
+                on_pause=on_pause,
+                on_resume=on_resume,
+            )
+        )
+        self._wrapped = Activity(self._loop, started)
+        return self._wrapped
+
+
+class Timeback:
+    """The blocking client, for desktop apps, notebooks and scripts.
+
+    Takes the same arguments as `AsyncTimeback`, plus ``backend`` (``"asyncio"`` or
+    ``"trio"``) for its background event loop. Use it as ``with Timeback(...) as timeback:``
+    or call `close()`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        cookies: dict[str, str] | httpx.Cookies | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        clock: Clock | None = None,
+        sender_tasks: int = DEFAULT_SENDER_TASKS,
+        backend: str = "asyncio",
+    ) -> None:
+        # Validate before starting a thread, so bad arguments leave nothing behind.
+        client = AsyncTimeback(
+            base_url,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+            transport=transport,
+            http_client=http_client,
+            timeout=timeout,
+            clock=clock,
+            sender_tasks=sender_tasks,
+        )
+        self.base_url = client.base_url
+        self._client = client
+        self._loop = _Loop(backend)
+        self._client_cm: AbstractContextManager[AsyncTimeback] = (
+            self._loop.portal.wrap_async_context_manager(client)
+        )
+        try:
+            self._client_cm.__enter__()
+        except BaseException:
+            self._loop.stop()
+            raise
+        self._lock = threading.Lock()
+        self._closed = False
+        self.activity = SyncActivityNamespace(self._loop, client)
+
+    @property
+    def portal(self) -> anyio.from_thread.BlockingPortal:
+        """The portal into the client's event loop (to drive a `VirtualClock` in tests)."""
+        return self._loop.portal
+
+    def update_credentials(
+        self,
+        *,
+        headers: Mapping[str, str] | None = None,
+        cookies: dict[str, str] | httpx.Cookies | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+    ) -> None:
+        """Replace the credentials; windows held back by a 401 are sent again."""
+        self._loop.call(
+            lambda: self._client.update_credentials(headers=headers, cookies=cookies, auth=auth)
+        )
+
+    def close(self) -> None:
+        """End the running activity, wait (at most ``flush_timeout``) for delivery, and stop
+        the background loop. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._client_cm.__exit__(None, None, None)
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> Timeback:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
