@@ -1,0 +1,45 @@
+"""A local emulator of a Timeback app backend, faithful to ``timeback-sdk`` 0.4.0.
+
+Needs the ``emulator`` extra (starlette, uvicorn). Typical use::
+
+    from timeback_client.emulator import Emulator
+
+    emulator = Emulator(students={"token": "ada@example.edu"})
+    transport = emulator.transport()             # in process, no socket
+    with emulator.serve_in_thread() as base_url:  # or on a loopback socket
+        ...
+    emulator.run(run_id).active_ms, emulator.problems()
+
+Pieces: ``Emulator`` (the facade), ``Course`` (configured courses), ``Fault`` and
+``Faults`` (fault injection), ``Run``, ``Window``, ``SentEvent`` and ``Problem``
+(inspection values), ``RecordRejected`` (refused ``record()`` input), ``serve`` /
+``add_cli_arguments`` / ``run_from_args`` (the ``timeback-client emulator`` command).
+"""
+
+from ._app import SESSION_COOKIE
+from ._catalog import Course
+from ._emulator import DEFAULT_MOUNT, Emulator
+from ._faults import Fault, Faults
+from ._problems import RULES, Problem
+from ._runs import Run, Window
+from ._serve import add_cli_arguments, run_from_args, serve
+from ._store import SentEvent
+from ._validation import RecordRejected
+
+__all__ = [
+    "DEFAULT_MOUNT",
+    "RULES",
+    "SESSION_COOKIE",
+    "Course",
+    "Emulator",
+    "Fault",
+    "Faults",
+    "Problem",
+    "RecordRejected",
+    "Run",
+    "SentEvent",
+    "Window",
+    "add_cli_arguments",
+    "run_from_args",
+    "serve",
+]

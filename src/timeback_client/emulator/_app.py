@@ -1,0 +1,158 @@
+"""The emulator's ASGI app (starlette): the vendor's heartbeat route plus ``/_emulator``.
+
+Error bodies, status codes and even the framework's own 404/405 answers are shaped as the
+vendor's FastAPI mount produces them, so a client cannot tell the two apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from ._backend import MALFORMED_JSON, UNAUTHORIZED, Answer, Backend
+from ._faults import Fault, FaultMiddleware, Faults
+from ._validation import RecordRejected, Rejection
+
+if TYPE_CHECKING:
+    from ._emulator import Emulator
+
+#: Name of the session cookie the emulator accepts as an alternative to a bearer token.
+SESSION_COOKIE = "timeback_session"
+
+IdentifyFn = Callable[[str], str | None]
+
+
+def student_token(request: Request) -> list[str]:
+    """Candidate tokens of a request: the bearer token, then the session cookie."""
+    tokens = []
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        tokens.append(credentials.strip())
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        tokens.append(cookie)
+    return tokens
+
+
+def _respond(answer: Answer) -> Response:
+    if answer.body is None:
+        return Response(status_code=answer.status)
+    return JSONResponse(answer.body, status_code=answer.status)
+
+
+def _reject(rejection: Rejection) -> Response:
+    return JSONResponse(rejection.to_json(), status_code=rejection.status)
+
+
+def _bad_request(message: str) -> Response:
+    return _reject(Rejection(status=400, code="INVALID_PAYLOAD", message=message))
+
+
+async def _json_body(request: Request) -> tuple[Any, Response | None]:
+    try:
+        return await request.json(), None
+    # The vendor answers *any* failure to decode the body (bad JSON, bad UTF-8, numbers
+    # past Python's digit limit) with this one 400, so it catches everything here too.
+    except Exception:
+        return None, _reject(MALFORMED_JSON)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    # FastAPI's default handler: `{"detail": ...}` JSON, headers kept (e.g. `Allow`).
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304) or exc.status_code < 200:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def build_app(
+    *, emulator: Emulator, backend: Backend, faults: Faults, identify: IdentifyFn, mount: str
+) -> ASGIApp:
+    """The whole app: routes, FastAPI-shaped HTTP errors, fault injection in front.
+
+    Args:
+        emulator: Inspection source for ``/_emulator`` routes.
+        backend: Heartbeat and record handling.
+        faults: The fault queue applied to heartbeats.
+        identify: Maps a token to a student email, None when unknown.
+        mount: Path prefix of the vendor routes, e.g. ``/api/timeback``.
+    """
+
+    async def heartbeat(request: Request) -> Response:
+        # Who is asking comes first: the vendor answers 401 before reading the body.
+        email = next(filter(None, map(identify, student_token(request))), None)
+        if email is None:
+            return _reject(UNAUTHORIZED)
+        body, error = await _json_body(request)
+        if error is not None:
+            return error
+        return _respond(backend.heartbeat(email, body))
+
+    async def record(request: Request) -> Response:
+        body, error = await _json_body(request)
+        if error is not None:
+            return error
+        if not isinstance(body, dict):
+            return _bad_request("record() input must be a JSON object")
+        try:
+            events = emulator.record(body)
+        except RecordRejected as exc:
+            return _reject(exc.rejection)
+        return JSONResponse({"events": [event.to_json() for event in events]})
+
+    async def runs(_request: Request) -> Response:
+        return JSONResponse({"runs": [run.to_json() for run in emulator.runs()]})
+
+    async def run(request: Request) -> Response:
+        return JSONResponse(emulator.run(request.path_params["run_id"]).to_json())
+
+    async def events(_request: Request) -> Response:
+        return JSONResponse({"events": [event.to_json() for event in emulator.events()]})
+
+    async def problems(_request: Request) -> Response:
+        found = emulator.problems()
+        return JSONResponse({"problems": [problem.to_json() for problem in found]})
+
+    async def fault_queue(request: Request) -> Response:
+        if request.method == "DELETE":
+            faults.clear()
+            return Response(status_code=204)
+        if request.method == "POST":
+            body, error = await _json_body(request)
+            if error is not None:
+                return error
+            if not isinstance(body, dict):
+                return _bad_request("a fault must be a JSON object")
+            try:
+                fault = faults.add(Fault.from_json(body))
+            except (TypeError, ValueError) as exc:
+                return _bad_request(str(exc))
+            return JSONResponse({"fault": fault.to_json()}, status_code=201)
+        return JSONResponse({"faults": [fault.to_json() for fault in faults.pending()]})
+
+    async def reset(_request: Request) -> Response:
+        emulator.reset()
+        return Response(status_code=204)
+
+    heartbeat_path = f"{mount}/activity/heartbeat"
+    app = Starlette(
+        routes=[
+            Route(heartbeat_path, heartbeat, methods=["POST"]),
+            Route("/_emulator/record", record, methods=["POST"]),
+            Route("/_emulator/runs", runs, methods=["GET"]),
+            Route("/_emulator/runs/{run_id:path}", run, methods=["GET"]),
+            Route("/_emulator/events", events, methods=["GET"]),
+            Route("/_emulator/problems", problems, methods=["GET"]),
+            Route("/_emulator/faults", fault_queue, methods=["GET", "POST", "DELETE"]),
+            Route("/_emulator/reset", reset, methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: _http_exception},
+    )
+    return FaultMiddleware(app, faults=faults, heartbeat_path=heartbeat_path)

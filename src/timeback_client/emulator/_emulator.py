@@ -1,0 +1,232 @@
+"""The ``Emulator`` facade: configuration, the app, inspection, serving."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+import httpx
+from starlette.types import ASGIApp
+
+from ._app import build_app
+from ._backend import Backend
+from ._catalog import Catalog, Course, Environment
+from ._faults import Faults
+from ._problems import Problem, find_problems
+from ._runs import Run, build_run
+from ._serve import DEFAULT_HOST, serve_in_thread
+from ._store import SentEvent, Store
+from ._transport import EmulatorTransport
+
+DEFAULT_MOUNT = "/api/timeback"
+DEFAULT_APP_NAME = "Timeback Emulator"
+DEFAULT_SENSOR = "https://sensor.timeback-emulator.invalid"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _normalize_mount(mount: str) -> str:
+    stripped = mount.rstrip("/")
+    if stripped and not stripped.startswith("/"):
+        raise ValueError(f"mount must start with '/', not {mount!r}")
+    return stripped
+
+
+class Emulator:
+    """An app backend running the vendor's server SDK, emulated and inspectable.
+
+    It serves ``POST {mount}/activity/heartbeat`` exactly as ``timeback-sdk`` 0.4.0
+    does (validation, status codes, error bodies, Caliper ``TimeSpentEvent``), with a
+    durable dedupe, plus ``/_emulator/...`` routes for ``record()``, inspection and fault
+    injection.
+
+    Students are identified by ``Authorization: Bearer <token>`` or the
+    ``timeback_session=<token>`` cookie. The roster resolves every email, to the
+    OneRoster sourcedId ``uuid5(NAMESPACE_URL, "mailto:" + email)``.
+
+    Args:
+        students: Token -> student email.
+        mount: Path the vendor routes are mounted at.
+        db: SQLite file that keeps events and dedupe keys across restarts; None keeps
+            everything in memory.
+        courses: The configured courses (``timeback.config.json``); None accepts every
+            well-formed course selector as a synced course.
+        app_name: App name in the Caliper activity context.
+        sensor: Default Caliper sensor URL.
+        env: Which synced course ids and OneRoster host events use.
+        clock: Current time (aware), for stamps and ``record()``'s default end time.
+
+    Example:
+        >>> emulator = Emulator(students={"tok": "ada@example.edu"})
+        >>> client = httpx.AsyncClient(transport=emulator.transport(),
+        ...                            base_url="http://emulator" + emulator.mount)
+    """
+
+    def __init__(
+        self,
+        students: Mapping[str, str] | None = None,
+        *,
+        mount: str = DEFAULT_MOUNT,
+        db: str | os.PathLike[str] | None = None,
+        courses: Sequence[Course] | None = None,
+        app_name: str = DEFAULT_APP_NAME,
+        sensor: str = DEFAULT_SENSOR,
+        env: Environment = "staging",
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._mount = _normalize_mount(mount)
+        # Replaced, never mutated, so request handlers on the server thread always see a
+        # consistent map without a lock.
+        self._students: Mapping[str, str] = MappingProxyType(dict(students or {}))
+        self._store = Store(db)
+        self._backend = Backend(
+            store=self._store,
+            catalog=Catalog(courses, sensor=sensor),
+            app_name=app_name,
+            env=env,
+            clock=clock,
+        )
+        self._faults = Faults()
+        self._app = build_app(
+            emulator=self,
+            backend=self._backend,
+            faults=self._faults,
+            identify=self._students_get,
+            mount=self._mount,
+        )
+
+    def _students_get(self, token: str) -> str | None:
+        return self._students.get(token)
+
+    # ── configuration ──────────────────────────────────────────────────────────────────
+
+    @property
+    def app(self) -> ASGIApp:
+        """The ASGI app."""
+        return self._app
+
+    @property
+    def mount(self) -> str:
+        """The mount path of the vendor routes, e.g. ``/api/timeback``."""
+        return self._mount
+
+    @property
+    def faults(self) -> Faults:
+        """The fault queue for the next heartbeats."""
+        return self._faults
+
+    @property
+    def students(self) -> Mapping[str, str]:
+        """Token -> email of the known students (read-only)."""
+        return self._students
+
+    def add_student(self, token: str, email: str) -> None:
+        """Make one more token known (for example after a re-login)."""
+        self._students = MappingProxyType({**self._students, token: email})
+
+    def remove_student(self, token: str) -> None:
+        """Forget a token: its requests get 401 from now on (an expired session)."""
+        self._students = MappingProxyType(
+            {known: email for known, email in self._students.items() if known != token}
+        )
+
+    # ── connecting ─────────────────────────────────────────────────────────────────────
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An httpx transport into the app with no socket, faults included.
+
+        Use with ``httpx.AsyncClient(transport=..., base_url="http://emulator/api/timeback")``
+        (any host will do). An injected drop raises ``httpx.RemoteProtocolError`` and the
+        client's read timeout applies, as over a network.
+        """
+        return EmulatorTransport(self._app)
+
+    def serve_in_thread(
+        self, port: int = 0, *, host: str = DEFAULT_HOST
+    ) -> AbstractContextManager[str]:
+        """Serve on a real loopback socket, with uvicorn in a background thread.
+
+        Example:
+            >>> with emulator.serve_in_thread() as base_url:
+            ...     httpx.post(base_url + "/activity/heartbeat", ...)
+
+        Args:
+            port: Port to bind; 0 picks a free one.
+            host: Address to bind.
+
+        Returns:
+            A context manager yielding the base URL, e.g.
+            ``http://127.0.0.1:54321/api/timeback``; the server stops on exit.
+        """
+        return serve_in_thread(self._app, mount=self._mount, host=host, port=port)
+
+    # ── the server side ────────────────────────────────────────────────────────────────
+
+    def record(self, input_data: Mapping[str, Any]) -> tuple[SentEvent, ...]:
+        """The vendor's ``timeback.activity.record()``, as the app's server calls it.
+
+        Args:
+            input_data: snake_case input: ``user`` (``email``, optional ``timeback_id``),
+                ``activity`` (``id``, ``name``, ``course``), ``metrics`` (``xp_earned``
+                required; ``total_questions``, ``correct_questions``, ``mastered_units``,
+                ``pct_complete``), optional ``time`` (``started_at``, ``ended_at``,
+                ``active_ms``, ``inactive_ms``) and optional ``run_id``.
+
+        Returns:
+            The stored ActivityCompletedEvent, and the TimeSpentEvent when ``time`` was
+            given (the vendor sends one then, whether or not heartbeats already did).
+
+        Raises:
+            RecordRejected: For input the vendor refuses (same field and message).
+        """
+        return self._backend.record(input_data)
+
+    # ── inspection ─────────────────────────────────────────────────────────────────────
+
+    def run(self, run_id: str) -> Run:
+        """What was recorded for one run; an empty run for a runId never seen."""
+        return build_run(run_id, self._store.events(run_id))
+
+    def runs(self) -> tuple[Run, ...]:
+        """Every run, in order of first appearance."""
+        events = self._store.events()
+        return tuple(
+            build_run(run_id, [event for event in events if event.run_id == run_id])
+            for run_id in dict.fromkeys(e.run_id for e in events if e.run_id is not None)
+        )
+
+    def events(self) -> tuple[SentEvent, ...]:
+        """Every Caliper event sent, in arrival order."""
+        return self._store.events()
+
+    def problems(self) -> tuple[Problem, ...]:
+        """Integration mistakes seen so far, run by run (see ``RULES``)."""
+        return tuple(
+            problem for run in self.runs() for problem in find_problems(run.run_id, run.events)
+        )
+
+    def reset(self) -> None:
+        """Forget every event, dedupe key and pending fault."""
+        self._store.clear()
+        self._faults.clear()
+
+    def close(self) -> None:
+        """Close the database."""
+        self._store.close()
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

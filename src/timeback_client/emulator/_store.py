@@ -1,0 +1,227 @@
+"""Storage of what the emulated backend sent to Caliper: SQLite, in memory or in a file.
+
+One code path for both: ``sqlite3`` on ``":memory:"`` by default, on a file when asked, so
+a restart with the same file keeps every event and every dedupe key. One connection is
+shared by the event loop serving requests and by the threads inspecting it, so every
+access goes through one lock (``check_same_thread=False`` only lifts sqlite3's own guard).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from typing import Any, Literal
+
+import attrs
+
+EventKind = Literal["heartbeat", "time", "completion"]
+
+_SCHEMA_VERSION = 1
+# Milliseconds are kept as decimal text: the vendor accepts any JSON integer (2**64 ms is a
+# valid, if absurd, window) and SQLite integers stop at 2**63 - 1.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    dedupe_key TEXT UNIQUE,
+    run_id TEXT,
+    student TEXT NOT NULL,
+    activity_id TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    started_at TEXT,
+    ended_at TEXT,
+    active_ms TEXT,
+    inactive_ms TEXT,
+    received_at TEXT NOT NULL,
+    caliper TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, seq);
+"""
+_SELECT_ALL = """
+SELECT seq, kind, run_id, student, activity_id, object_id, started_at, ended_at,
+       active_ms, inactive_ms, received_at, caliper
+FROM events ORDER BY seq
+"""
+_SELECT_RUN = """
+SELECT seq, kind, run_id, student, activity_id, object_id, started_at, ended_at,
+       active_ms, inactive_ms, received_at, caliper
+FROM events WHERE run_id = ? ORDER BY seq
+"""
+
+
+@attrs.frozen(kw_only=True)
+class SentEvent:
+    """One Caliper event the emulated backend sent, with what it was made from.
+
+    Attributes:
+        seq: Arrival order, 1-based, stable across restarts with a database file.
+        kind: ``"heartbeat"`` (a TimeSpentEvent from a heartbeat window), ``"time"``
+            (the TimeSpentEvent of ``record()`` with ``time``) or ``"completion"`` (the
+            ActivityCompletedEvent of ``record()``).
+        run_id: The run (Caliper ``session`` without ``urn:uuid:``); None for a
+            ``record()`` without ``run_id``.
+        student: The student's email.
+        activity_id: The activity slug (``id`` of the heartbeat, ``activity.id``).
+        object_id: The canonical activity URL (Caliper ``object.id``).
+        started_at: ``startedAt`` of a heartbeat window, ``time.started_at`` of a
+            record, exactly as sent.
+        ended_at: ``endedAt`` of a heartbeat window, or the event time of a record.
+        active_ms: Active milliseconds of a time-spent event.
+        inactive_ms: Inactive (paused) milliseconds of a time-spent event.
+        received_at: When the emulator stored it (ISO 8601, UTC).
+        caliper: The Caliper event as sent (a fresh copy on every read).
+    """
+
+    seq: int
+    kind: EventKind
+    run_id: str | None
+    student: str
+    activity_id: str
+    object_id: str
+    started_at: str | None
+    ended_at: str | None
+    active_ms: int | None
+    inactive_ms: int | None
+    received_at: str
+    caliper: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The camelCase JSON form served by ``GET /_emulator/events``."""
+        return {
+            "seq": self.seq,
+            "kind": self.kind,
+            "runId": self.run_id,
+            "student": self.student,
+            "activityId": self.activity_id,
+            "objectId": self.object_id,
+            "startedAt": self.started_at,
+            "endedAt": self.ended_at,
+            "activeMs": self.active_ms,
+            "inactiveMs": self.inactive_ms,
+            "receivedAt": self.received_at,
+            "caliper": self.caliper,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class NewEvent:
+    """An event about to be stored: a ``SentEvent`` without its ``seq``."""
+
+    kind: EventKind
+    run_id: str | None
+    student: str
+    activity_id: str
+    object_id: str
+    started_at: str | None
+    ended_at: str | None
+    active_ms: int | None
+    inactive_ms: int | None
+    received_at: str
+    caliper: dict[str, Any]
+
+
+class Store:
+    """Thread-safe event storage.
+
+    Args:
+        path: SQLite database file, created if missing; None keeps everything in memory.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self._lock = threading.Lock()
+        target = ":memory:" if path is None else os.fspath(path)
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            if path is not None:
+                # WAL keeps a crash from losing committed events without an fsync per read.
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version not in (0, _SCHEMA_VERSION):
+                raise ValueError(f"{target}: unknown emulator database version {version}")
+            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    def has_key(self, dedupe_key: str) -> bool:
+        """Whether a heartbeat window with this dedupe key was already accepted."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM events WHERE dedupe_key = ?", (dedupe_key,)
+            ).fetchone()
+        return row is not None
+
+    def add(self, event: NewEvent, *, dedupe_key: str | None = None) -> SentEvent | None:
+        """Store an event; with a dedupe key, only if that key is new (atomically).
+
+        Returns:
+            The stored event, or None when the dedupe key was already taken.
+        """
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO events (kind, dedupe_key, run_id, student, activity_id,"
+                " object_id, started_at, ended_at, active_ms, inactive_ms, received_at, caliper)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.kind,
+                    dedupe_key,
+                    event.run_id,
+                    event.student,
+                    event.activity_id,
+                    event.object_id,
+                    event.started_at,
+                    event.ended_at,
+                    _ms_text(event.active_ms),
+                    _ms_text(event.inactive_ms),
+                    event.received_at,
+                    json.dumps(event.caliper),
+                ),
+            )
+            if cursor.rowcount == 0:
+                return None
+            seq = cursor.lastrowid
+        assert seq is not None  # an INSERT that inserted always has a rowid
+        return SentEvent(seq=seq, **attrs.asdict(event, recurse=False))
+
+    def events(self, run_id: str | None = None) -> tuple[SentEvent, ...]:
+        """All events in arrival order, or those of one run."""
+        with self._lock:
+            if run_id is None:
+                rows = self._db.execute(_SELECT_ALL).fetchall()
+            else:
+                rows = self._db.execute(_SELECT_RUN, (run_id,)).fetchall()
+        return tuple(_event_from_row(row) for row in rows)
+
+    def clear(self) -> None:
+        """Forget every event and dedupe key."""
+        with self._lock:
+            self._db.execute("DELETE FROM events")
+
+    def close(self) -> None:
+        """Close the database; the store is unusable afterwards."""
+        with self._lock:
+            self._db.close()
+
+
+def _event_from_row(row: tuple[Any, ...]) -> SentEvent:
+    (seq, kind, run_id, student, activity_id, object_id, started_at, ended_at) = row[:8]
+    active_ms, inactive_ms, received_at, caliper = row[8:]
+    return SentEvent(
+        seq=seq,
+        kind=kind,
+        run_id=run_id,
+        student=student,
+        activity_id=activity_id,
+        object_id=object_id,
+        started_at=started_at,
+        ended_at=ended_at,
+        active_ms=None if active_ms is None else int(active_ms),
+        inactive_ms=None if inactive_ms is None else int(inactive_ms),
+        received_at=received_at,
+        caliper=json.loads(caliper),
+    )
+
+
+def _ms_text(ms: int | None) -> str | None:
+    return None if ms is None else str(ms)

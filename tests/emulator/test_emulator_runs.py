@@ -1,0 +1,170 @@
+"""Inspection: runs, windows, sessions, events, over Python and HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import attrs
+import httpx
+import pytest
+from emulator_bodies import ADA, completion, new_run, window
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from timeback_client.emulator import Emulator, Run
+
+pytestmark = pytest.mark.anyio
+
+HEARTBEAT = "/activity/heartbeat"
+
+
+async def send(client: httpx.AsyncClient, *bodies: dict[str, object]) -> None:
+    for body in bodies:
+        response = await client.post(HEARTBEAT, json=body)
+        assert response.status_code == 204, response.text
+
+
+async def test_a_resumed_run_has_two_sessions_and_exact_totals(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    run_id = new_run()
+    await send(
+        client,
+        # Sent out of order on purpose: windows come back ordered by start.
+        window(run_id, "10:00:15.000", "10:00:30.000", 10000, 5000),
+        window(run_id, "10:00:00.000", "10:00:15.000", 15000, 0),
+        # The student left and came back an hour later: a second session.
+        window(run_id, "11:00:00.000", "11:00:15.000", 15000, 0),
+    )
+    run = emulator.run(run_id)
+    assert (run.active_ms, run.inactive_ms) == (40000, 5000)
+    assert [w.started_at for w in run.windows] == [
+        "2026-11-25T10:00:00.000Z",
+        "2026-11-25T10:00:15.000Z",
+        "2026-11-25T11:00:00.000Z",
+    ]
+    assert run.sessions == 2
+    assert run.students == (ADA,)
+    assert run.activities == ("lesson-1",)
+    assert not run.completed
+    assert len(run.events) == 3
+
+
+async def test_completion_shows_on_the_run(client: httpx.AsyncClient, emulator: Emulator) -> None:
+    run_id = new_run()
+    await send(client, window(run_id))
+    emulator.record(completion(run_id))
+    run = emulator.run(run_id)
+    assert run.completed
+    assert [event.kind for event in run.events] == ["heartbeat", "completion"]
+
+
+def test_an_unknown_run_is_empty(emulator: Emulator) -> None:
+    run = emulator.run("never-seen")
+    assert run == Run(
+        run_id="never-seen",
+        students=(),
+        activities=(),
+        active_ms=0,
+        inactive_ms=0,
+        windows=(),
+        sessions=0,
+        completed=False,
+        events=(),
+    )
+
+
+def test_runs_are_frozen_values(emulator: Emulator) -> None:
+    run = emulator.run("x")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        run.active_ms = 5  # type: ignore[misc]
+
+
+async def test_runs_in_order_of_first_appearance(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    first, second = new_run(), new_run()
+    await send(client, window(first), window(second), window(first, "10:00:15.000", "10:00:30.000"))
+    assert [run.run_id for run in emulator.runs()] == [first, second]
+
+
+async def test_inspection_over_http(client: httpx.AsyncClient, emulator: Emulator) -> None:
+    run_id = new_run()
+    await send(client, window(run_id, elapsed_ms=12000, paused_ms=3000))
+    async with httpx.AsyncClient(transport=emulator.transport(), base_url="http://e") as http:
+        run = (await http.get(f"/_emulator/runs/{run_id}")).json()
+        runs = (await http.get("/_emulator/runs")).json()
+        events = (await http.get("/_emulator/events")).json()
+    assert run["runId"] == run_id
+    assert (run["activeMs"], run["inactiveMs"], run["sessions"]) == (12000, 3000, 1)
+    assert run["windows"][0]["elapsedMs"] == 12000
+    assert run["completed"] is False
+    assert [r["runId"] for r in runs["runs"]] == [run_id]
+    (event,) = events["events"]
+    assert event["caliper"]["session"] == f"urn:uuid:{run_id}"
+
+
+async def test_reset_forgets_everything(client: httpx.AsyncClient, emulator: Emulator) -> None:
+    body = window(new_run())
+    await send(client, body)
+    emulator.faults.add(status=503)
+    async with httpx.AsyncClient(transport=emulator.transport(), base_url="http://e") as http:
+        assert (await http.post("/_emulator/reset")).status_code == 204
+    assert emulator.events() == ()
+    assert emulator.faults.pending() == ()
+    await send(client, body)  # no longer a duplicate
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    spans=st.lists(
+        st.tuples(
+            st.integers(1, 60_000),  # active ms (an empty window is another story)
+            st.integers(0, 60_000),  # paused ms
+            st.booleans(),  # a gap (a new session) before this window
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_totals_and_sessions_of_any_well_formed_run(spans: list[tuple[int, int, bool]]) -> None:
+    """Whatever the windows, the run adds them up exactly and counts its chains."""
+    run_id = new_run()
+    start = datetime(2026, 11, 25, 10, tzinfo=UTC)
+    bodies = []
+    sessions = 0
+    for index, (active, paused, gap) in enumerate(spans):
+        if gap or index == 0:
+            sessions += 1
+            start += timedelta(minutes=30) if index else timedelta()
+        end = start + timedelta(milliseconds=active + paused)
+        bodies.append(
+            window(
+                run_id, startedAt=_iso(start), endedAt=_iso(end), elapsedMs=active, pausedMs=paused
+            )
+        )
+        start = end
+
+    async def send_all(emulator: Emulator) -> None:
+        async with httpx.AsyncClient(
+            transport=emulator.transport(),
+            base_url="http://e/api/timeback",
+            headers={"Authorization": "Bearer t"},
+        ) as client:
+            for body in bodies:
+                assert (await client.post(HEARTBEAT, json=body)).status_code == 204
+
+    with Emulator(students={"t": ADA}) as emulator:
+        anyio.run(send_all, emulator)
+        run = emulator.run(run_id)
+        problems = emulator.problems()
+    assert run.active_ms == sum(active for active, _, _ in spans)
+    assert run.inactive_ms == sum(paused for _, paused, _ in spans)
+    assert len(run.windows) == len(spans)
+    assert run.sessions == sessions
+    assert problems == ()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
