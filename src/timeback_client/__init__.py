@@ -12,6 +12,8 @@ with Timeback("https://app.example/api/timeback", headers={"Authorization": "Bea
 ```
 """
 
+import types as _types
+
 from ._activity import AsyncActivity
 from ._client import AsyncTimeback
 from ._clock import Clock, Reading, SystemClock, VirtualClock
@@ -64,6 +66,6 @@ __all__ = [
 # Public names report the public module, so tracebacks and docs point users there.
 for _name in __all__:
     _obj = globals()[_name]
-    if hasattr(_obj, "__module__") and isinstance(_obj, type):
+    if isinstance(_obj, type | _types.FunctionType):
         _obj.__module__ = __name__
 del _name, _obj

@@ -126,6 +126,10 @@ class AsyncActivity:
     def pause(self) -> None:
         """Stop counting active time; the time so far is sent at once. Idempotent."""
         self._check_running("pause")
+        if self._paused_by == _IDLE:
+            # The app pauses an idle activity: from now on only resume() ends the pause.
+            self._paused_by = _USER
+            return
         self._pause(_USER)
 
     def resume(self) -> None:

@@ -234,6 +234,9 @@ class AsyncTimeback:
             self._report_lost(sender)
         # Outside the shield: the task group's scope was entered before it.
         sender.detach(task_group)
+        if self._http_client is not None and not sender.clients:
+            # The sender holds the pool, so its weak key alone would keep both alive forever.
+            _shared_senders.pop(self._http_client, None)
         task_group.cancel_scope.cancel()
         await stack.aclose()
 

@@ -9,7 +9,7 @@ TimebackError
     │   ├── InvalidPayloadError              400: the window is wrong; never retried
     │   ├── AuthenticationError              401: no student identity; kept until re-auth
     │   ├── UserResolutionError              404 / 409: the student could not be resolved
-    │   ├── BackendConfigurationError        500, 503 MISSING_SYNCED_COURSE_ID: backend misconfigured
+    │   ├── BackendConfigurationError        500, 503 MISSING_SYNCED_COURSE_ID: misconfigured
     │   └── ServerUnavailableError           502, 503, 504, 429: retried
     ├── NetworkError                         no answer (connection failed, timeout): retried
     └── UndeliveredError                     windows still undelivered when a flush deadline passed

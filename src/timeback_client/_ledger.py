@@ -48,6 +48,7 @@ class Ledger:
         self._is_paused = False
         self._paused_since_ms = 0
         self._cut_active_ms = 0
+        self._finished = False
 
     @property
     def is_paused(self) -> bool:
@@ -56,6 +57,8 @@ class Ledger:
 
     def active_ms(self, now: Reading) -> int:
         """Active ms so far: every cut window plus the open one up to ``now``."""
+        if self._finished:
+            return self._cut_active_ms  # time after the end is nobody's
         active, _ = self._split(now)
         return self._cut_active_ms + self._active_ms + active
 
@@ -93,6 +96,7 @@ class Ledger:
         ``abandon_after_ms``: then it is not reported, as on a resume.
         """
         closed = self._observe(now)
+        self._finished = True
         if closed is not None:
             return closed
         if self._is_paused and now.timeline_ms - self._paused_since_ms > self._abandon_after_ms:

@@ -134,12 +134,15 @@ def _positive_seconds(_: object, attribute: attrs.Attribute[Any], value: float |
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or value <= 0
+        # Time is kept in whole ms: a shorter interval would round to 0 and spin.
+        or value < 0.001
     ):
+        # idle_timeout defaults to None, which is no example of a number of seconds.
+        example = 120.0 if attribute.default is None else attribute.default
         raise ValidationError(
             f"time.{attribute.name}",
-            f"{value!r} is not a positive number of seconds",
-            f"Pass a positive finite number of seconds, e.g. {attribute.default!r}.",
+            f"{value!r} is not a positive number of seconds (1 ms at least)",
+            f"Pass a positive finite number of seconds, e.g. {example!r}.",
         )
 
 

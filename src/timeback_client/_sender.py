@@ -283,9 +283,14 @@ class HeartbeatSender:
             response = await self.http.send(request, auth=auth, stream=True)
             try:
                 body = await _read_at_most(response, MAX_ERROR_BODY + 1)
+            except httpx.DecodingError:
+                # A garbled body (a proxy's bad Content-Encoding) is no reason to crash the
+                # client's task group: the status alone still classifies the answer.
+                body = b""
             finally:
                 await response.aclose()
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            # A transport that decodes eagerly (httpx.MockTransport) raises DecodingError here.
             error = NetworkError(f"no answer from the backend: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
             return Retry(error)
@@ -313,10 +318,12 @@ class HeartbeatSender:
                     wait = self._backoff.delay(delivery.attempts, self._rng)
                     if after is not None:
                         wait = max(wait, min(after, MAX_RETRY_AFTER))
+                    # Schedule before telling the listener: a callback that queues a window
+                    # (on_error -> pause()) would otherwise schedule the run for right now.
+                    self._schedule(run, now + round(wait * 1000))
                     delivery.listener.failed(
                         window, error, attempts=delivery.attempts, will_retry=True
                     )
-                    self._schedule(run, now + round(wait * 1000))
             case Rejected(error=error):
                 error.window = window
                 run.pending.popleft()

@@ -39,11 +39,16 @@ class _Loop:
         self._portal_cm = anyio.from_thread.start_blocking_portal(backend)
         self.portal = self._portal_cm.__enter__()
         self.thread_id = self.portal.call(threading.get_ident)
+        self.stopped = False
 
     def call(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a plain function in the loop and return its result (or raise its error)."""
         if threading.get_ident() == self.thread_id:
             return func(*args, **kwargs)  # already in the loop (e.g. from a callback)
+        if self.stopped:
+            # After close() no loop is left to race with: reading an ended activity works,
+            # and changing it raises the activity's own LifecycleError.
+            return func(*args, **kwargs)
         return self.portal.call(lambda: func(*args, **kwargs))
 
     def wait(self, func: Callable[[], Any]) -> Any:
@@ -57,6 +62,7 @@ class _Loop:
 
     def stop(self) -> None:
         self._portal_cm.__exit__(None, None, None)
+        self.stopped = True
 
 
 class Activity:
@@ -116,6 +122,8 @@ class Activity:
             wait: wait (at most ``flush_timeout``) for delivery. A GUI thread passes
                 False: delivery goes on in the background, and `Timeback.close()` waits.
         """
+        if self._loop.call(lambda: self._activity.is_ended):
+            return  # idempotent, also after Timeback.close()
         if wait:
             self._loop.wait(self._activity.end)
         else:
@@ -258,6 +266,12 @@ class Timeback:
     def close(self) -> None:
         """End the running activity, wait (at most ``flush_timeout``) for delivery, and stop
         the background loop. Idempotent."""
+        if threading.get_ident() == self._loop.thread_id:
+            # Checked first: a half-done close would leave the loop thread running for good.
+            raise LifecycleError(
+                "close() waits for delivery and cannot run inside an SDK callback; "
+                "call it from your own thread"
+            )
         with self._lock:
             if self._closed:
                 return

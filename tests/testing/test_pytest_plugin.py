@@ -10,7 +10,6 @@ import pytest
 from timeback_client import AsyncTimeback, Timeback, TimeOptions, VirtualClock
 from timeback_client.emulator import Emulator
 
-
 MINUTE = 60.0
 
 
