@@ -11,6 +11,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -563,11 +564,20 @@ async def test_end_with_the_server_unreachable_returns_within_flush_timeout() ->
         assert all(isinstance(e, NetworkError) for e, c in errors if c.operation == "heartbeat")
 
 
-async def test_close_reports_every_window_it_could_not_deliver() -> None:
+@pytest.mark.parametrize("outbox", [None, "outbox.sqlite3"])
+async def test_close_reports_every_window_it_could_not_deliver(
+    outbox: str | None, tmp_path: Path
+) -> None:
+    """Without an outbox they are lost; with one they are kept for the next start."""
     clock = VirtualClock()
     backend = FakeBackend(clock, responder=lambda _: error(503, "BUSY"))
     errors: list[tuple[DeliveryError, ErrorContext]] = []
-    timeback = AsyncTimeback(BASE, transport=backend.transport, clock=clock)
+    timeback = AsyncTimeback(
+        BASE,
+        transport=backend.transport,
+        clock=clock,
+        outbox=None if outbox is None else tmp_path / outbox,
+    )
     async with timeback:
         activity = _start(
             timeback,
@@ -584,6 +594,11 @@ async def test_close_reports_every_window_it_could_not_deliver() -> None:
     assert isinstance(reported, UndeliveredError)
     assert reported.active_ms == 50_000
     assert [w.elapsed_ms for w in reported.windows] == [15_000, 15_000, 15_000, 5_000]
-    assert context == ErrorContext(
-        operation="flush", activity_id="lesson-1", run_id=activity.run_id, will_retry=False
+    assert (context.operation, context.activity_id, context.run_id) == (
+        "flush",
+        "lesson-1",
+        activity.run_id,
     )
+    assert context.attempts == len(backend.seen)  # all sent as the first window
+    assert context.will_retry is (outbox is not None)
+    assert ("kept in the outbox" in str(reported)) is (outbox is not None)

@@ -93,7 +93,7 @@ def test_start_pause_resume_touch_return_at_once_while_the_server_is_slow(
             lost.extend(error.windows)
 
     try:
-        timeback = Timeback(server.base_url)
+        timeback = Timeback(server.base_url, outbox=None)  # without one, close() loses them
         durations: dict[str, float] = {}
         holder: list[Activity] = []
         options = TimeOptions(heartbeat_interval=0.1, flush_timeout=0.5)

@@ -93,6 +93,13 @@ def test_404_user_resolution_is_retried_a_limited_number_of_times() -> None:
     assert 1 < USER_LOOKUP_ATTEMPTS <= 5
 
 
+def test_404_without_the_vendor_code_is_a_wrong_mount_and_not_retried() -> None:
+    outcome = classify(404, {}, b'{"detail":"Not Found"}')
+    assert isinstance(outcome, Rejected)
+    assert type(outcome.error) is HeartbeatRejected
+    assert "base_url" in str(outcome.error)
+
+
 def test_409_user_resolution_is_rejected() -> None:
     outcome = classify(409, {}, error_body("USER_RESOLUTION_FAILED", "ambiguous"))
     assert isinstance(outcome, Rejected)

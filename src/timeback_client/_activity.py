@@ -17,7 +17,7 @@ from ._clock import Clock
 from ._errors import DeliveryError, LifecycleError, UndeliveredError
 from ._ledger import Cut, Ledger
 from ._models import Course, ErrorContext, TimeOptions, Window
-from ._sender import Delivery, Endpoint, HeartbeatSender
+from ._sender import DeliveryListener, HeartbeatSender
 
 __all__ = ["AsyncActivity", "ErrorCallback", "FlushCallback", "StateCallback", "Tracking"]
 
@@ -33,11 +33,19 @@ _IDLE: Final = "idle"
 
 @attrs.frozen(kw_only=True)
 class Tracking:
-    """What an activity borrows from its client: clock, sender, endpoint, task group."""
+    """What an activity borrows from its client.
+
+    Attributes:
+        clock: where time comes from.
+        sender: the sender its windows go through (to wait for their delivery).
+        submit: hands a window to the client (outbox, then sender).
+        task_group: where the heartbeat loop runs.
+        on_end: called once the activity ended and sent its last window.
+    """
 
     clock: Clock
     sender: HeartbeatSender
-    endpoint: Endpoint
+    submit: Callable[[Window, DeliveryListener], None]
     task_group: anyio.abc.TaskGroup
     on_end: Callable[[AsyncActivity], None]
 
@@ -232,9 +240,11 @@ class AsyncActivity:
             self._wake.cancel()
 
     def _emit(self, cut: Cut | None) -> None:
-        if cut is None or not self._send_time:
-            return
-        window = Window(
+        if cut is not None and self._send_time:
+            self._tracking.submit(self._window(cut), self)
+
+    def _window(self, cut: Cut) -> Window:
+        return Window(
             activity_id=self.id,
             name=self.name,
             course=self.course,
@@ -244,9 +254,13 @@ class AsyncActivity:
             elapsed_ms=cut.active_ms,
             paused_ms=cut.paused_ms,
         )
-        self._tracking.sender.submit(
-            Delivery(window=window, endpoint=self._tracking.endpoint, listener=self)
-        )
+
+    def _open_window(self) -> Window | None:
+        """The window that would be sent if the activity were cut now (for checkpoints)."""
+        if self._ended or not self._send_time:
+            return None
+        cut = self._ledger.open_window(self._clock.read())
+        return None if cut is None else self._window(cut)
 
     # -- the heartbeat loop -------------------------------------------------------------
 

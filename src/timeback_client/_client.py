@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import logging
+import os
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Final
@@ -16,16 +18,26 @@ import httpx
 
 from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback, Tracking
 from ._clock import Clock, SystemClock
-from ._errors import LifecycleError, UndeliveredError, ValidationError
-from ._models import Course, ErrorContext, TimeOptions, normalize_run_id
-from ._sender import DEFAULT_SENDER_TASKS, Endpoint, HeartbeatSender
+from ._durability import DurableOutbox, ReplayListener, open_outbox
+from ._errors import DeliveryError, LifecycleError, TimebackError, UndeliveredError, ValidationError
+from ._models import Course, ErrorContext, TimeOptions, Window, normalize_run_id
+from ._outbox import default_outbox_path, identity_of
+from ._sender import DEFAULT_SENDER_TASKS, Delivery, DeliveryListener, Endpoint, HeartbeatSender
 from ._wire import heartbeat_url
 
-__all__ = ["ActivityNamespace", "AsyncTimeback"]
+__all__ = ["DEFAULT_OUTBOX", "ActivityNamespace", "AsyncTimeback", "ClientErrorCallback"]
 
 logger = logging.getLogger("timeback_client")
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
+
+
+class _Default(enum.Enum):
+    OUTBOX = "the user's cache directory"
+
+
+DEFAULT_OUTBOX: Final = _Default.OUTBOX
+ClientErrorCallback = Callable[[TimebackError, ErrorContext], object]
 
 # One sender per connection pool, shared by every client that uses that pool.
 _shared_senders: weakref.WeakKeyDictionary[httpx.AsyncClient, HeartbeatSender] = (
@@ -133,6 +145,13 @@ class AsyncTimeback:
         timeout: the httpx timeout of the client's own connection pool.
         clock: where time comes from (a `VirtualClock` in tests).
         sender_tasks: the most heartbeats in flight at once for the connection pool.
+        outbox: the SQLite file that keeps windows until the backend has them, so a crash
+            or an hour offline loses nothing (default: in the user's cache directory);
+            None keeps them in memory only.
+        identity: whose windows these are, for replaying them after a crash only as the
+            same student (default: a one-way fingerprint of the credentials).
+        on_error: ``on_error(error, context)`` for problems that belong to no running
+            activity: windows replayed from earlier sessions, the outbox itself.
 
     Credentials are passed through to httpx and never logged or stored.
     """
@@ -149,6 +168,9 @@ class AsyncTimeback:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         clock: Clock | None = None,
         sender_tasks: int = DEFAULT_SENDER_TASKS,
+        outbox: str | os.PathLike[str] | _Default | None = DEFAULT_OUTBOX,
+        identity: str | None = None,
+        on_error: ClientErrorCallback | None = None,
     ) -> None:
         if http_client is not None and transport is not None:
             raise ValidationError(
@@ -171,6 +193,15 @@ class AsyncTimeback:
         self._timeout = timeout
         self._clock = clock or SystemClock()
         self._sender_tasks = sender_tasks
+        if outbox is DEFAULT_OUTBOX:
+            outbox = default_outbox_path()
+        self._outbox_path = None if outbox is None else os.fspath(outbox)
+        self._identity = identity or identity_of(
+            self.base_url, self._endpoint.headers, dict(self._endpoint.cookies)
+        )
+        self._on_error = on_error
+        self._durable: DurableOutbox | None = None
+        self._replayed: set[str] = set()
         self._runs: dict[str, AsyncActivity] = {}
         self._sender: HeartbeatSender | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -200,8 +231,55 @@ class AsyncTimeback:
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             sender.attach(self._task_group)
             self._sender = sender
+            if self._outbox_path is not None:
+                await self._open_outbox(sender, self._task_group)
             self._stack = stack.pop_all()
         return self
+
+    async def _open_outbox(self, sender: HeartbeatSender, task_group: anyio.abc.TaskGroup) -> None:
+        assert self._outbox_path is not None
+        outbox = await open_outbox(self._outbox_path, backend=self.base_url, report=self._report)
+        if outbox is None:
+            return
+        durable = self._durable = DurableOutbox(
+            outbox, identity=self._identity, report=self._report
+        )
+        for delivery in durable.replay(self._clock, self._endpoint, ReplayListener(self._report)):
+            self._replayed.add(delivery.window.run_id)
+            sender.submit(delivery)
+        if self._replayed:
+            logger.info("timeback: replaying windows of %d earlier run(s)", len(self._replayed))
+        task_group.start_soon(durable.keep, lambda: self.activity.current)
+
+    def _submit(self, window: Window, listener: DeliveryListener) -> None:
+        """A new window: into the outbox first, then to the sender."""
+        assert self._sender is not None
+        delivery = Delivery(window=window, endpoint=self._endpoint, listener=listener)
+        if self._durable is not None:
+            self._durable.store(delivery)
+        self._sender.submit(delivery)
+
+    def _ended(self, activity: AsyncActivity) -> None:
+        self.activity._ended(activity)
+        if self._durable is not None:
+            self._durable.forget_checkpoint(activity.run_id)
+
+    def _report(self, error: TimebackError, context: ErrorContext | None = None) -> None:
+        """A problem that belongs to no running activity: log it and tell ``on_error``."""
+        logger.warning("timeback: %s", error)
+        if self._on_error is None:
+            return
+        if context is None:
+            window = error.window if isinstance(error, DeliveryError) else None
+            context = ErrorContext(
+                operation="replay" if window is not None else "outbox",
+                activity_id=window.activity_id if window is not None else "",
+                run_id=window.run_id if window is not None else "",
+            )
+        try:
+            self._on_error(error, context)
+        except Exception:
+            logger.exception("timeback on_error callback raised; tracking goes on")
 
     async def __aexit__(
         self,
@@ -230,8 +308,10 @@ class AsyncTimeback:
                 default=TimeOptions().flush_timeout,
             )
             with anyio.move_on_after(deadline):
-                await sender.settle(self._runs)
+                await sender.settle([*self._runs, *self._replayed])
             self._report_lost(sender)
+            if self._durable is not None:
+                self._durable.close()
         # Outside the shield: the task group's scope was entered before it.
         sender.detach(task_group)
         if self._http_client is not None and not sender.clients:
@@ -241,20 +321,33 @@ class AsyncTimeback:
         await stack.aclose()
 
     def _report_lost(self, sender: HeartbeatSender) -> None:
-        by_run: dict[str, list[Any]] = {}
-        for delivery in sender.discard(self._runs):
-            by_run.setdefault(delivery.window.run_id, []).append(delivery.window)
-        for run_id, windows in by_run.items():
-            activity = self._runs[run_id]
+        """Windows still undelivered at close: kept in the outbox for the next start, or
+        (without one) lost; either way the app hears of it."""
+        kept = self._durable is not None
+        by_run: dict[str, list[Delivery]] = {}
+        for delivery in sender.discard([*self._runs, *self._replayed]):
+            by_run.setdefault(delivery.window.run_id, []).append(delivery)
+        for run_id, deliveries in by_run.items():
+            on_disk = kept and all(d.row_id is not None for d in deliveries)
+            fate = "kept in the outbox for the next start" if on_disk else "lost"
             error = UndeliveredError(
-                f"{len(windows)} window(s) of run {run_id} were not delivered before close",
-                windows=tuple(windows),
+                f"{len(deliveries)} window(s) of run {run_id} were not delivered before "
+                f"close: {fate}",
+                windows=tuple(d.window for d in deliveries),
             )
-            logger.warning("timeback close: %s (%d active ms)", error, error.active_ms)
+            activity = self._runs.get(run_id)
             context = ErrorContext(
-                operation="flush", activity_id=activity.id, run_id=run_id, will_retry=False
+                operation="flush",
+                activity_id=deliveries[0].window.activity_id,
+                run_id=run_id,
+                attempts=max(d.attempts for d in deliveries),
+                will_retry=on_disk,
             )
-            activity._call("on_error", activity._on_error, error, context)
+            if activity is None:
+                self._report(error, context)
+            else:
+                logger.warning("timeback close: %s (%d active ms)", error, error.active_ms)
+                activity._call("on_error", activity._on_error, error, context)
 
     def update_credentials(
         self,
@@ -273,6 +366,7 @@ class AsyncTimeback:
             self._endpoint.cookies = httpx.Cookies(cookies)
         if auth is not None:
             self._endpoint.auth = _auth(auth)
+        self._endpoint.version += 1
         if self._sender is not None:
             self._sender.release_held(self._endpoint)
 
@@ -286,9 +380,9 @@ class AsyncTimeback:
         return Tracking(
             clock=self._clock,
             sender=self._sender,
-            endpoint=self._endpoint,
+            submit=self._submit,
             task_group=self._task_group,
-            on_end=self.activity._ended,
+            on_end=self._ended,
         )
 
 

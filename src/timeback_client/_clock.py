@@ -89,6 +89,7 @@ class SystemClock:
     def __init__(self) -> None:
         self._through_suspend, self._awake = _system_clocks()
         self._suspend_offset_ms = self._offset_ms()
+        self._suspended_ms = 0
         self._anchor_timeline_ms = self._through_suspend() // 1_000_000
         self._anchor_wall_ms = time.time_ns() // 1_000_000
 
@@ -99,8 +100,13 @@ class SystemClock:
 
     def read(self) -> Reading:
         """The timeline now, and the suspended time since this clock was made."""
-        suspended = max(0, self._offset_ms() - self._suspend_offset_ms)
-        return Reading(self._through_suspend() // 1_000_000, suspended)
+        suspended = self._offset_ms() - self._suspend_offset_ms
+        # The offset between the clocks jitters by a millisecond when it sits near x.5 ms;
+        # a real suspend is far longer, so only a step of 2 ms or more counts, and the
+        # total never goes back.
+        if suspended >= self._suspended_ms + 2:
+            self._suspended_ms = suspended
+        return Reading(self._through_suspend() // 1_000_000, self._suspended_ms)
 
     def wall_ms(self, timeline_ms: int) -> int:
         """Epoch ms of a timeline instant, from the one wall-clock reading of this clock."""

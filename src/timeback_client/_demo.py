@@ -76,6 +76,7 @@ class Story:
             headers={"Authorization": f"Bearer {TOKEN}"},
             transport=self.emulator.transport(),
             clock=self.clock,
+            outbox=None,  # the embedded emulator forgets everything when the demo ends
         ) as timeback:
             activity = timeback.activity.start(
                 **LESSON,

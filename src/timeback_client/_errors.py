@@ -12,6 +12,7 @@ TimebackError
     │   ├── BackendConfigurationError        500, 503 MISSING_SYNCED_COURSE_ID: misconfigured
     │   └── ServerUnavailableError           502, 503, 504, 429: retried
     ├── NetworkError                         no answer (connection failed, timeout): retried
+    ├── DuplicateRiskError                   unanswered for over 5 minutes: may count twice
     └── UndeliveredError                     windows still undelivered when a flush deadline passed
 ```
 
@@ -31,6 +32,7 @@ __all__ = [
     "AuthenticationError",
     "BackendConfigurationError",
     "DeliveryError",
+    "DuplicateRiskError",
     "HeartbeatRejected",
     "InvalidPayloadError",
     "LifecycleError",
@@ -147,9 +149,29 @@ class ServerUnavailableError(HeartbeatRejected):
 
 
 class NetworkError(DeliveryError):
-    """No answer from the backend: the outcome is unknown, so the same window is retried."""
+    """No answer from the backend: the same window is retried.
+
+    Attributes:
+        maybe_received: False when no connection was made (the request never left);
+            True when the server may have received, and accepted, the window.
+    """
 
     retryable = True
+
+    def __init__(
+        self, message: str, *, maybe_received: bool = True, window: Window | None = None
+    ) -> None:
+        super().__init__(message, window=window)
+        self.maybe_received = maybe_received
+
+
+class DuplicateRiskError(DeliveryError):
+    """A window sent without an answer is still being retried more than 5 minutes later.
+
+    The real server remembers accepted windows for 5 minutes only: if it did accept the
+    unanswered send, this retry may be counted a second time. Reported once per window,
+    so the possible double count is visible rather than silent.
+    """
 
 
 class UndeliveredError(DeliveryError):

@@ -62,6 +62,22 @@ class Ledger:
         active, _ = self._split(now)
         return self._cut_active_ms + self._active_ms + active
 
+    def open_window(self, now: Reading) -> Cut | None:
+        """The open window as `cut` would close it at ``now``, without closing it.
+
+        None when it holds no active time (nothing worth checkpointing). Does not change
+        the ledger.
+        """
+        active, paused = self._split(now)
+        if self._active_ms + active == 0 or (
+            not self._is_paused and paused > self._abandon_after_ms
+        ):
+            return None
+        start = self._window_start_ms
+        total_active = self._active_ms + active
+        total_paused = self._paused_ms + paused
+        return Cut(start, start + total_active + total_paused, total_active, total_paused)
+
     def cut(self, now: Reading) -> Cut | None:
         """Close the open window at ``now`` (a heartbeat). None if it is empty."""
         # After a long suspend _observe() has already closed the window and opened an

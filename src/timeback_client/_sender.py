@@ -29,17 +29,21 @@ import attrs
 import httpx
 
 from ._clock import Clock
-from ._errors import DeliveryError, NetworkError
+from ._errors import DeliveryError, DuplicateRiskError, NetworkError
 from ._models import Window
 from ._wire import MAX_ERROR_BODY, Delivered, Held, Outcome, Rejected, Retry, classify
 
-__all__ = ["Backoff", "Delivery", "DeliveryListener", "Endpoint", "HeartbeatSender"]
+__all__ = ["Backoff", "Delivery", "DeliveryListener", "Endpoint", "HeartbeatSender", "Journal"]
 
 logger = logging.getLogger("timeback_client")
 
 DEFAULT_SENDER_TASKS: Final = 8
 # The longest Retry-After honoured; a larger one is read as this.
 MAX_RETRY_AFTER: Final = 3600.0
+# The real server remembers accepted windows for 5 minutes: a window whose send went
+# unanswered is retried within this many seconds, and reported once past the 5 minutes.
+UNANSWERED_RETRY_CAP: Final = 5.0
+DEDUPE_MEMORY_MS: Final = 5 * 60 * 1000
 
 
 class DeliveryListener(Protocol):
@@ -54,6 +58,17 @@ class DeliveryListener(Protocol):
         """An attempt failed; ``will_retry`` says whether the sender tries again."""
 
 
+class Journal(Protocol):
+    """Durable bookkeeping of deliveries (the outbox): told before a window is first sent,
+    and once it has its final answer."""
+
+    def sending(self, delivery: Delivery) -> None:
+        """The first attempt is about to go out: from now on the server may have it."""
+
+    def settled(self, delivery: Delivery) -> None:
+        """Delivered, or failed for good: nothing more will be sent for it."""
+
+
 @attrs.define(eq=False)
 class Endpoint:
     """Where, and as whom, one client sends: the heartbeat URL and the app's credentials.
@@ -65,6 +80,7 @@ class Endpoint:
     headers: httpx.Headers = attrs.field(factory=httpx.Headers)
     cookies: httpx.Cookies = attrs.field(factory=httpx.Cookies)
     auth: httpx.Auth | None = None
+    version: int = 0  # bumped on new credentials, so a late 401 for old ones is not held
 
 
 @attrs.define(eq=False)
@@ -76,6 +92,12 @@ class Delivery:
     listener: DeliveryListener
     body: bytes = attrs.field()
     attempts: int = 0
+    journal: Journal | None = None
+    row_id: int | None = None  # its row in the outbox
+    # Since when an attempt is without an answer (the server may have it), on the timeline.
+    unanswered_since_ms: int | None = None
+    stale_reported: bool = False
+    _sent_version: int = 0
 
     @body.default
     def _encode(self) -> bytes:
@@ -259,18 +281,24 @@ class HeartbeatSender:
         delivery = run.pending[0]
         run.busy = True
         delivery.attempts += 1
+        if delivery.attempts == 1 and delivery.journal is not None:
+            delivery.journal.sending(delivery)
         try:
             outcome = await self._post(delivery)
         except BaseException:
             # Interrupted (our task group is closing): unanswered, so it goes again.
             run.busy = False
-            self._schedule(run, self.clock.read().timeline_ms)
+            now = self.clock.read().timeline_ms
+            if delivery.unanswered_since_ms is None:
+                delivery.unanswered_since_ms = now
+            self._schedule(run, now)
             raise
         run.busy = False
         self._apply(run, delivery, outcome)
 
     async def _post(self, delivery: Delivery) -> Outcome:
         endpoint = delivery.endpoint
+        delivery._sent_version = endpoint.version
         request = self.http.build_request(
             "POST",
             endpoint.url,
@@ -291,9 +319,12 @@ class HeartbeatSender:
                 await response.aclose()
         except (httpx.TransportError, httpx.DecodingError) as exc:
             # A transport that decodes eagerly (httpx.MockTransport) raises DecodingError here.
-            error = NetworkError(f"no answer from the backend: {type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-            return Retry(error)
+            return Retry(_no_answer(exc))
+        except Exception as exc:
+            # An app's own transport or httpx.Auth flow failed: never let it take the
+            # client's task group (and the app) down; keep the window and try again.
+            logger.exception("timeback heartbeat: the transport or auth flow raised")
+            return Retry(_no_answer(exc))
         return classify(response.status_code, response.headers, body)
 
     def _apply(self, run: _Run, delivery: Delivery, outcome: Outcome) -> None:
@@ -303,19 +334,24 @@ class HeartbeatSender:
         now = self.clock.read().timeline_ms
         match outcome:
             case Delivered(duplicate=duplicate):
-                run.pending.popleft()
+                self._finish(run, delivery)
                 delivery.listener.delivered(window, duplicate=duplicate)
                 self._schedule(run, now)
             case Retry(error=error, after=after, max_attempts=limit):
                 error.window = window
                 if limit is not None and delivery.attempts >= limit:
-                    run.pending.popleft()
+                    self._finish(run, delivery)
                     delivery.listener.failed(
                         window, error, attempts=delivery.attempts, will_retry=False
                     )
                     self._schedule(run, now)
                 else:
                     wait = self._backoff.delay(delivery.attempts, self._rng)
+                    if isinstance(error, NetworkError) and error.maybe_received:
+                        # The server may have it: retry well within its 5-minute memory.
+                        if delivery.unanswered_since_ms is None:
+                            delivery.unanswered_since_ms = now
+                        wait = min(wait, UNANSWERED_RETRY_CAP)
                     if after is not None:
                         wait = max(wait, min(after, MAX_RETRY_AFTER))
                     # Schedule before telling the listener: a callback that queues a window
@@ -324,18 +360,55 @@ class HeartbeatSender:
                     delivery.listener.failed(
                         window, error, attempts=delivery.attempts, will_retry=True
                     )
+                    self._warn_if_stale(delivery, now)
             case Rejected(error=error):
                 error.window = window
-                run.pending.popleft()
+                self._finish(run, delivery)
                 delivery.listener.failed(
                     window, error, attempts=delivery.attempts, will_retry=False
                 )
                 self._schedule(run, now)
             case Held(error=error):
                 error.window = window
-                run.held = True
+                if delivery._sent_version != delivery.endpoint.version:
+                    # Sent with credentials replaced since: try the new ones at once.
+                    self._schedule(run, now)
+                else:
+                    run.held = True
                 delivery.listener.failed(window, error, attempts=delivery.attempts, will_retry=True)
         self._settle_if_done(run)
+
+    @staticmethod
+    def _finish(run: _Run, delivery: Delivery) -> None:
+        run.pending.popleft()
+        if delivery.journal is not None:
+            delivery.journal.settled(delivery)
+
+    @staticmethod
+    def _warn_if_stale(delivery: Delivery, now: int) -> None:
+        since = delivery.unanswered_since_ms
+        if since is None or delivery.stale_reported or now - since <= DEDUPE_MEMORY_MS:
+            return
+        delivery.stale_reported = True
+        error = DuplicateRiskError(
+            f"window of run {delivery.window.run_id} starting {delivery.window.started_at} "
+            f"has been without an answer for {(now - since) // 1000} s; the server remembers "
+            "accepted windows for 5 minutes, so it may count this one twice",
+            window=delivery.window,
+        )
+        delivery.listener.failed(
+            delivery.window, error, attempts=delivery.attempts, will_retry=True
+        )
+
+
+def _no_answer(exc: Exception) -> NetworkError:
+    # No connection means the request never left; anything later, and the server may have it.
+    never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    error = NetworkError(
+        f"no answer from the backend: {type(exc).__name__}: {exc}", maybe_received=not never_sent
+    )
+    error.__cause__ = exc
+    return error
 
 
 def _merge(headers: httpx.Headers) -> httpx.Headers:

@@ -9,7 +9,11 @@ return at once; only `end()` and `close()` wait, and never longer than ``flush_t
 
 from __future__ import annotations
 
+import atexit
+import functools
+import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -20,7 +24,7 @@ import anyio.from_thread
 import httpx
 
 from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
-from ._client import DEFAULT_TIMEOUT, AsyncTimeback
+from ._client import DEFAULT_OUTBOX, DEFAULT_TIMEOUT, AsyncTimeback, ClientErrorCallback, _Default
 from ._clock import Clock
 from ._errors import LifecycleError
 from ._models import Course, TimeOptions
@@ -39,10 +43,21 @@ class _Loop:
         self._portal_cm = anyio.from_thread.start_blocking_portal(backend)
         self.portal = self._portal_cm.__enter__()
         self.thread_id = self.portal.call(threading.get_ident)
+        self.pid = os.getpid()
         self.stopped = False
+
+    def _check_process(self) -> None:
+        if os.getpid() != self.pid:
+            # After fork() the loop thread exists only in the parent: calling into it would
+            # wait forever.
+            raise LifecycleError(
+                "this activity belongs to the parent process (before fork()); in the child, "
+                "start a new one from the Timeback client, which rebuilds itself there"
+            )
 
     def call(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a plain function in the loop and return its result (or raise its error)."""
+        self._check_process()
         if threading.get_ident() == self.thread_id:
             return func(*args, **kwargs)  # already in the loop (e.g. from a callback)
         if self.stopped:
@@ -53,6 +68,7 @@ class _Loop:
 
     def wait(self, func: Callable[[], Any]) -> Any:
         """Run a coroutine function in the loop and wait for it."""
+        self._check_process()
         if threading.get_ident() == self.thread_id:
             raise LifecycleError(
                 "this call waits for the network and cannot run inside an SDK callback; "
@@ -147,19 +163,19 @@ class Activity:
 class SyncActivityNamespace:
     """``timeback.activity``: start an activity, or find the running one."""
 
-    def __init__(self, loop: _Loop, client: AsyncTimeback) -> None:
-        self._loop = loop
-        self._client = client
+    def __init__(self, timeback: Timeback) -> None:
+        self._timeback = timeback
         self._wrapped: Activity | None = None
 
     @property
     def current(self) -> Activity | None:
         """The running activity, or None."""
-        current = self._loop.call(lambda: self._client.activity.current)
+        runtime = self._timeback._runtime()
+        current = runtime.loop.call(lambda: runtime.client.activity.current)
         if current is None:
             return None
         if self._wrapped is None or self._wrapped._activity is not current:
-            self._wrapped = Activity(self._loop, current)
+            self._wrapped = Activity(runtime.loop, current)
         return self._wrapped
 
     def start(
@@ -180,8 +196,9 @@ class SyncActivityNamespace:
         Callbacks run on the SDK's background thread: a GUI hands them to its own thread
         (Tk: ``root.after(0, ...)``; Qt: a queued signal).
         """
-        started = self._loop.call(
-            lambda: self._client.activity.start(
+        runtime = self._timeback._runtime()
+        started = runtime.loop.call(
+            lambda: runtime.client.activity.start(
                 id=id,
                 name=name,
                 course=course,
@@ -193,8 +210,42 @@ class SyncActivityNamespace:
                 on_resume=on_resume,
             )
         )
-        self._wrapped = Activity(self._loop, started)
+        self._wrapped = Activity(runtime.loop, started)
         return self._wrapped
+
+
+class _Runtime:
+    """A background event loop and the async client open in it."""
+
+    def __init__(self, make_client: Callable[[], AsyncTimeback], backend: str) -> None:
+        # Validate before starting a thread, so bad arguments leave nothing behind.
+        self.client = make_client()
+        self.loop = _Loop(backend)
+        self._client_cm: AbstractContextManager[AsyncTimeback] = (
+            self.loop.portal.wrap_async_context_manager(self.client)
+        )
+        try:
+            self._client_cm.__enter__()
+        except BaseException:
+            self.loop.stop()
+            raise
+
+    def close(self) -> None:
+        try:
+            self._client_cm.__exit__(None, None, None)
+        finally:
+            self.loop.stop()
+
+
+# Open clients, closed (with their flush deadline) if the interpreter exits without close().
+_open_clients: weakref.WeakSet[Timeback] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_clients() -> None:
+    for client in list(_open_clients):
+        if client._pid == os.getpid():
+            client.close()
 
 
 class Timeback:
@@ -202,7 +253,11 @@ class Timeback:
 
     Takes the same arguments as `AsyncTimeback`, plus ``backend`` (``"asyncio"`` or
     ``"trio"``) for its background event loop. Use it as ``with Timeback(...) as timeback:``
-    or call `close()`.
+    or call `close()`; an interpreter exit closes it too, within its flush deadline.
+
+    After ``os.fork()`` the child never touches the parent's loop thread or connections: its
+    first call builds a new loop and client there (a caller-owned ``http_client`` cannot be
+    rebuilt: make a new `Timeback` in the child instead).
     """
 
     def __init__(
@@ -217,10 +272,13 @@ class Timeback:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         clock: Clock | None = None,
         sender_tasks: int = DEFAULT_SENDER_TASKS,
+        outbox: str | os.PathLike[str] | _Default | None = DEFAULT_OUTBOX,
+        identity: str | None = None,
+        on_error: ClientErrorCallback | None = None,
         backend: str = "asyncio",
     ) -> None:
-        # Validate before starting a thread, so bad arguments leave nothing behind.
-        client = AsyncTimeback(
+        self._make_client = functools.partial(
+            AsyncTimeback,
             base_url,
             headers=headers,
             cookies=cookies,
@@ -230,26 +288,42 @@ class Timeback:
             timeout=timeout,
             clock=clock,
             sender_tasks=sender_tasks,
+            outbox=outbox,
+            identity=identity,
+            on_error=on_error,
         )
-        self.base_url = client.base_url
-        self._client = client
-        self._loop = _Loop(backend)
-        self._client_cm: AbstractContextManager[AsyncTimeback] = (
-            self._loop.portal.wrap_async_context_manager(client)
-        )
-        try:
-            self._client_cm.__enter__()
-        except BaseException:
-            self._loop.stop()
-            raise
+        self._backend = backend
+        self._shared_pool = http_client is not None
+        self._current_runtime = _Runtime(self._make_client, backend)
+        self._pid = os.getpid()
+        self.base_url = self._current_runtime.client.base_url
         self._lock = threading.Lock()
         self._closed = False
-        self.activity = SyncActivityNamespace(self._loop, client)
+        self.activity = SyncActivityNamespace(self)
+        _open_clients.add(self)
+
+    def _runtime(self) -> _Runtime:
+        if self._pid != os.getpid():
+            self._rebuild_after_fork()
+        return self._current_runtime
+
+    def _rebuild_after_fork(self) -> None:
+        if self._shared_pool:
+            raise LifecycleError(
+                "this Timeback uses an http_client of the parent process (before fork()); "
+                "make a new Timeback in the child"
+            )
+        # The lock may have been held by another thread at fork(): the child gets a new one.
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._closed = False
+        self._current_runtime = _Runtime(self._make_client, self._backend)
+        _open_clients.add(self)
 
     @property
     def portal(self) -> anyio.from_thread.BlockingPortal:
         """The portal into the client's event loop (to drive a `VirtualClock` in tests)."""
-        return self._loop.portal
+        return self._runtime().loop.portal
 
     def update_credentials(
         self,
@@ -259,27 +333,26 @@ class Timeback:
         auth: httpx.Auth | tuple[str, str] | None = None,
     ) -> None:
         """Replace the credentials; windows held back by a 401 are sent again."""
-        self._loop.call(
-            lambda: self._client.update_credentials(headers=headers, cookies=cookies, auth=auth)
+        runtime = self._runtime()
+        runtime.loop.call(
+            lambda: runtime.client.update_credentials(headers=headers, cookies=cookies, auth=auth)
         )
 
     def close(self) -> None:
         """End the running activity, wait (at most ``flush_timeout``) for delivery, and stop
         the background loop. Idempotent."""
-        if threading.get_ident() == self._loop.thread_id:
-            # Checked first: a half-done close would leave the loop thread running for good.
+        runtime = self._runtime()
+        if threading.get_ident() == runtime.loop.thread_id:
             raise LifecycleError(
-                "close() waits for delivery and cannot run inside an SDK callback; "
-                "call it from your own thread"
+                "close() cannot run inside an SDK callback (it waits for the callback's own "
+                "thread); call it from the app's thread"
             )
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        try:
-            self._client_cm.__exit__(None, None, None)
-        finally:
-            self._loop.stop()
+        _open_clients.discard(self)
+        runtime.close()
 
     def __enter__(self) -> Timeback:
         return self

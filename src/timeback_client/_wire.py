@@ -112,9 +112,13 @@ def classify(
         return Rejected(InvalidPayloadError(text, field=field, **kwargs))
     if status == 401:
         return Held(AuthenticationError(text, field=field, **kwargs))
-    if status == 404 and code in (None, "USER_RESOLUTION_FAILED"):
+    if status == 404 and code == "USER_RESOLUTION_FAILED":
         error = UserResolutionError(text, field=field, **kwargs)
         return Retry(error, max_attempts=USER_LOOKUP_ATTEMPTS)
+    if status == 404:
+        # No route there: the base URL is not the backend's mount. Retrying cannot help.
+        hint = f"{text} (is base_url the mount of the Timeback server SDK?)"
+        return Rejected(HeartbeatRejected(hint, field=field, **kwargs))
     if status == 409:
         return Rejected(UserResolutionError(text, field=field, **kwargs))
     if status >= 500:

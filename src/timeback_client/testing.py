@@ -90,6 +90,7 @@ def timeback(timeback_emulator: Emulator, virtual_clock: VirtualClock) -> Iterat
         headers={"Authorization": f"Bearer {STUDENT_TOKEN}"},
         transport=timeback_emulator.transport(),
         clock=virtual_clock,
+        outbox=None,
     ) as client:
         yield client
 
@@ -114,5 +115,6 @@ async def async_timeback(
         headers={"Authorization": f"Bearer {STUDENT_TOKEN}"},
         transport=timeback_emulator.transport(),
         clock=virtual_clock,
+        outbox=None,
     ) as client:
         yield client
