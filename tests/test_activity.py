@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -570,3 +572,18 @@ async def test_any_sequence_of_calls_keeps_the_invariants(ops: list[tuple[str, i
     check_windows(delivered, gaps_at=[T0 + t for t in model.clean_slates], exact_gaps=False)
     assert total_active_ms(delivered) == model.active == activity.elapsed_ms
     assert all(b["elapsedMs"] <= 1_000 for b in delivered)
+
+
+async def test_a_long_running_client_forgets_activities_once_delivered(session: Session) -> None:
+    """A kiosk starts thousands of activities over months: ended, delivered ones are let go."""
+    ended: list[weakref.ref[AsyncActivity]] = []
+    for _ in range(50):
+        activity = session.start()
+        await session.clock.advance(20)
+        await activity.end()
+        ended.append(weakref.ref(activity))
+    del activity
+    session.start()
+    gc.collect()
+    assert [ref for ref in ended if ref() is not None] == []
+    assert len(session.windows) == 100

@@ -121,6 +121,7 @@ class ActivityNamespace:
             on_resume=on_resume,
         )
         self._current = activity
+        self._client._forget_settled_runs()
         self._client._runs[activity.run_id] = activity
         return activity
 
@@ -250,6 +251,13 @@ class AsyncTimeback:
         if self._replayed:
             logger.info("timeback: replaying windows of %d earlier run(s)", len(self._replayed))
         task_group.start_soon(durable.keep, lambda: self.activity.current)
+
+    def _forget_settled_runs(self) -> None:
+        """Drop ended activities with nothing left to deliver (a kiosk runs for months)."""
+        sender = self._sender
+        for run_id, activity in list(self._runs.items()):
+            if activity.is_ended and sender is not None and not sender.undelivered([run_id]):
+                del self._runs[run_id]
 
     def _submit(self, window: Window, listener: DeliveryListener) -> None:
         """A new window: into the outbox first, then to the sender."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import attrs
@@ -168,3 +170,9 @@ def test_totals_and_sessions_of_any_well_formed_run(spans: list[tuple[int, int, 
 
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def test_the_database_file_is_private_to_the_user(tmp_path: Path) -> None:
+    path = tmp_path / "emulator.sqlite3"
+    Emulator(db=path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

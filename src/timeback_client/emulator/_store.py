@@ -132,6 +132,9 @@ class Store:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self._lock = threading.Lock()
         target = ":memory:" if path is None else os.fspath(path)
+        if path is not None:
+            # Events name students: create the file private to the user before SQLite does.
+            os.close(os.open(target, os.O_RDWR | os.O_CREAT, 0o600))
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         with self._lock:
             if path is not None:

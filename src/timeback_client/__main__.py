@@ -1,0 +1,7 @@
+"""``python -m timeback_client``: the ``timeback-client`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
