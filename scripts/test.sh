@@ -11,10 +11,11 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[emulator,qt]" --group dev
 
-# A real X server for the Tk kiosk tests (Debian's xvfb and xdotool), when we may install it.
+# A real X server for the Tk kiosk tests (Debian's xvfb, xdotool, and imagemagick for its
+# screenshot), when we may install it.
 if ! command -v Xvfb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        xvfb xdotool x11-apps imagemagick >/dev/null
+        xvfb xdotool imagemagick >/dev/null
 fi
 
 # The vendor's server SDK needs Python >= 3.12: the parity suite runs it in its own venv.
