@@ -13,7 +13,9 @@ fi
 
 # A real X server for the Tk kiosk tests (Debian's xvfb, xdotool, and imagemagick for its
 # screenshot), when we may install it.
-if ! command -v Xvfb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+missing_x=0
+for tool in Xvfb xdotool import; do command -v "$tool" >/dev/null 2>&1 || missing_x=1; done
+if [ "$missing_x" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         xvfb xdotool imagemagick >/dev/null
 fi
