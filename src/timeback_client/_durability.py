@@ -19,7 +19,7 @@ import anyio
 
 from ._activity import AsyncActivity
 from ._clock import Clock
-from ._errors import DeliveryError, TimebackError
+from ._errors import DeliveryError, DuplicateRiskError, TimebackError
 from ._models import Window
 from ._outbox import Outbox, OutboxError, StoredWindow
 from ._sender import Delivery, DeliveryListener, Endpoint
@@ -30,6 +30,8 @@ logger = logging.getLogger("timeback_client")
 
 CHECKPOINT_INTERVAL: Final = 1.0  # seconds: the most a crash can lose
 RENEW_EVERY: Final = 5  # checkpoints between lease renewals (the lease lasts 15 s)
+# A full disk fails every write: the app hears of each kind of failure at most this often.
+REPORT_EVERY: Final = 60.0
 ROOM_CHECK_EVERY: Final = 64  # windows stored between size checks
 
 
@@ -49,6 +51,7 @@ class DurableOutbox:
         self.identity = identity
         self._report = report
         self._stored_since_check = 0
+        self._last_reported: dict[str, float] = {}
 
     # -- the sender's Journal ---------------------------------------------------------
 
@@ -193,6 +196,11 @@ class DurableOutbox:
     def _failed(self, what: str, exc: sqlite3.Error) -> None:
         error = OutboxError(f"could not {what} in the outbox {self.outbox.path}: {exc}")
         error.__cause__ = exc
+        now = time.monotonic()
+        if now - self._last_reported.get(what, -REPORT_EVERY) < REPORT_EVERY:
+            logger.debug("timeback: %s", error)
+            return
+        self._last_reported[what] = now
         self._report(error)
 
 
@@ -214,8 +222,9 @@ class ReplayListener:
     def failed(
         self, window: Window, error: DeliveryError, *, attempts: int, will_retry: bool
     ) -> None:
-        """A replayed window could not be delivered (yet)."""
-        if not will_retry or attempts <= 1:
+        """A replayed window could not be delivered (yet). Retries are reported once, at
+        the first failure; a possible double count always is."""
+        if not will_retry or attempts <= 1 or isinstance(error, DuplicateRiskError):
             self._report(error)
 
 

@@ -4,6 +4,7 @@
 TimebackError
 ├── ValidationError (also ValueError)        bad input; the message names the field
 ├── LifecycleError (also RuntimeError)       a call that does not fit the activity's state
+├── OutboxError                              the outbox file is unusable (on_error; in memory)
 └── DeliveryError                            a window did not reach the backend (on_error only)
     ├── HeartbeatRejected                    the backend answered with an error status
     │   ├── InvalidPayloadError              400: the window is wrong; never retried
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidPayloadError",
     "LifecycleError",
     "NetworkError",
+    "OutboxError",
     "ServerUnavailableError",
     "TimebackError",
     "UndeliveredError",
@@ -66,6 +68,14 @@ class ValidationError(TimebackError, ValueError):
 
 class LifecycleError(TimebackError, RuntimeError):
     """A call that the activity's or client's current state does not allow."""
+
+
+class OutboxError(TimebackError):
+    """The outbox file cannot be used (corrupt, foreign, unwritable, full).
+
+    Reported through ``on_error``, never raised by a public method: windows stay in memory
+    and tracking goes on.
+    """
 
 
 class DeliveryError(TimebackError):

@@ -35,7 +35,7 @@ from typing import Final
 
 import attrs
 
-from ._errors import TimebackError
+from ._errors import OutboxError
 
 __all__ = [
     "DEFAULT_MAX_WINDOWS",
@@ -50,10 +50,6 @@ DEFAULT_MAX_WINDOWS: Final = 50_000
 LEASE_SECONDS: Final = 15.0
 _SCHEMA_VERSION: Final = 1
 _APPLICATION_ID: Final = 0x54424B31  # "TBK1": tells our file from any other SQLite file
-
-
-class OutboxError(TimebackError):
-    """The outbox file cannot be used (corrupt, foreign, unwritable)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -172,9 +168,10 @@ class Outbox:
         except OSError as exc:
             raise OutboxError(f"outbox {self.path} is unusable ({problem}): {exc}") from problem
         self.set_aside = aside
+        # Its journal goes with it: another app's database may hold committed data there.
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(OSError):
-                os.unlink(f"{self.path}{suffix}")
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:
@@ -188,9 +185,11 @@ class Outbox:
             os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
         db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         try:
+            # Look before writing anything (switching to WAL rewrites the header): a file
+            # that is not ours, or is damaged, is set aside exactly as it was.
+            _check_ours(db)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            _check_ours(db)
             with self._transaction(db):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -215,7 +214,13 @@ class Outbox:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            # A failed COMMIT (disk full, I/O error) may leave the transaction open.
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Give up this process's claim (others may replay what is left) and close."""
@@ -458,6 +463,12 @@ def _check_ours(db: sqlite3.Connection) -> None:
     tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     if app_id not in (0, _APPLICATION_ID) or (app_id == 0 and tables):
         raise sqlite3.DatabaseError("not a timeback-client outbox")
+    if tables:
+        # Every page of every table and index: a damaged file fails here, untouched
+        # (a count of the windows alone can pass on an intact index over torn rows).
+        verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(f"damaged outbox: {verdict}")
 
 
 def _process_alive(pid: int) -> bool:

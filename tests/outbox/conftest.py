@@ -1,0 +1,15 @@
+"""The outbox fault tests print their figures (faults tried, windows sent, lost, counted
+twice, worst loss on SIGKILL) at the end of the session."""
+
+from __future__ import annotations
+
+import pytest
+from outbox_kit import TALLY
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = TALLY.lines()
+    if lines:
+        terminalreporter.section("outbox fault figures")
+        for line in lines:
+            terminalreporter.write_line(line)
