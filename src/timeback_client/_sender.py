@@ -238,12 +238,17 @@ class HeartbeatSender:
 
     def _start_tasks(self) -> None:
         wanted = min(self._max_tasks, len(self._ready))
+        if self._tasks >= wanted:
+            return  # the common case, checked first: thousands of clients may share us
         # A task group being cancelled would cancel a new task at once, which would start
-        # another: only live task groups take new sender tasks.
-        live = [tg for tg in self._task_groups if not tg.cancel_scope.cancel_called]
-        while self._tasks < wanted and live:
+        # another: only live task groups take new sender tasks (the newest live one).
+        live = next(
+            (tg for tg in reversed(self._task_groups) if not tg.cancel_scope.cancel_called),
+            None,
+        )
+        while self._tasks < wanted and live is not None:
             self._tasks += 1
-            live[-1].start_soon(self._work, name="timeback heartbeat sender")
+            live.start_soon(self._work, name="timeback heartbeat sender")
 
     def _settle_if_done(self, run: _Run) -> None:
         if run.is_settled:
@@ -252,13 +257,19 @@ class HeartbeatSender:
                 self._runs.pop(run.run_id, None)
 
     async def _work(self) -> None:
+        replace = True
         try:
             while self._ready:
                 not_before, _, run = self._ready[0]
                 if not_before > self.clock.read().timeline_ms:
                     if self._waiters:
-                        return  # one task waiting for the next due run is enough
+                        # One task waiting for the next due run is enough. Replacing this
+                        # one would start another that ends here too: a busy loop for as
+                        # long as two runs wait out a backoff (a server outage).
+                        replace = False
+                        return
                     await self._wait_until(not_before)
+                    self._start_tasks()  # several runs may have come due at once
                     continue
                 heapq.heappop(self._ready)
                 run.scheduled = False
@@ -267,7 +278,8 @@ class HeartbeatSender:
                 await self._send_head(run)
         finally:
             self._tasks -= 1
-            self._start_tasks()
+            if replace:
+                self._start_tasks()
 
     async def _wait_until(self, timeline_ms: int) -> None:
         with anyio.CancelScope() as scope:
@@ -335,6 +347,11 @@ class HeartbeatSender:
         match outcome:
             case Delivered(duplicate=duplicate):
                 self._finish(run, delivery)
+                if not duplicate:
+                    # Accepted only now, more than 5 minutes after a send that got no
+                    # answer: the server may have counted that one, forgotten it since,
+                    # and counted this one too.
+                    self._warn_if_stale(delivery, now, will_retry=False)
                 delivery.listener.delivered(window, duplicate=duplicate)
                 self._schedule(run, now)
             case Retry(error=error, after=after, max_attempts=limit):
@@ -360,7 +377,7 @@ class HeartbeatSender:
                     delivery.listener.failed(
                         window, error, attempts=delivery.attempts, will_retry=True
                     )
-                    self._warn_if_stale(delivery, now)
+                    self._warn_if_stale(delivery, now, will_retry=True)
             case Rejected(error=error):
                 error.window = window
                 self._finish(run, delivery)
@@ -385,7 +402,7 @@ class HeartbeatSender:
             delivery.journal.settled(delivery)
 
     @staticmethod
-    def _warn_if_stale(delivery: Delivery, now: int) -> None:
+    def _warn_if_stale(delivery: Delivery, now: int, *, will_retry: bool) -> None:
         since = delivery.unanswered_since_ms
         if since is None or delivery.stale_reported or now - since <= DEDUPE_MEMORY_MS:
             return
@@ -397,7 +414,7 @@ class HeartbeatSender:
             window=delivery.window,
         )
         delivery.listener.failed(
-            delivery.window, error, attempts=delivery.attempts, will_retry=True
+            delivery.window, error, attempts=delivery.attempts, will_retry=will_retry
         )
 
 
@@ -419,6 +436,13 @@ def _merge(headers: httpx.Headers) -> httpx.Headers:
 
 async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
     """Read a response body, stopping past ``limit`` bytes (a hostile server can't flood us)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) >= limit:
+        # Too long to be an answer we read: not read at all, the connection is closed.
+        # Stopping midway through httpx's chain of async generators (below) would leave
+        # them to the garbage collector, which trio reports as a ResourceWarning
+        # (encode/httpx#3686); that remains only for an unbounded chunked body.
+        return b""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
