@@ -19,7 +19,14 @@ from ._ledger import Cut, Ledger
 from ._models import Course, ErrorContext, TimeOptions, Window
 from ._sender import DeliveryListener, HeartbeatSender
 
-__all__ = ["AsyncActivity", "ErrorCallback", "FlushCallback", "StateCallback", "Tracking"]
+__all__ = [
+    "AsyncActivity",
+    "ErrorCallback",
+    "FlushCallback",
+    "StateCallback",
+    "Tracking",
+    "call_safely",
+]
 
 logger = logging.getLogger("timeback_client")
 
@@ -152,7 +159,7 @@ class AsyncActivity:
         self._last_input_ms = now.timeline_ms
         self._beat_due_ms = now.timeline_ms + self._interval_ms
         self._rewake()
-        self._call("on_resume", self._on_resume)
+        call_safely("on_resume", self._on_resume)
 
     def touch(self) -> None:
         """Tell the activity that the student did something (a key, a click, a scroll).
@@ -232,7 +239,7 @@ class AsyncActivity:
         self._emit(self._ledger.pause(self._clock.read()))
         self._paused_by = why
         self._rewake()
-        self._call("on_pause", self._on_pause)
+        call_safely("on_pause", self._on_pause)
 
     def _rewake(self) -> None:
         # The heartbeat loop sleeps until a deadline that has just changed.
@@ -303,7 +310,7 @@ class AsyncActivity:
 
     def delivered(self, window: Window, *, duplicate: bool) -> None:
         """A window reached the backend: ``on_flush(elapsed_ms)``."""
-        self._call("on_flush", self._on_flush, window.elapsed_ms)
+        call_safely("on_flush", self._on_flush, window.elapsed_ms)
 
     def failed(
         self, window: Window, error: DeliveryError, *, attempts: int, will_retry: bool
@@ -323,16 +330,17 @@ class AsyncActivity:
             attempts=attempts,
             will_retry=will_retry,
         )
-        self._call("on_error", self._on_error, error, context)
+        call_safely("on_error", self._on_error, error, context)
 
-    def _call(self, name: str, callback: Callable[..., object] | None, *args: Any) -> None:
-        """Run a user callback; one that raises is logged and never breaks tracking."""
-        if callback is None:
-            return
-        try:
-            callback(*args)
-        except Exception:
-            logger.exception("timeback %s callback raised; tracking goes on", name)
+
+def call_safely(name: str, callback: Callable[..., object] | None, *args: Any) -> None:
+    """Run a user callback; one that raises is logged and never breaks tracking."""
+    if callback is None:
+        return
+    try:
+        callback(*args)
+    except Exception:
+        logger.exception("timeback %s callback raised; tracking goes on", name)
 
 
 def _ms(seconds: float) -> int:

@@ -16,7 +16,14 @@ import anyio
 import anyio.abc
 import httpx
 
-from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback, Tracking
+from ._activity import (
+    AsyncActivity,
+    ErrorCallback,
+    FlushCallback,
+    StateCallback,
+    Tracking,
+    call_safely,
+)
 from ._clock import Clock, SystemClock
 from ._durability import DurableOutbox, ReplayListener, open_outbox
 from ._errors import DeliveryError, LifecycleError, TimebackError, UndeliveredError, ValidationError
@@ -275,8 +282,6 @@ class AsyncTimeback:
     def _report(self, error: TimebackError, context: ErrorContext | None = None) -> None:
         """A problem that belongs to no running activity: log it and tell ``on_error``."""
         logger.warning("timeback: %s", error)
-        if self._on_error is None:
-            return
         if context is None:
             window = error.window if isinstance(error, DeliveryError) else None
             context = ErrorContext(
@@ -284,10 +289,7 @@ class AsyncTimeback:
                 activity_id=window.activity_id if window is not None else "",
                 run_id=window.run_id if window is not None else "",
             )
-        try:
-            self._on_error(error, context)
-        except Exception:
-            logger.exception("timeback on_error callback raised; tracking goes on")
+        call_safely("on_error", self._on_error, error, context)
 
     async def __aexit__(
         self,
@@ -355,7 +357,7 @@ class AsyncTimeback:
                 self._report(error, context)
             else:
                 logger.warning("timeback close: %s (%d active ms)", error, error.active_ms)
-                activity._call("on_error", activity._on_error, error, context)
+                call_safely("on_error", activity._on_error, error, context)
 
     def update_credentials(
         self,
