@@ -24,7 +24,7 @@ from ._activity import (
     Tracking,
     call_safely,
 )
-from ._clock import Clock, SystemClock
+from ._clock import Clock, system_clock
 from ._durability import DurableOutbox, ReplayListener, open_outbox
 from ._errors import DeliveryError, LifecycleError, TimebackError, UndeliveredError, ValidationError
 from ._models import Course, ErrorContext, TimeOptions, Window, normalize_run_id
@@ -199,7 +199,7 @@ class AsyncTimeback:
         self._http_client = http_client
         self._transport = transport
         self._timeout = timeout
-        self._clock = clock or SystemClock()
+        self._clock = clock or system_clock()
         self._sender_tasks = sender_tasks
         if outbox is DEFAULT_OUTBOX:
             outbox = default_outbox_path()

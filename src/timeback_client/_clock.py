@@ -13,6 +13,7 @@ A clock answers two questions in integer milliseconds:
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import sys
@@ -22,7 +23,7 @@ from typing import Final, NamedTuple, Protocol
 
 import anyio
 
-__all__ = ["Clock", "Reading", "ScaledClock", "SystemClock", "VirtualClock"]
+__all__ = ["Clock", "Reading", "ScaledClock", "SystemClock", "VirtualClock", "system_clock"]
 
 
 class Reading(NamedTuple):
@@ -116,6 +117,12 @@ class SystemClock:
         """Sleep until the timeline reaches ``timeline_ms``."""
         remaining_ms = timeline_ms - self._through_suspend() // 1_000_000
         await anyio.sleep(max(0, remaining_ms) / 1000)
+
+
+@functools.cache
+def system_clock() -> SystemClock:
+    """The process's one `SystemClock`: every client shares its wall-clock anchor."""
+    return SystemClock()
 
 
 class VirtualClock:

@@ -127,7 +127,8 @@ class _Run:
     busy: bool = False  # a sender task is sending its head window
     scheduled: bool = False  # it is in the ready heap
     held: bool = False  # waiting for new credentials after a 401
-    settled: anyio.Event = attrs.field(factory=anyio.Event)
+    # Made only when someone waits (end(), close()): most runs never need one.
+    waiter: anyio.Event | None = None
 
     @property
     def is_settled(self) -> bool:
@@ -189,8 +190,6 @@ class HeartbeatSender:
         run = self._runs.get(delivery.window.run_id)
         if run is None:
             run = self._runs[delivery.window.run_id] = _Run(delivery.window.run_id)
-        if run.settled.is_set():
-            run.settled = anyio.Event()
         run.pending.append(delivery)
         self._schedule(run, self.clock.read().timeline_ms)
 
@@ -200,8 +199,6 @@ class HeartbeatSender:
         for run in self._runs.values():
             if run.held and run.pending and run.pending[0].endpoint is endpoint:
                 run.held = False
-                if run.settled.is_set():
-                    run.settled = anyio.Event()
                 self._schedule(run, now)
 
     def undelivered(self, run_ids: Iterable[str]) -> list[Delivery]:
@@ -212,7 +209,9 @@ class HeartbeatSender:
         """Wait until every window of these runs is delivered, failed for good, or held."""
         for run_id in list(run_ids):
             while (run := self._runs.get(run_id)) is not None and not run.is_settled:
-                await run.settled.wait()
+                if run.waiter is None:
+                    run.waiter = anyio.Event()
+                await run.waiter.wait()
 
     def discard(self, run_ids: Iterable[str]) -> list[Delivery]:
         """Give up on these runs' windows (the client is closing); return what is dropped."""
@@ -222,7 +221,7 @@ class HeartbeatSender:
             if run is not None:
                 dropped.extend(run.pending)
                 run.pending.clear()
-                run.settled.set()
+                self._wake_waiters(run)
         return dropped
 
     # -- scheduling -----------------------------------------------------------------
@@ -252,9 +251,16 @@ class HeartbeatSender:
 
     def _settle_if_done(self, run: _Run) -> None:
         if run.is_settled:
-            run.settled.set()
+            self._wake_waiters(run)
             if not run.pending:
                 self._runs.pop(run.run_id, None)
+
+    @staticmethod
+    def _wake_waiters(run: _Run) -> None:
+        # Waiters look again once woken; the next wait makes a new event.
+        if run.waiter is not None:
+            run.waiter.set()
+            run.waiter = None
 
     async def _work(self) -> None:
         replace = True
