@@ -52,6 +52,7 @@ class DurableOutbox:
         self._report = report
         self._stored_since_check = 0
         self._last_reported: dict[str, float] = {}
+        self._closed = False
 
     # -- the sender's Journal ---------------------------------------------------------
 
@@ -103,6 +104,9 @@ class DurableOutbox:
         beats = 0
         while True:
             await anyio.sleep(CHECKPOINT_INTERVAL)
+            if self._closed:
+                # Woken in the same loop turn that closed the outbox, before its cancellation.
+                return
             self.checkpoint(current())
             beats += 1
             if beats % RENEW_EVERY == 0:
@@ -172,6 +176,7 @@ class DurableOutbox:
 
     def close(self) -> None:
         """Release this process's claim: the next process replays what is left."""
+        self._closed = True
         try:
             self.outbox.close()
         except sqlite3.Error as exc:
