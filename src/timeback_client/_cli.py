@@ -1,4 +1,4 @@
-"""The ``timeback-client`` command: ``demo``, ``emulator``."""
+"""The ``timeback-client`` command: ``demo``, ``emulator``, ``simulate``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,30 @@ def _parser() -> argparse.ArgumentParser:
         emulator.set_defaults(missing_extra=True)
     else:
         add_cli_arguments(emulator)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="simulate a school of students against a backend (load test)",
+        description=(
+            "Simulated students start, work, pause, go idle, leave and resume lessons, all "
+            "through one connection pool, in compressed time; then a report. Without "
+            "--server the emulator runs in its own process and is checked too."
+        ),
+    )
+    simulate.add_argument("--students", type=int, required=True, help="how many students")
+    simulate.add_argument(
+        "--minutes", type=float, required=True, help="lesson minutes to simulate"
+    )
+    simulate.add_argument(
+        "--interval", type=float, default=15.0, help="heartbeat interval, lesson seconds (15)"
+    )
+    simulate.add_argument(
+        "--speed", type=float, default=10.0, help="lesson time runs this much faster (10)"
+    )
+    simulate.add_argument("--server", help="a backend mount URL (default: our emulator)")
+    simulate.add_argument("--token", help="the bearer token to send to --server")
+    simulate.add_argument("--seed", type=int, help="seed the students' behaviour")
+    simulate.add_argument("--json", action="store_true", help="print a JSON report")
     return parser
 
 
@@ -67,6 +91,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .emulator import run_from_args
 
             return run_from_args(args)
+        if args.command == "simulate":
+            from ._simulate import Simulation, run_simulation
+
+            try:
+                config = Simulation(
+                    students=args.students,
+                    minutes=args.minutes,
+                    interval=args.interval,
+                    speed=args.speed,
+                    server=args.server,
+                    token=args.token,
+                    seed=args.seed,
+                )
+            except ValueError as exc:
+                print(f"timeback-client simulate: {exc}", file=sys.stderr)
+                return 2
+            return run_simulation(config, as_json=args.json)
     except ImportError as exc:
         if exc.name in ("starlette", "uvicorn"):
             print(_NEEDS_EMULATOR, file=sys.stderr)

@@ -1,0 +1,530 @@
+"""``timeback-client simulate``: a school of students against one backend, from one machine.
+
+Every simulated student runs the SDK as an app would: one `AsyncTimeback` each, all of
+them sharing one caller-owned ``httpx.AsyncClient`` (one connection pool, so one
+bounded sender), all on one `ScaledClock` that compresses lesson time. A student arrives,
+works (touching the activity every few seconds), takes breaks (`pause` / `resume`),
+wanders off (the SDK pauses itself after ``idle_timeout``; the next `touch` resumes),
+leaves (`end`) and comes back later to the saved runId; now and then the app's server
+records a completion (``POST /_emulator/record``) and the student starts a new attempt
+with a fresh runId. Completions need that server-side hook, so they happen only against
+our own emulator.
+
+Without ``--server`` the emulator runs in a process of its own, so its work does not
+count as the client's; at the end the emulator's per-run totals are compared with the
+time the students spent, run by run, and its problem list is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final, TextIO
+
+import anyio
+import attrs
+import httpx
+
+from ._activity import AsyncActivity
+from ._client import AsyncTimeback
+from ._clock import ScaledClock
+from ._errors import DeliveryError
+from ._models import ErrorContext, TimeOptions
+from ._report import EmulatorTotals, ProgressLine, Report, render_text
+
+__all__ = ["Behaviour", "Simulation", "TimedTransport", "run_simulation"]
+
+_LESSONS: Final[tuple[dict[str, Any], ...]] = (
+    {
+        "id": "fractions-1",
+        "name": "Fractions: halves and quarters",
+        "course": {"subject": "Math", "grade": 3},
+    },
+    {
+        "id": "main-idea-2",
+        "name": "Finding the main idea",
+        "course": {"subject": "Reading", "grade": 4},
+    },
+    {
+        "id": "cells-1",
+        "name": "Cells and what they do",
+        "course": {"subject": "Science", "grade": 6},
+    },
+    {"id": "loops-1", "name": "Loops", "course": {"code": "CS-101"}},
+)
+_MS: Final = 1000
+
+
+@attrs.frozen(kw_only=True)
+class Behaviour:
+    """How simulated students behave, in lesson seconds (chances are per step)."""
+
+    arrival_spread: float = 60.0  # arrivals are spread over this (or one interval, if longer)
+    session_mean: float = 480.0  # a session lasts this long on average, then they leave
+    work_mean: float = 90.0  # a stretch of work lasts this long on average
+    touch_every: tuple[float, float] = (3.0, 12.0)  # input while working
+    break_chance: float = 0.10
+    break_length: tuple[float, float] = (20.0, 120.0)
+    idle_chance: float = 0.08
+    idle_timeout: float = 60.0
+    idle_extra: tuple[float, float] = (5.0, 60.0)  # how long past idle_timeout they stay away
+    away_length: tuple[float, float] = (60.0, 300.0)  # between sessions
+    complete_chance: float = 0.03  # a session ends with the lesson completed
+    record_after: float = 2.0  # the server records the completion this long after end()
+
+
+@attrs.frozen(kw_only=True)
+class Simulation:
+    """What to simulate.
+
+    Args:
+        students: how many students.
+        minutes: lesson minutes to simulate.
+        interval: heartbeat interval, in lesson seconds.
+        speed: how much faster than real time lesson time runs.
+        server: a backend mount URL; None starts the emulator in its own process.
+        token: the bearer token every student sends to ``server``.
+        seed: seeds the students' choices; None picks one (and the report shows it).
+        flush_timeout: each ``end()`` waits at most this long (real seconds) for delivery:
+            longer than an app's 5 s, since when lesson time is up every student's last
+            window is queued at the same instant.
+        behaviour: how students behave.
+    """
+
+    students: int = attrs.field(validator=attrs.validators.ge(1))
+    minutes: float = attrs.field(validator=attrs.validators.gt(0))
+    interval: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
+    speed: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    server: str | None = None
+    token: str | None = None
+    seed: int | None = None
+    flush_timeout: float = 30.0
+    behaviour: Behaviour = attrs.field(factory=Behaviour)
+
+
+class TimedTransport(httpx.AsyncBaseTransport):
+    """Times every request of the pool, from send to response headers, in ms.
+
+    Args:
+        inner: the real transport.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+        self.latencies_ms: list[float] = []
+        self.statuses: Counter[str] = Counter()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send through the inner transport, noting the time it took and the answer."""
+        started = time.perf_counter()
+        try:
+            response = await self._inner.handle_async_request(request)
+        except Exception as exc:
+            self.statuses[type(exc).__name__] += 1
+            raise
+        self.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.statuses[str(response.status_code)] += 1
+        return response
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self._inner.aclose()
+
+
+@attrs.define(eq=False)
+class _School:
+    """Everything the students share: the clock, the end of lesson time, the tallies."""
+
+    config: Simulation
+    clock: ScaledClock
+    start_ms: int
+    end_ms: int
+    hook: httpx.AsyncClient | None  # the server-side record() hook, emulator only
+    sessions: int = 0
+    resumed_sessions: int = 0
+    pauses: int = 0
+    idle_pauses: int = 0
+    completions: int = 0
+    delivered: int = 0
+    flushed_ms: int = 0
+    errors: Counter[str] = attrs.field(factory=Counter)
+    final_errors: int = 0  # errors after which the SDK gave up on a window
+    run_ms: dict[str, int] = attrs.field(factory=dict)
+    finished: int = 0
+    all_finished: anyio.Event = attrs.field(factory=anyio.Event)
+
+    def now_ms(self) -> int:
+        return self.clock.read().timeline_ms
+
+    def over(self) -> bool:
+        return self.now_ms() >= self.end_ms
+
+    async def wait(self, seconds: float) -> None:
+        """Let ``seconds`` of lesson time pass, or less if the lesson time runs out."""
+        target = min(self.now_ms() + round(seconds * _MS), self.end_ms)
+        await self.clock.sleep_until(target)
+
+    def on_error(self, error: DeliveryError, context: ErrorContext) -> None:
+        status = getattr(error, "status_code", None)
+        kind = f"{context.operation}: {type(error).__name__}"
+        if status is not None:
+            kind += f" {status}"
+        if context.will_retry:
+            kind += " (retried)"
+        else:
+            self.final_errors += 1
+        self.errors[kind] += 1
+
+    def on_flush(self, elapsed_ms: int) -> None:
+        self.delivered += 1
+        self.flushed_ms += elapsed_ms
+
+    async def complete(self, email: str, lesson: dict[str, Any], run_id: str) -> None:
+        """The app's server records the completion of ``run_id`` (never the client)."""
+        assert self.hook is not None
+        body = {
+            "user": {"email": email},
+            "activity": lesson,
+            "metrics": {
+                "total_questions": 10,
+                "correct_questions": 8,
+                "xp_earned": 10,
+                "pct_complete": 100,
+                "mastered_units": 1,
+            },
+            "run_id": run_id,
+        }
+        try:
+            response = await self.hook.post("/_emulator/record", json=body)
+        except httpx.HTTPError as exc:
+            self.errors[f"record: {type(exc).__name__}"] += 1
+            self.final_errors += 1
+            return
+        if response.status_code == 200:
+            self.completions += 1
+        else:
+            self.errors[f"record: {response.status_code}"] += 1
+            self.final_errors += 1
+
+    def finish(self) -> None:
+        self.finished += 1
+        if self.finished == self.config.students:
+            self.all_finished.set()
+
+
+class _Student:
+    """One student: a token, an app session at a time, and a seeded mind of their own."""
+
+    def __init__(self, school: _School, index: int, seed: int) -> None:
+        self.school = school
+        self.index = index
+        self.token = f"sim-student-{index:05d}"
+        self.email = f"student{index:05d}@sim.example.edu"
+        self.rng = random.Random(seed * 1_000_003 + index)  # noqa: S311 - behaviour, not secrets
+        self.activity: AsyncActivity | None = None
+        self.away = True
+
+    async def attend(self, base_url: str, token: str | None, http: httpx.AsyncClient) -> None:
+        """Open this student's client, follow the lesson plan, and close it last of all."""
+        school = self.school
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        # No durable outbox: on a real machine each student's app has its own file, and a
+        # thousand students sharing this process's one file would measure lock contention
+        # on a disk nobody has, not the backend.
+        async with AsyncTimeback(
+            base_url, headers=headers, http_client=http, clock=school.clock, outbox=None
+        ) as tb:
+            try:
+                await self._follow(tb)
+            finally:
+                school.finish()
+            # Keep the client (and the sender tasks living in its task group) until every
+            # student is done, so nobody's request is interrupted by someone else leaving.
+            await school.all_finished.wait()
+
+    def _options(self) -> TimeOptions:
+        config = self.school.config
+        return TimeOptions(
+            heartbeat_interval=config.interval,
+            idle_timeout=config.behaviour.idle_timeout,
+            flush_timeout=config.flush_timeout,
+        )
+
+    async def _follow(self, tb: AsyncTimeback) -> None:
+        school, rng, behaviour = self.school, self.rng, self.school.config.behaviour
+        await school.wait(rng.uniform(0, max(behaviour.arrival_spread, school.config.interval)))
+        lesson = _LESSONS[self.index % len(_LESSONS)]
+        run_id: str | None = None
+        while not school.over():
+            activity = tb.activity.start(
+                **lesson,
+                run_id=run_id,
+                time=self._options(),
+                on_error=school.on_error,
+                on_flush=school.on_flush,
+                on_pause=self._on_pause,
+            )
+            school.sessions += 1
+            school.resumed_sessions += run_id is not None
+            run_id = activity.run_id
+            self.activity, self.away = activity, False
+            await self._session(activity)
+            await activity.end()
+            self.activity, self.away = None, True
+            school.run_ms[run_id] = school.run_ms.get(run_id, 0) + activity.elapsed_ms
+            if school.hook is not None and rng.random() < behaviour.complete_chance:
+                await school.wait(behaviour.record_after)
+                if school.over():
+                    return
+                await school.complete(self.email, lesson, run_id)
+                # A new attempt needs a fresh runId: the next lesson, a new run.
+                lesson = _LESSONS[(_LESSONS.index(lesson) + 1) % len(_LESSONS)]
+                run_id = None
+            await school.wait(rng.uniform(*behaviour.away_length))
+
+    async def _session(self, activity: AsyncActivity) -> None:
+        school, rng, behaviour = self.school, self.rng, self.school.config.behaviour
+        session_end = school.now_ms() + round(rng.expovariate(1 / behaviour.session_mean) * _MS)
+        while school.now_ms() < session_end and not school.over():
+            step = rng.random()
+            if step < behaviour.break_chance:
+                activity.pause()
+                await school.wait(rng.uniform(*behaviour.break_length))
+                if not school.over():
+                    activity.resume()
+            elif step < behaviour.break_chance + behaviour.idle_chance:
+                # No input at all: the SDK pauses the activity itself after idle_timeout.
+                await school.wait(behaviour.idle_timeout + rng.uniform(*behaviour.idle_extra))
+                if not school.over():
+                    activity.touch()
+            else:
+                work_end = min(
+                    school.now_ms() + round(rng.expovariate(1 / behaviour.work_mean) * _MS),
+                    session_end,
+                )
+                while school.now_ms() < work_end and not school.over():
+                    pause_s = min(
+                        rng.uniform(*behaviour.touch_every), (work_end - school.now_ms()) / _MS
+                    )
+                    await school.wait(pause_s)
+                    activity.touch()
+
+    def _on_pause(self) -> None:
+        if self.activity is not None and self.activity.is_idle:
+            self.school.idle_pauses += 1
+        else:
+            self.school.pauses += 1
+
+
+@attrs.frozen(kw_only=True)
+class _Outcome:
+    school: _School
+    transport: TimedTransport
+    wall_s: float
+    cpu_s: float
+
+
+async def _drive(
+    config: Simulation,
+    seed: int,
+    clock: ScaledClock,
+    base_url: str,
+    hook_origin: str | None,
+    progress: ProgressLine,
+) -> _Outcome:
+    transport = TimedTransport(httpx.AsyncHTTPTransport())
+    async with httpx.AsyncClient(transport=transport) as http:
+        hook = None if hook_origin is None else httpx.AsyncClient(base_url=hook_origin, timeout=60)
+        start_ms = clock.read().timeline_ms
+        school = _School(
+            config=config,
+            clock=clock,
+            start_ms=start_ms,
+            end_ms=start_ms + round(config.minutes * 60 * _MS),
+            hook=hook,
+        )
+        students = [_Student(school, index, seed) for index in range(config.students)]
+        started, cpu_started = time.perf_counter(), time.process_time()
+        try:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(_show_progress, school, students, progress)
+                async with anyio.create_task_group() as tg:
+                    for student in students:
+                        tg.start_soon(student.attend, base_url, config.token, http)
+                outer.cancel_scope.cancel()
+        finally:
+            if hook is not None:
+                await hook.aclose()
+        wall_s = time.perf_counter() - started
+        cpu_s = time.process_time() - cpu_started
+    progress.done(_status(school, students, wall_s))
+    return _Outcome(school=school, transport=transport, wall_s=wall_s, cpu_s=cpu_s)
+
+
+def _status(school: _School, students: list[_Student], wall_s: float) -> str:
+    active = paused = idle = 0
+    for student in students:
+        activity = student.activity
+        if activity is None:
+            continue
+        if activity.is_idle:
+            idle += 1
+        elif activity.is_paused:
+            paused += 1
+        else:
+            active += 1
+    away = len(students) - active - paused - idle
+    lesson_ms = min(school.now_ms(), school.end_ms) - school.start_ms
+    total_ms = school.end_ms - school.start_ms
+    rate = school.delivered / wall_s if wall_s > 0 else 0.0
+    errors = sum(school.errors.values())
+    return (
+        f"lesson {_mmss(lesson_ms)}/{_mmss(total_ms)}  active {active} paused {paused} "
+        f"idle {idle} away {away}  heartbeats {school.delivered} ({rate:.0f}/s)  "
+        f"errors {errors}"
+    )
+
+
+def _mmss(ms: int) -> str:
+    minutes, seconds = divmod(ms // _MS, 60)
+    return f"{minutes:02d}:{seconds:02d}"
+
+
+async def _show_progress(school: _School, students: list[_Student], progress: ProgressLine) -> None:
+    started = time.perf_counter()
+    while True:
+        fraction = (school.now_ms() - school.start_ms) / (school.end_ms - school.start_ms)
+        status = _status(school, students, time.perf_counter() - started)
+        if fraction >= 1:
+            status += "  (lesson time is up: ending sessions, flushing)"
+        progress.update(min(1.0, fraction), status)
+        await anyio.sleep(0.25)
+
+
+def _emulator_totals(runs: list[dict[str, Any]], problems: list[dict[str, Any]]) -> EmulatorTotals:
+    rules = Counter(str(problem["rule"]) for problem in problems)
+    examples = tuple(
+        f"{problem['rule']} on run {problem['run']}: {problem['evidence']}"
+        for problem in problems[:3]
+    )
+    return EmulatorTotals(
+        runs=len(runs),
+        windows=sum(len(run["windows"]) for run in runs),
+        sessions=sum(int(run["sessions"]) for run in runs),
+        completed=sum(bool(run["completed"]) for run in runs),
+        active_ms=sum(int(run["activeMs"]) for run in runs),
+        inactive_ms=sum(int(run["inactiveMs"]) for run in runs),
+        run_active_ms={str(run["runId"]): int(run["activeMs"]) for run in runs},
+        problems=dict(rules),
+        problem_examples=examples,
+    )
+
+
+@contextmanager
+def _sdk_logs_muted() -> Iterator[None]:
+    """Delivery problems are counted in the report; don't let them scribble over the bar."""
+    logger = logging.getLogger("timeback_client")
+    if logger.handlers or logging.getLogger().handlers:
+        yield  # the host configured logging: leave it alone
+        return
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def simulate(config: Simulation, *, progress_out: TextIO | None = None) -> Report:
+    """Run a simulation and return its report (blocking)."""
+    from ._emulator_process import EmulatorProcess, ScaledTime
+
+    seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
+    progress = ProgressLine(progress_out or sys.stderr)
+    clock = ScaledClock(config.speed)
+    with _sdk_logs_muted():
+        if config.server is not None:
+            outcome = anyio.run(_drive, config, seed, clock, config.server, None, progress)
+            return _report(config, seed, outcome, config.server, None)
+        students = {
+            f"sim-student-{i:05d}": f"student{i:05d}@sim.example.edu"
+            for i in range(config.students)
+        }
+        progress.note(f"starting the emulator in its own process for {config.students} students")
+        with EmulatorProcess(students, scaled_time=ScaledTime.of(clock)) as emulator:
+            outcome = anyio.run(
+                _drive, config, seed, clock, emulator.base_url, emulator.origin, progress
+            )
+            progress.note("fetching the emulator's totals and problems")
+            totals = _emulator_totals(
+                emulator.get_json("/_emulator/runs")["runs"],
+                emulator.get_json("/_emulator/problems")["problems"],
+            )
+        return _report(config, seed, outcome, f"emulator at {emulator.base_url}", totals)
+
+
+def _report(
+    config: Simulation,
+    seed: int,
+    outcome: _Outcome,
+    server: str,
+    totals: EmulatorTotals | None,
+) -> Report:
+    school, transport = outcome.school, outcome.transport
+    return Report(
+        students=config.students,
+        lesson_minutes=config.minutes,
+        interval_s=config.interval,
+        speed=config.speed,
+        seed=seed,
+        server=server,
+        against_emulator=totals is not None,
+        wall_s=outcome.wall_s,
+        client_cpu_s=outcome.cpu_s,
+        sessions=school.sessions,
+        resumed_sessions=school.resumed_sessions,
+        pauses=school.pauses,
+        idle_pauses=school.idle_pauses,
+        completions=school.completions,
+        requests=sum(transport.statuses.values()),
+        delivered=school.delivered,
+        statuses=dict(transport.statuses),
+        latencies_ms=sorted(transport.latencies_ms),
+        errors=dict(school.errors),
+        final_errors=school.final_errors,
+        simulated_active_ms=sum(school.run_ms.values()),
+        flushed_active_ms=school.flushed_ms,
+        run_simulated_ms=dict(school.run_ms),
+        emulator=totals,
+    )
+
+
+def run_simulation(
+    config: Simulation,
+    *,
+    as_json: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """``timeback-client simulate``: run, print the report; 0 when everything added up."""
+    import json
+
+    if config.server is None and config.token is not None:
+        print("--token only goes with --server", file=err or sys.stderr)
+        return 2
+    if config.server is not None and config.token is None:
+        print("--server needs --token (the bearer token the backend knows)", file=err or sys.stderr)
+        return 2
+    report = simulate(config, progress_out=err)
+    stream = out or sys.stdout
+    if as_json:
+        json.dump(report.to_json(), stream, indent=2)
+        stream.write("\n")
+    else:
+        print(render_text(report), file=stream)
+    return 0 if report.ok else 1

@@ -1,0 +1,133 @@
+"""`timeback-client simulate`: a small school, against the emulator in its own process."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from timeback_client._cli import main
+from timeback_client._emulator_process import EmulatorProcess
+from timeback_client._simulate import Simulation, run_simulation, simulate
+
+
+def test_every_simulated_millisecond_reaches_the_emulator_exactly_once() -> None:
+    report = simulate(
+        Simulation(students=20, minutes=3, speed=90, seed=7), progress_out=io.StringIO()
+    )
+
+    assert report.against_emulator
+    assert report.emulator is not None
+    assert report.simulated_active_ms > 0
+    assert report.flushed_active_ms == report.simulated_active_ms
+    assert report.emulator.active_ms == report.simulated_active_ms
+    assert report.differing_runs == []
+    assert report.emulator.problems == {}
+    assert report.final_errors == 0
+    assert report.requests == report.delivered == report.emulator.windows
+    assert report.statuses == {"204": report.requests}
+    assert report.sessions >= 20
+    assert report.emulator.sessions == report.sessions  # each session one contiguous chain
+    assert len(report.latencies_ms) == report.requests
+    assert report.ok
+
+
+def test_the_cli_prints_a_json_report_and_exits_0_when_everything_adds_up() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "timeback_client",
+            "simulate",
+            "--students",
+            "20",
+            "--minutes",
+            "1",
+            "--speed",
+            "60",
+            "--seed",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True
+    assert report["config"]["students"] == 20
+    assert report["config"]["seed"] == 3
+    time = report["time"]
+    assert time["simulatedActiveMs"] == time["flushedActiveMs"] == time["emulatorActiveMs"] > 0
+    assert report["emulator"]["problems"] == {}
+    assert report["heartbeats"]["latencyMs"]["p50"] is not None
+    assert "[" in done.stderr  # the progress bar went to stderr, not into the JSON
+
+
+def test_against_a_server_of_ones_own_completions_are_skipped_and_said_so() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with EmulatorProcess({"school-token": "everyone@example.edu"}) as server:
+        status = run_simulation(
+            Simulation(
+                students=10,
+                minutes=2,
+                speed=120,
+                seed=1,
+                server=server.base_url,
+                token="school-token",
+            ),
+            out=out,
+            err=err,
+        )
+        recorded = server.get_json("/_emulator/runs")["runs"]
+
+    text = out.getvalue()
+    assert status == 0, text
+    assert "completions skipped" in text
+    assert not any(run["completed"] for run in recorded)
+    assert "Emulator" not in text  # no emulator totals for a server we did not start
+
+
+def test_delivery_errors_are_counted_by_kind_and_fail_the_run() -> None:
+    # The emulator does not know this token: every window is held back (401).
+    with EmulatorProcess({"known": "a@example.edu"}) as server:
+        report = simulate(
+            Simulation(
+                students=3,
+                minutes=1,
+                speed=120,
+                seed=1,
+                server=server.base_url,
+                token="unknown",
+                flush_timeout=0.5,
+            ),
+            progress_out=io.StringIO(),
+        )
+
+    assert report.statuses.get("401", 0) > 0
+    assert any("AuthenticationError 401" in kind for kind in report.errors)
+    assert report.flushed_active_ms == 0 < report.simulated_active_ms
+    assert not report.ok
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--token", "t"], "--token only goes with --server"),
+        (["--server", "http://127.0.0.1:9/api/timeback"], "--server needs --token"),
+        (["--speed", "0"], "speed"),
+    ],
+)
+def test_the_cli_refuses_inconsistent_options(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["simulate", "--students", "1", "--minutes", "1", *argv])
+
+    assert status == 2
+    assert message in capsys.readouterr().err
