@@ -499,7 +499,7 @@ def render(runner: Runner, command: str, started: float, load_before: str, revis
             "# Benchmark results",
             "",
             f"- Command: `{command}` ({minutes:.1f} min, "
-            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC)",
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC), at commit {revision}",
             f"- Machine: {info['cpu']}, {info['cores']} cores; {info['os']}; load average "
             f"before {load_before}, after {_load()} (other work on the machine skews the figures)",
             f"- Software: {info['implementation']} {info['python']}, httpx {info['httpx']}, "
