@@ -26,13 +26,17 @@ from timeback_client import (
     BackendConfigurationError,
     Course,
     DeliveryError,
+    DuplicateRiskError,
+    Engine,
     ErrorContext,
     InvalidPayloadError,
+    LifecycleError,
     NetworkError,
     ServerUnavailableError,
     TimeOptions,
     UndeliveredError,
     UserResolutionError,
+    ValidationError,
     VirtualClock,
     Window,
 )
@@ -57,16 +61,19 @@ class Listener:
     """Records what a sender tells the owner of a window."""
 
     def __init__(self) -> None:
+        self.first_attempts: list[Window] = []
         self.ok: list[Window] = []
         self.failures: list[tuple[Window, DeliveryError, int, bool]] = []
 
-    def delivered(self, window: Window, *, duplicate: bool) -> None:
-        self.ok.append(window)
+    def sending(self, delivery: Delivery) -> None:
+        self.first_attempts.append(delivery.window)
 
-    def failed(
-        self, window: Window, error: DeliveryError, *, attempts: int, will_retry: bool
-    ) -> None:
-        self.failures.append((window, error, attempts, will_retry))
+    def delivered(self, delivery: Delivery, *, duplicate: bool) -> None:
+        self.ok.append(delivery.window)
+
+    def failed(self, delivery: Delivery, error: DeliveryError, *, will_retry: bool) -> None:
+        assert error.retryable == will_retry or isinstance(error, DuplicateRiskError)
+        self.failures.append((delivery.window, error, delivery.attempts, will_retry))
 
 
 def window(run_id: str, start_ms: int = 0, length_ms: int = 15_000) -> Window:
@@ -87,13 +94,14 @@ async def running_sender(
     backend: FakeBackend, clock: VirtualClock, *, tasks: int = 8
 ) -> AsyncIterator[HeartbeatSender]:
     """A sender with seeded jitter, its tasks in a task group of the test's own."""
-    async with httpx.AsyncClient(transport=backend.transport) as http:
-        sender = HeartbeatSender(http, clock, tasks=tasks, rng=random.Random(SEED))
-        async with anyio.create_task_group() as tg:
-            sender.attach(tg)
-            yield sender
-            sender.detach(tg)
-            tg.cancel_scope.cancel()
+    async with (
+        httpx.AsyncClient(transport=backend.transport) as http,
+        anyio.create_task_group() as tg,
+    ):
+        sender = HeartbeatSender(http, clock, task_group=tg, tasks=tasks, rng=random.Random(SEED))
+        yield sender
+        sender.close()
+        tg.cancel_scope.cancel()
 
 
 def expected_backoffs(count: int) -> list[int]:
@@ -381,17 +389,13 @@ async def test_a_streamed_body_that_fails_to_decode_is_classified_by_its_status(
         )
     )
     listener = Listener()
-    async with httpx.AsyncClient(transport=transport) as http:
-        sender = HeartbeatSender(http, clock)
-        async with anyio.create_task_group() as tg:
-            sender.attach(tg)
-            sender.submit(
-                Delivery(
-                    window=window(str(uuid.uuid4())), endpoint=Endpoint(URL), listener=listener
-                )
-            )
-            await clock.advance(1)
-            sender.detach(tg)
+    async with httpx.AsyncClient(transport=transport) as http, anyio.create_task_group() as tg:
+        sender = HeartbeatSender(http, clock, task_group=tg)
+        sender.submit(
+            Delivery(window=window(str(uuid.uuid4())), endpoint=Endpoint(URL), listener=listener)
+        )
+        await clock.advance(1)
+        sender.close()
     assert transport.requests == 1
     assert len(listener.ok) == 1
     assert listener.failures == []
@@ -404,24 +408,55 @@ def _start(timeback: AsyncTimeback, **options: Any) -> AsyncActivity:
     return timeback.activity.start(id="lesson-1", name="Fractions", course=COURSE, **options)
 
 
-async def test_clients_sharing_an_http_client_share_one_bounded_sender() -> None:
+async def test_clients_sharing_an_engine_share_one_bounded_sender() -> None:
     clock = VirtualClock()
     backend = FakeBackend(clock, latency_ms=100)
     async with httpx.AsyncClient(transport=backend.transport) as http:
         async with (
-            AsyncTimeback(BASE, http_client=http, clock=clock, sender_tasks=1) as first,
-            AsyncTimeback(BASE, http_client=http, clock=clock, sender_tasks=1) as second,
+            Engine(http_client=http, clock=clock, sender_tasks=1) as engine,
+            AsyncTimeback(BASE, engine=engine) as first,
+            AsyncTimeback(BASE, engine=engine) as second,
         ):
             one, two = _start(first), _start(second)
             await clock.advance(61)
             backend.latency_ms = 0
             await one.end()
             await two.end()
+            assert first.statistics() == second.statistics() == engine.statistics()
+            assert engine.statistics().attempts == len(backend.seen)
         assert not http.is_closed  # caller-owned: not closed by the SDK
     assert backend.max_in_flight == 1
     assert len(backend.delivered) == 2 * 4 + 2
     check_windows(backend.delivered)
     assert sum(b["elapsedMs"] for b in backend.delivered) == 2 * 61_000
+
+
+@pytest.mark.parametrize(
+    "setting", ["transport", "http_client", "timeout", "clock", "sender_tasks"]
+)
+async def test_a_client_on_a_shared_engine_refuses_the_engine_s_settings(setting: str) -> None:
+    """Settings of a shared engine are the engine's: passing one to a client raises rather
+    than being silently ignored."""
+    value: Any = {
+        "transport": httpx.MockTransport(lambda request: httpx.Response(204)),
+        "http_client": httpx.AsyncClient(),
+        "timeout": 3.0,
+        "clock": VirtualClock(),
+        "sender_tasks": 2,
+    }[setting]
+    async with Engine() as engine:
+        with pytest.raises(ValidationError, match=f"^{setting}: .*Engine") as raised:
+            AsyncTimeback(BASE, engine=engine, **{setting: value})
+    assert raised.value.field == setting
+    if setting == "http_client":
+        await value.aclose()
+
+
+async def test_a_client_on_an_engine_that_is_not_open_says_so() -> None:
+    engine = Engine()
+    with pytest.raises(LifecycleError, match="Engine"):
+        async with AsyncTimeback(BASE, engine=engine):
+            pass
 
 
 async def test_a_caller_owned_http_client_is_released_when_its_last_client_closes() -> None:
@@ -441,27 +476,25 @@ async def test_a_caller_owned_http_client_is_released_when_its_last_client_close
     assert alive() is None
 
 
-async def test_closing_one_client_does_not_lose_the_other_s_windows() -> None:
-    """Sender tasks may live in the closing client's task group: an interrupted send goes
-    again, from the other client's task group, with the same bytes."""
+async def test_closing_one_client_of_an_engine_does_not_touch_the_other_s_sends() -> None:
+    """Sender tasks are the engine's: a client leaving interrupts nothing of another's."""
     clock = VirtualClock()
     backend = FakeBackend(clock, latency_ms=500)
     async with (
         httpx.AsyncClient(transport=backend.transport) as http,
-        AsyncTimeback(BASE, http_client=http, clock=clock) as staying,
+        Engine(http_client=http, clock=clock) as engine,
+        AsyncTimeback(BASE, engine=engine) as staying,
     ):
         activity = _start(staying)
-        async with AsyncTimeback(BASE, http_client=http, clock=clock):
+        async with AsyncTimeback(BASE, engine=engine):
             await clock.advance(15.2)  # the first window is in flight
             assert backend.seen == []
-        # Closing the other client interrupted that send; it goes again at once.
-        assert [s.status for s in backend.seen] == [None]
         await clock.advance(30.3)
         backend.latency_ms = 0
         await activity.end()
     check_windows(backend.delivered)
-    assert [s.at_ms for s in backend.seen] == [15_000, 15_200, 30_000, 45_000, 45_500]
-    assert backend.seen[0].content == backend.seen[1].content
+    assert [s.at_ms for s in backend.seen] == [15_000, 30_000, 45_000, 45_500]
+    assert [s.status for s in backend.seen] == [204] * 4
     assert sum(b["elapsedMs"] for b in backend.delivered) == 45_500
 
 

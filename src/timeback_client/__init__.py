@@ -17,6 +17,7 @@ import types as _types
 from ._activity import AsyncActivity
 from ._client import AsyncTimeback
 from ._clock import Clock, Reading, SystemClock, VirtualClock
+from ._engine import Engine, EngineStatistics
 from ._errors import (
     AuthenticationError,
     BackendConfigurationError,
@@ -27,6 +28,7 @@ from ._errors import (
     LifecycleError,
     NetworkError,
     OutboxError,
+    ResponseError,
     ServerUnavailableError,
     TimebackError,
     UndeliveredError,
@@ -47,6 +49,8 @@ __all__ = [
     "Course",
     "DeliveryError",
     "DuplicateRiskError",
+    "Engine",
+    "EngineStatistics",
     "ErrorContext",
     "HeartbeatRejected",
     "InvalidPayloadError",
@@ -54,6 +58,7 @@ __all__ = [
     "NetworkError",
     "OutboxError",
     "Reading",
+    "ResponseError",
     "ServerUnavailableError",
     "SystemClock",
     "TimeOptions",

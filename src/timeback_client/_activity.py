@@ -1,8 +1,22 @@
-"""The lifecycle of one activity: start, pause, resume, touch, the heartbeat loop, end."""
+"""A running activity: the app's calls, applied at the instant they are made.
+
+`pause`, `resume` and `touch` may be called from any thread: the app's own (a GUI's, a
+notebook's) or the event loop's. Each reads the clock where it is called and changes the
+activity's `Timekeeper` under the activity's lock, at once; what follows (a window to
+send, a callback to run) is handed to the client's `Pipeline` and runs in the loop. The
+caller never waits for the loop, the disk or the network. Only `end()` waits, for
+delivery, and never past ``flush_timeout``.
+
+The engine's scheduler calls `fire` when a deadline of the activity passes (a heartbeat,
+an idle timeout); the outbox writer calls `checkpoint` once a second. Both take the same
+lock, briefly, and never call the app's code under it.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,23 +24,15 @@ from types import TracebackType
 from typing import Any, Final
 
 import anyio
-import anyio.abc
-import attrs
 
-from ._clock import Clock
+from ._clock import Reading
 from ._errors import DeliveryError, LifecycleError, UndeliveredError
-from ._ledger import Cut, Ledger
+from ._ledger import Cut
 from ._models import Course, ErrorContext, TimeOptions, Window
-from ._sender import DeliveryListener, HeartbeatSender
+from ._pipeline import Pipeline, call_safely
+from ._timekeeper import IDLE, Step, Timekeeper
 
-__all__ = [
-    "AsyncActivity",
-    "ErrorCallback",
-    "FlushCallback",
-    "StateCallback",
-    "Tracking",
-    "call_safely",
-]
+__all__ = ["AsyncActivity", "ErrorCallback", "FlushCallback", "StateCallback"]
 
 logger = logging.getLogger("timeback_client")
 
@@ -34,40 +40,40 @@ ErrorCallback = Callable[[DeliveryError, ErrorContext], object]
 FlushCallback = Callable[[int], object]
 StateCallback = Callable[[], object]
 
-_USER: Final = "user"
-_IDLE: Final = "idle"
-
-
-@attrs.frozen(kw_only=True)
-class Tracking:
-    """What an activity borrows from its client.
-
-    Attributes:
-        clock: where time comes from.
-        sender: the sender its windows go through (to wait for their delivery).
-        submit: hands a window to the client (outbox, then sender).
-        task_group: where the heartbeat loop runs.
-        on_end: called once the activity ended and sent its last window.
-    """
-
-    clock: Clock
-    sender: HeartbeatSender
-    submit: Callable[[Window, DeliveryListener], None]
-    task_group: anyio.abc.TaskGroup
-    on_end: Callable[[AsyncActivity], None]
-
 
 class AsyncActivity:
     """A running activity, created by ``AsyncTimeback.activity.start()``.
 
-    `pause`, `resume` and `touch` are plain calls that never wait on the network;
-    `end` is awaited. Use it as ``async with timeback.activity.start(...) as activity:``
-    to end it on exit. Callbacks run in the event loop that runs the client.
+    `pause`, `resume` and `touch` are plain calls that never wait (and are safe from any
+    thread); `end` is awaited. Use it as ``async with timeback.activity.start(...) as
+    activity:`` to end it on exit. Callbacks run in the event loop that runs the client.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_clock",
+        "_lock",
+        "_on_end",
+        "_on_error",
+        "_on_flush",
+        "_on_pause",
+        "_on_resume",
+        "_pipeline",
+        "_send_time",
+        "_time",
+        "course",
+        "id",
+        "name",
+        "options",
+        "run_id",
+        "schedule_entry",
+        "started_at",
+        "template",
+    )
 
     def __init__(
         self,
-        tracking: Tracking,
+        pipeline: Pipeline,
         *,
         id: str,  # noqa: A002 - the contract's name for the activity slug
         name: str,
@@ -79,9 +85,11 @@ class AsyncActivity:
         on_flush: FlushCallback | None = None,
         on_pause: StateCallback | None = None,
         on_resume: StateCallback | None = None,
+        on_end: Callable[[AsyncActivity], None] | None = None,
     ) -> None:
-        self._tracking = tracking
-        self._clock = tracking.clock
+        self._pipeline = pipeline
+        self._clock = pipeline.clock
+        self._lock = threading.Lock()
         self.id: Final = id
         self.name: Final = name
         self.course: Final = course
@@ -92,74 +100,68 @@ class AsyncActivity:
         self._on_flush = on_flush
         self._on_pause = on_pause
         self._on_resume = on_resume
+        self._on_end = on_end
+        self.schedule_entry: list[Any] | None = None
+        # The fields every window of the run shares, for the outbox's checkpoints.
+        self.template: Final = json.dumps(
+            {"id": id, "name": name, "course": course.to_json(), "runId": self.run_id},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
 
         start = self._clock.read()
-        self._ledger = Ledger(start, abandon_after_ms=_ms(options.abandon_after))
-        self._started_ms = start.timeline_ms
+        self._time = Timekeeper(
+            start,
+            interval_ms=_ms(options.heartbeat_interval),
+            idle_ms=None if options.idle_timeout is None else _ms(options.idle_timeout),
+            abandon_after_ms=_ms(options.abandon_after),
+            beats=send_time,
+        )
         self.started_at: Final = datetime.fromtimestamp(
             self._clock.wall_ms(start.timeline_ms) / 1000, UTC
         )
-        self._interval_ms = _ms(options.heartbeat_interval)
-        self._idle_ms = None if options.idle_timeout is None else _ms(options.idle_timeout)
-        self._beat_due_ms = start.timeline_ms + self._interval_ms
-        self._last_input_ms = start.timeline_ms
-        self._paused_by: str | None = None
-        self._ended = False
-        self._wake: anyio.CancelScope | None = None
-        self._loop_scope = anyio.CancelScope()
-        if send_time or self._idle_ms is not None:
-            tracking.task_group.start_soon(self._heartbeat_loop, name=f"timeback {self.run_id}")
+        if send_time:
+            pipeline.start_run(self.run_id, self, self, self.template)
+        pipeline.post(pipeline.scheduler.update, self)
+        pipeline.kick()
 
-    # -- state ----------------------------------------------------------------------
+    # -- state ------------------------------------------------------------------------
 
     @property
     def is_paused(self) -> bool:
         """Whether time currently counts as paused (by `pause()` or for idleness)."""
-        return self._paused_by is not None
+        return self._time.paused_by is not None
 
     @property
     def is_idle(self) -> bool:
         """Whether the activity paused itself because no `touch()` came in time."""
-        return self._paused_by == _IDLE
+        return self._time.paused_by == IDLE
 
     @property
     def is_ended(self) -> bool:
         """Whether `end()` was called."""
-        return self._ended
+        return self._time.ended
 
     @property
     def elapsed_ms(self) -> int:
         """Active milliseconds in this session so far: sent windows plus the open one."""
-        return self._ledger.active_ms(self._clock.read())
+        with self._lock:
+            return self._time.active_ms(self._clock.read())
 
     def __repr__(self) -> str:
-        state = "ended" if self._ended else "paused" if self.is_paused else "active"
+        state = "ended" if self.is_ended else "paused" if self.is_paused else "active"
         return f"<Activity {self.id!r} run_id={self.run_id} {state} elapsed_ms={self.elapsed_ms}>"
 
-    # -- lifecycle --------------------------------------------------------------------
+    # -- the app's calls ------------------------------------------------------------------
 
     def pause(self) -> None:
         """Stop counting active time; the time so far is sent at once. Idempotent."""
-        self._check_running("pause")
-        if self._paused_by == _IDLE:
-            # The app pauses an idle activity: from now on only resume() ends the pause.
-            self._paused_by = _USER
-            return
-        self._pause(_USER)
+        self._change("pause", Timekeeper.pause)
 
     def resume(self) -> None:
         """Count active time again. After a pause longer than ``abandon_after``, tracking
         restarts from a clean slate (the gap is not reported)."""
-        self._check_running("resume")
-        if self._paused_by is None:
-            return
-        now = self._clock.read()
-        self._emit(self._ledger.resume(now))
-        self._paused_by = None
-        self._last_input_ms = now.timeline_ms
-        self._beat_due_ms = now.timeline_ms + self._interval_ms
-        self._rewake()
-        call_safely("on_resume", self._on_resume)
+        self._change("resume", Timekeeper.resume)
 
     def touch(self) -> None:
         """Tell the activity that the student did something (a key, a click, a scroll).
@@ -167,11 +169,7 @@ class AsyncActivity:
         Resets the idle timer, and resumes an activity that paused itself for idleness
         (not one paused by `pause()`).
         """
-        self._check_running("touch")
-        if self._paused_by == _IDLE:
-            self.resume()
-        else:
-            self._last_input_ms = self._clock.read().timeline_ms
+        self._change("touch", Timekeeper.touch)
 
     async def end(self) -> None:
         """Send the last window and wait (at most ``flush_timeout``) for delivery.
@@ -179,10 +177,8 @@ class AsyncActivity:
         Never records completion: that is the server's `record()`, with this run_id.
         Calling it again does nothing.
         """
-        if self._ended:
-            return
-        self._finish()
-        await self._await_delivery()
+        if self._finish():
+            await self._await_delivery()
 
     async def __aenter__(self) -> AsyncActivity:
         return self
@@ -196,25 +192,42 @@ class AsyncActivity:
         with anyio.CancelScope(shield=True):
             await self.end()
 
-    # -- internals used by the clients -----------------------------------------------
+    def _change(self, method: str, transition: Callable[[Timekeeper, Reading], Step]) -> None:
+        with self._lock:
+            if self._time.ended:
+                raise LifecycleError(
+                    f"{method}() after end(): activity {self.id!r} (run {self.run_id}) has "
+                    "ended. Start a new activity, with the same run_id to resume this run."
+                )
+            self._apply(transition(self._time, self._clock.read()))
+        self._pipeline.kick()
+
+    # -- what the client, the scheduler and the writer call ------------------------------
+
+    def _finish(self) -> bool:
+        """End now, at the caller's instant; False if it had ended already."""
+        with self._lock:
+            if self._time.ended:
+                return False
+            self._apply(self._time.finish(self._clock.read()))
+            if self._send_time:
+                self._pipeline.end_run(self.run_id)
+            self._pipeline.post(self._pipeline.scheduler.remove, self)
+        if self._on_end is not None:
+            self._on_end(self)
+        self._pipeline.kick()
+        return True
 
     def _end_soon(self) -> None:
-        """End now and wait for delivery in the background (for a GUI thread)."""
-        if self._ended:
-            return
-        self._finish()
-        self._tracking.task_group.start_soon(self._await_delivery)
-
-    def _finish(self) -> None:
-        self._ended = True
-        self._loop_scope.cancel()
-        self._emit(self._ledger.finish(self._clock.read()))
-        self._tracking.on_end(self)
+        """End now and follow delivery in the background (for a thread that must not wait)."""
+        if self._finish():
+            self._pipeline.post(self._pipeline.spawn, self._await_delivery)
+            self._pipeline.kick()
 
     async def _await_delivery(self) -> None:
         if not self._send_time:
             return
-        sender = self._tracking.sender
+        sender = self._pipeline.sender
         with anyio.move_on_after(self.options.flush_timeout, shield=True):
             await sender.settle([self.run_id])
         left = tuple(d.window for d in sender.undelivered([self.run_id]))
@@ -223,32 +236,39 @@ class AsyncActivity:
                 f"{len(left)} window(s) of run {self.run_id} not delivered within "
                 f"flush_timeout={self.options.flush_timeout}s; still trying until close",
                 windows=left,
+                retryable=True,
             )
             self._report(error, "flush", attempts=0, will_retry=True)
 
-    def _check_running(self, method: str) -> None:
-        if self._ended:
-            raise LifecycleError(
-                f"{method}() after end(): activity {self.id!r} (run {self.run_id}) has ended. "
-                "Start a new activity, with the same run_id to resume this run."
-            )
+    def due(self) -> int | None:
+        """When the scheduler should call `fire` next (the scheduler's `Scheduled`)."""
+        with self._lock:
+            return self._time.due()
 
-    def _pause(self, why: str) -> None:
-        if self._paused_by is not None:
-            return
-        self._emit(self._ledger.pause(self._clock.read()))
-        self._paused_by = why
-        self._rewake()
-        call_safely("on_pause", self._on_pause)
+    def fire(self) -> None:
+        """A deadline passed: a heartbeat's window, or an idle pause."""
+        with self._lock:
+            self._apply(self._time.fire(self._clock.read()))
 
-    def _rewake(self) -> None:
-        # The heartbeat loop sleeps until a deadline that has just changed.
-        if self._wake is not None:
-            self._wake.cancel()
+    def checkpoint(self) -> tuple[int, int, int] | None:
+        """The open window in wall ms, ``(start, end, active)``, for the outbox writer."""
+        with self._lock:
+            cut = self._time.open_window(self._clock.read())
+        if cut is None:
+            return None
+        wall = self._clock.wall_ms
+        return (wall(cut.start_ms), wall(cut.end_ms), cut.active_ms)
 
-    def _emit(self, cut: Cut | None) -> None:
-        if cut is not None and self._send_time:
-            self._tracking.submit(self._window(cut), self)
+    def _apply(self, step: Step) -> None:
+        """Hand on what a transition asks for (under the lock: windows leave in order)."""
+        pipeline = self._pipeline
+        if step.cut is not None and self._send_time:
+            pipeline.emit(self._window(step.cut))
+        if step.paused:
+            pipeline.post(call_safely, "on_pause", self._on_pause)
+        if step.resumed:
+            pipeline.post(call_safely, "on_resume", self._on_resume)
+            pipeline.post(pipeline.scheduler.update, self)
 
     def _window(self, cut: Cut) -> Window:
         return Window(
@@ -262,61 +282,23 @@ class AsyncActivity:
             paused_ms=cut.paused_ms,
         )
 
-    def _open_window(self) -> Window | None:
-        """The window that would be sent if the activity were cut now (for checkpoints)."""
-        if self._ended or not self._send_time:
-            return None
-        cut = self._ledger.open_window(self._clock.read())
-        return None if cut is None else self._window(cut)
-
-    # -- the heartbeat loop -------------------------------------------------------------
-
-    def _next_deadline(self) -> int | None:
-        if self._paused_by is not None:
-            return None
-        due = self._beat_due_ms if self._send_time else None
-        if self._idle_ms is not None:
-            idle_at = self._last_input_ms + self._idle_ms
-            due = idle_at if due is None else min(due, idle_at)
-        return due
-
-    async def _heartbeat_loop(self) -> None:
-        with self._loop_scope:
-            while True:
-                deadline = self._next_deadline()
-                with anyio.CancelScope() as self._wake:
-                    if deadline is None:
-                        await anyio.sleep_forever()
-                    else:
-                        await self._clock.sleep_until(deadline)
-                self._wake = None
-                self._on_deadline()
-
-    def _on_deadline(self) -> None:
-        reading = self._clock.read()
-        now = reading.timeline_ms
-        if self._paused_by is not None:
-            return
-        if self._idle_ms is not None and now >= self._last_input_ms + self._idle_ms:
-            self._pause(_IDLE)
-        elif self._send_time and now >= self._beat_due_ms:
-            self._emit(self._ledger.cut(reading))
-            self._beat_due_ms += self._interval_ms
-            if self._beat_due_ms <= now:
-                # Late (a suspend, a busy loop): keep the cadence from now, no burst.
-                self._beat_due_ms = now + self._interval_ms
-
-    # -- what the sender tells us (DeliveryListener) -----------------------------------
+    # -- what the pipeline tells us (RunListener) ----------------------------------------
 
     def delivered(self, window: Window, *, duplicate: bool) -> None:
         """A window reached the backend: ``on_flush(elapsed_ms)``."""
         call_safely("on_flush", self._on_flush, window.elapsed_ms)
 
     def failed(
-        self, window: Window, error: DeliveryError, *, attempts: int, will_retry: bool
+        self,
+        window: Window,
+        error: DeliveryError,
+        *,
+        attempts: int,
+        will_retry: bool,
+        operation: str = "heartbeat",
     ) -> None:
         """A delivery attempt failed: log it and tell ``on_error``."""
-        self._report(error, "heartbeat", attempts=attempts, will_retry=will_retry)
+        self._report(error, operation, attempts=attempts, will_retry=will_retry)
 
     def _report(
         self, error: DeliveryError, operation: str, *, attempts: int, will_retry: bool
@@ -331,16 +313,6 @@ class AsyncActivity:
             will_retry=will_retry,
         )
         call_safely("on_error", self._on_error, error, context)
-
-
-def call_safely(name: str, callback: Callable[..., object] | None, *args: Any) -> None:
-    """Run a user callback; one that raises is logged and never breaks tracking."""
-    if callback is None:
-        return
-    try:
-        callback(*args)
-    except Exception:
-        logger.exception("timeback %s callback raised; tracking goes on", name)
 
 
 def _ms(seconds: float) -> int:

@@ -60,9 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     simulate.add_argument("--students", type=int, required=True, help="how many students")
-    simulate.add_argument(
-        "--minutes", type=float, required=True, help="lesson minutes to simulate"
-    )
+    simulate.add_argument("--minutes", type=float, required=True, help="lesson minutes to simulate")
     simulate.add_argument(
         "--interval", type=float, default=15.0, help="heartbeat interval, lesson seconds (15)"
     )

@@ -1,4 +1,4 @@
-"""`AsyncTimeback`: the client, its activity namespace, and the senders it shares."""
+"""`AsyncTimeback`: the client, its activity namespace, and the pipeline it owns."""
 
 from __future__ import annotations
 
@@ -6,37 +6,33 @@ import enum
 import ipaddress
 import logging
 import os
-import weakref
+import threading
 from collections.abc import Callable, Mapping
-from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Final
 
 import anyio
-import anyio.abc
 import httpx
 
-from ._activity import (
-    AsyncActivity,
-    ErrorCallback,
-    FlushCallback,
-    StateCallback,
-    Tracking,
-    call_safely,
-)
-from ._clock import Clock, system_clock
-from ._durability import DurableOutbox, ReplayListener, open_outbox
-from ._errors import DeliveryError, LifecycleError, TimebackError, UndeliveredError, ValidationError
-from ._models import Course, ErrorContext, TimeOptions, Window, normalize_run_id
+from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
+from ._clock import Clock
+from ._engine import DEFAULT_TIMEOUT, Engine, EngineStatistics
+from ._errors import DeliveryError, LifecycleError, TimebackError, ValidationError
+from ._models import Course, ErrorContext, TimeOptions, normalize_run_id
 from ._outbox import default_outbox_path, identity_of
-from ._sender import DEFAULT_SENDER_TASKS, Delivery, DeliveryListener, Endpoint, HeartbeatSender
+from ._pipeline import Pipeline, call_safely
+from ._sender import Endpoint
 from ._wire import heartbeat_url
 
-__all__ = ["DEFAULT_OUTBOX", "ActivityNamespace", "AsyncTimeback", "ClientErrorCallback"]
+__all__ = [
+    "DEFAULT_OUTBOX",
+    "DEFAULT_TIMEOUT",
+    "ActivityNamespace",
+    "AsyncTimeback",
+    "ClientErrorCallback",
+]
 
 logger = logging.getLogger("timeback_client")
-
-DEFAULT_TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
 
 
 class _Default(enum.Enum):
@@ -46,18 +42,18 @@ class _Default(enum.Enum):
 DEFAULT_OUTBOX: Final = _Default.OUTBOX
 ClientErrorCallback = Callable[[TimebackError, ErrorContext], object]
 
-# One sender per connection pool, shared by every client that uses that pool.
-_shared_senders: weakref.WeakKeyDictionary[httpx.AsyncClient, HeartbeatSender] = (
-    weakref.WeakKeyDictionary()
-)
-
 
 class ActivityNamespace:
     """``timeback.activity``: start an activity, or find the running one."""
 
+    __slots__ = ("_client", "_current", "_lock", "flush_timeout")
+
     def __init__(self, client: AsyncTimeback) -> None:
         self._client = client
         self._current: AsyncActivity | None = None
+        self._lock = threading.Lock()
+        # The latest activity's: how long close() waits for delivery.
+        self.flush_timeout = TimeOptions().flush_timeout
 
     @property
     def current(self) -> AsyncActivity | None:
@@ -109,32 +105,36 @@ class ActivityNamespace:
         ):
             if callback is not None and not callable(callback):
                 raise ValidationError(label, "is not callable", "Pass a function, or None.")
-        if self._current is not None:
-            raise LifecycleError(
-                f"activity {self._current.id!r} is still running: end() it before starting "
-                f"{id!r} (one activity per client at a time)"
+        with self._lock:
+            pipeline = self._client._running_pipeline()
+            if self._current is not None:
+                raise LifecycleError(
+                    f"activity {self._current.id!r} is still running: end() it before "
+                    f"starting {id!r} (one activity per client at a time)"
+                )
+            activity = self._current = AsyncActivity(
+                pipeline,
+                id=id,
+                name=name,
+                course=checked_course,
+                run_id=checked_run_id,
+                options=options,
+                send_time=time is not False,
+                on_error=on_error,
+                on_flush=on_flush,
+                on_pause=on_pause,
+                on_resume=on_resume,
+                on_end=self._ended,
             )
-        activity = AsyncActivity(
-            self._client._tracking(),
-            id=id,
-            name=name,
-            course=checked_course,
-            run_id=checked_run_id,
-            options=options,
-            send_time=time is not False,
-            on_error=on_error,
-            on_flush=on_flush,
-            on_pause=on_pause,
-            on_resume=on_resume,
-        )
-        self._current = activity
-        self._client._forget_settled_runs()
-        self._client._runs[activity.run_id] = activity
+            self.flush_timeout = options.flush_timeout
+        pipeline.post(pipeline.forget_settled, (activity.run_id,))
+        pipeline.kick()
         return activity
 
     def _ended(self, activity: AsyncActivity) -> None:
-        if self._current is activity:
-            self._current = None
+        with self._lock:
+            if self._current is activity:
+                self._current = None
 
 
 class AsyncTimeback:
@@ -146,13 +146,15 @@ class AsyncTimeback:
         headers: headers sent with every heartbeat (e.g. ``Authorization``).
         cookies: cookies sent with every heartbeat (e.g. the app's session cookie).
         auth: an ``httpx.Auth`` (or anything httpx accepts as ``auth``).
+        engine: an open `Engine` to share with other clients (many students in one
+            process); by default the client makes one of its own from the next five
+            arguments, which are then the engine's and cannot be combined with ``engine``.
         transport: an httpx async transport, for the client's own connection pool
             (e.g. ``Emulator().transport()`` or ``httpx.MockTransport``).
-        http_client: a caller-owned ``httpx.AsyncClient`` (not closed here). Clients that
-            share one also share one sender: a few tasks, one queue.
+        http_client: a caller-owned ``httpx.AsyncClient`` (not closed here).
         timeout: the httpx timeout of the client's own connection pool.
         clock: where time comes from (a `VirtualClock` in tests).
-        sender_tasks: the most heartbeats in flight at once for the connection pool.
+        sender_tasks: the most heartbeats in flight at once.
         outbox: the SQLite file that keeps windows until the backend has them, so a crash
             or an hour offline loses nothing (default: in the user's cache directory);
             None keeps them in memory only.
@@ -171,24 +173,43 @@ class AsyncTimeback:
         headers: Mapping[str, str] | None = None,
         cookies: dict[str, str] | httpx.Cookies | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
+        engine: Engine | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float | None = None,
         clock: Clock | None = None,
-        sender_tasks: int = DEFAULT_SENDER_TASKS,
+        sender_tasks: int | None = None,
         outbox: str | os.PathLike[str] | _Default | None = DEFAULT_OUTBOX,
         identity: str | None = None,
         on_error: ClientErrorCallback | None = None,
     ) -> None:
-        if http_client is not None and transport is not None:
-            raise ValidationError(
-                "transport",
-                "cannot be combined with http_client",
-                "Set the transport on your httpx.AsyncClient, or pass transport alone.",
-            )
-        if isinstance(sender_tasks, bool) or not isinstance(sender_tasks, int) or sender_tasks < 1:
-            raise ValidationError("sender_tasks", f"{sender_tasks!r} is not >= 1", "Pass e.g. 8.")
         self.base_url = _check_base_url(base_url)
+        if engine is not None:
+            if not isinstance(engine, Engine):
+                raise ValidationError("engine", f"{engine!r} is not an Engine", "Pass Engine().")
+            for field, value in (
+                ("transport", transport),
+                ("http_client", http_client),
+                ("timeout", timeout),
+                ("clock", clock),
+                ("sender_tasks", sender_tasks),
+            ):
+                if value is not None:
+                    raise ValidationError(
+                        field,
+                        "is a setting of the engine, which this client shares",
+                        f"Pass {field}= to Engine(...) instead.",
+                    )
+            self._engine, self._own_engine = engine, False
+        else:
+            self._engine = Engine(
+                http_client=http_client,
+                transport=transport,
+                timeout=timeout,
+                clock=clock,
+                sender_tasks=sender_tasks,
+            )
+            self._own_engine = True
         self.activity = ActivityNamespace(self)
         self._endpoint = Endpoint(
             url=heartbeat_url(self.base_url),
@@ -196,11 +217,6 @@ class AsyncTimeback:
             cookies=httpx.Cookies(cookies or {}),
             auth=_auth(auth),
         )
-        self._http_client = http_client
-        self._transport = transport
-        self._timeout = timeout
-        self._clock = clock or system_clock()
-        self._sender_tasks = sender_tasks
         if outbox is DEFAULT_OUTBOX:
             outbox = default_outbox_path()
         self._outbox_path = None if outbox is None else os.fspath(outbox)
@@ -208,76 +224,57 @@ class AsyncTimeback:
             self.base_url, self._endpoint.headers, dict(self._endpoint.cookies)
         )
         self._on_error = on_error
-        self._durable: DurableOutbox | None = None
-        self._replayed: set[str] = set()
-        self._runs: dict[str, AsyncActivity] = {}
-        self._sender: HeartbeatSender | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._stack: AsyncExitStack | None = None
-        self._closed = False
+        self._pipeline: Pipeline | None = None
+        self._state = "new"
 
     @property
     def clock(self) -> Clock:
-        """The clock activities of this client read."""
-        return self._clock
+        """The clock activities of this client read (its engine's)."""
+        return self._engine.clock
+
+    @property
+    def engine(self) -> Engine:
+        """The engine this client runs on (its own, or the one it was given)."""
+        return self._engine
+
+    def statistics(self) -> EngineStatistics:
+        """A snapshot of the engine's queues (shared with its other clients, if any)."""
+        return self._engine.statistics()
 
     async def __aenter__(self) -> AsyncTimeback:
-        if self._stack is not None or self._closed:
+        if self._state != "new":
             raise LifecycleError("an AsyncTimeback can be opened only once")
-        async with AsyncExitStack() as stack:
-            http = self._http_client
-            if http is None:
-                http = await stack.enter_async_context(
-                    httpx.AsyncClient(transport=self._transport, timeout=self._timeout)
-                )
-                sender = HeartbeatSender(http, self._clock, tasks=self._sender_tasks)
-            else:
-                sender = _shared_senders.get(http) or HeartbeatSender(
-                    http, self._clock, tasks=self._sender_tasks
-                )
-                _shared_senders[http] = sender
-            self._task_group = await stack.enter_async_context(anyio.create_task_group())
-            sender.attach(self._task_group)
-            self._sender = sender
-            if self._outbox_path is not None:
-                await self._open_outbox(sender, self._task_group)
-            self._stack = stack.pop_all()
+        self._state = "opening"
+        engine = self._engine
+        if self._own_engine:
+            await engine.__aenter__()
+        elif not engine.is_running:
+            self._state = "closed"
+            raise LifecycleError(
+                "the engine is not open: enter `async with Engine() as engine:` first"
+            )
+        self._pipeline = Pipeline(
+            scheduler=engine.scheduler,
+            sender=engine.sender,
+            task_group=engine.task_group,
+            endpoint=self._endpoint,
+            backend=self.base_url,
+            identity=self._identity,
+            outbox=self._outbox_path,
+            report=self._report,
+        )
+        await self._pipeline.open()
+        self._state = "open"
         return self
 
-    async def _open_outbox(self, sender: HeartbeatSender, task_group: anyio.abc.TaskGroup) -> None:
-        assert self._outbox_path is not None
-        outbox = await open_outbox(self._outbox_path, backend=self.base_url, report=self._report)
-        if outbox is None:
-            return
-        durable = self._durable = DurableOutbox(
-            outbox, identity=self._identity, report=self._report
-        )
-        for delivery in durable.replay(self._clock, self._endpoint, ReplayListener(self._report)):
-            self._replayed.add(delivery.window.run_id)
-            sender.submit(delivery)
-        if self._replayed:
-            logger.info("timeback: replaying windows of %d earlier run(s)", len(self._replayed))
-        task_group.start_soon(durable.keep, lambda: self.activity.current)
-
-    def _forget_settled_runs(self) -> None:
-        """Drop ended activities with nothing left to deliver (a kiosk runs for months)."""
-        sender = self._sender
-        for run_id, activity in list(self._runs.items()):
-            if activity.is_ended and sender is not None and not sender.undelivered([run_id]):
-                del self._runs[run_id]
-
-    def _submit(self, window: Window, listener: DeliveryListener) -> None:
-        """A new window: into the outbox first, then to the sender."""
-        assert self._sender is not None
-        delivery = Delivery(window=window, endpoint=self._endpoint, listener=listener)
-        if self._durable is not None:
-            self._durable.store(delivery)
-        self._sender.submit(delivery)
-
-    def _ended(self, activity: AsyncActivity) -> None:
-        self.activity._ended(activity)
-        if self._durable is not None:
-            self._durable.forget_checkpoint(activity.run_id)
+    def _running_pipeline(self) -> Pipeline:
+        if self._state == "closed":
+            raise LifecycleError("this AsyncTimeback is closed; make a new one")
+        if self._state != "open" or self._pipeline is None:
+            raise LifecycleError(
+                "AsyncTimeback is not open: use `async with AsyncTimeback(...) as timeback:`"
+            )
+        return self._pipeline
 
     def _report(self, error: TimebackError, context: ErrorContext | None = None) -> None:
         """A problem that belongs to no running activity: log it and tell ``on_error``."""
@@ -302,62 +299,22 @@ class AsyncTimeback:
     async def aclose(self) -> None:
         """End the running activity, wait (at most ``flush_timeout``) for every window of
         this client to be delivered, report what was not, and release the client."""
-        if self._closed or self._stack is None:
-            self._closed = True
+        if self._state != "open":
+            self._state = "closed"
             return
-        self._closed = True
-        sender, task_group, stack = self._sender, self._task_group, self._stack
-        assert sender is not None
-        assert task_group is not None
-        with anyio.CancelScope(shield=True):
-            current = self.activity.current
-            if current is not None:
-                current._finish()
-            deadline = max(
-                (a.options.flush_timeout for a in self._runs.values()),
-                default=TimeOptions().flush_timeout,
-            )
-            with anyio.move_on_after(deadline):
-                await sender.settle([*self._runs, *self._replayed])
-            self._report_lost(sender)
-            if self._durable is not None:
-                self._durable.close()
-        # Outside the shield: the task group's scope was entered before it.
-        sender.detach(task_group)
-        if self._http_client is not None and not sender.clients:
-            # The sender holds the pool, so its weak key alone would keep both alive forever.
-            _shared_senders.pop(self._http_client, None)
-        task_group.cancel_scope.cancel()
-        await stack.aclose()
-
-    def _report_lost(self, sender: HeartbeatSender) -> None:
-        """Windows still undelivered at close: kept in the outbox for the next start, or
-        (without one) lost; either way the app hears of it."""
-        kept = self._durable is not None
-        by_run: dict[str, list[Delivery]] = {}
-        for delivery in sender.discard([*self._runs, *self._replayed]):
-            by_run.setdefault(delivery.window.run_id, []).append(delivery)
-        for run_id, deliveries in by_run.items():
-            on_disk = kept and all(d.row_id is not None for d in deliveries)
-            fate = "kept in the outbox for the next start" if on_disk else "lost"
-            error = UndeliveredError(
-                f"{len(deliveries)} window(s) of run {run_id} were not delivered before "
-                f"close: {fate}",
-                windows=tuple(d.window for d in deliveries),
-            )
-            activity = self._runs.get(run_id)
-            context = ErrorContext(
-                operation="flush",
-                activity_id=deliveries[0].window.activity_id,
-                run_id=run_id,
-                attempts=max(d.attempts for d in deliveries),
-                will_retry=on_disk,
-            )
-            if activity is None:
-                self._report(error, context)
-            else:
-                logger.warning("timeback close: %s (%d active ms)", error, error.active_ms)
-                call_safely("on_error", activity._on_error, error, context)
+        self._state = "closed"
+        pipeline = self._pipeline
+        assert pipeline is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                current = self.activity.current
+                if current is not None:
+                    current._finish()
+                await pipeline.close(anyio.current_time() + self.activity.flush_timeout)
+        finally:
+            # Outside the shield: the engine's task group was entered before it.
+            if self._own_engine:
+                await self._engine.aclose()
 
     def update_credentials(
         self,
@@ -368,7 +325,8 @@ class AsyncTimeback:
     ) -> None:
         """Replace the credentials sent with heartbeats (after the app re-authenticates).
 
-        Windows held back by a 401 are sent again with the new credentials.
+        Windows held back by a 401 are sent again with the new credentials. Safe to call
+        from any thread; returns at once.
         """
         if headers is not None:
             self._endpoint.headers = httpx.Headers(headers)
@@ -377,23 +335,10 @@ class AsyncTimeback:
         if auth is not None:
             self._endpoint.auth = _auth(auth)
         self._endpoint.version += 1
-        if self._sender is not None:
-            self._sender.release_held(self._endpoint)
-
-    def _tracking(self) -> Tracking:
-        if self._closed:
-            raise LifecycleError("this AsyncTimeback is closed; make a new one")
-        if self._task_group is None or self._sender is None:
-            raise LifecycleError(
-                "AsyncTimeback is not open: use `async with AsyncTimeback(...) as timeback:`"
-            )
-        return Tracking(
-            clock=self._clock,
-            sender=self._sender,
-            submit=self._submit,
-            task_group=self._task_group,
-            on_end=self._ended,
-        )
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.post(pipeline.sender.release_held, self._endpoint)
+            pipeline.kick()
 
 
 def _check_text(field: str, value: object, example: str) -> None:

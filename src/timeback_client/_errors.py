@@ -6,20 +6,23 @@ TimebackError
 ├── LifecycleError (also RuntimeError)       a call that does not fit the activity's state
 ├── OutboxError                              the outbox file is unusable (on_error; in memory)
 └── DeliveryError                            a window did not reach the backend (on_error only)
-    ├── HeartbeatRejected                    the backend answered with an error status
-    │   ├── InvalidPayloadError              400: the window is wrong; never retried
-    │   ├── AuthenticationError              401: no student identity; kept until re-auth
-    │   ├── UserResolutionError              404 / 409: the student could not be resolved
-    │   ├── BackendConfigurationError        500, 503 MISSING_SYNCED_COURSE_ID: misconfigured
+    ├── ResponseError                        the backend answered with an error status
+    │   ├── HeartbeatRejected                refused for good: the window is never sent again
+    │   │   ├── InvalidPayloadError          400: the window is wrong
+    │   │   └── BackendConfigurationError    500, 503 MISSING_SYNCED_COURSE_ID: misconfigured
+    │   ├── UserResolutionError              404: retried a few times; 409: refused
+    │   ├── AuthenticationError              401: kept, sent again after update_credentials()
     │   └── ServerUnavailableError           502, 503, 504, 429: retried
     ├── NetworkError                         no answer (connection failed, timeout): retried
     ├── DuplicateRiskError                   unanswered for over 5 minutes: may count twice
     └── UndeliveredError                     windows still undelivered when a flush deadline passed
 ```
 
-Delivery errors never escape a public method: they reach the app through the activity's
-`on_error(error, context)` callback (and the `timeback_client` logger), and tracking goes on.
-httpx exceptions are converted to `NetworkError` in one place, the sender, with `raise ... from`.
+Every `DeliveryError` says in ``retryable`` whether the SDK sends the window concerned
+again, and the retry policy (`_wire.classify` and the sender) is what sets it, so the two
+cannot disagree. Delivery errors never escape a public method: they reach the app through
+``on_error(error, context)`` (and the ``timeback_client`` logger), and tracking goes on.
+httpx exceptions are converted to `NetworkError` in one place, the sender.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "LifecycleError",
     "NetworkError",
     "OutboxError",
+    "ResponseError",
     "ServerUnavailableError",
     "TimebackError",
     "UndeliveredError",
@@ -71,7 +75,7 @@ class LifecycleError(TimebackError, RuntimeError):
 
 
 class OutboxError(TimebackError):
-    """The outbox file cannot be used (corrupt, foreign, unwritable, full).
+    """The outbox file cannot be used (corrupt, foreign, unwritable, full, locked).
 
     Reported through ``on_error``, never raised by a public method: windows stay in memory
     and tracking goes on.
@@ -83,24 +87,28 @@ class DeliveryError(TimebackError):
 
     Attributes:
         window: the window concerned, or None when the error covers several.
+        retryable: whether the SDK sends the window(s) concerned again.
     """
 
-    def __init__(self, message: str, *, window: Window | None = None) -> None:
+    retryable: bool = False
+
+    def __init__(
+        self, message: str, *, window: Window | None = None, retryable: bool | None = None
+    ) -> None:
         super().__init__(message)
         self.window = window
+        if retryable is not None:
+            self.retryable = retryable
 
 
-class HeartbeatRejected(DeliveryError):
+class ResponseError(DeliveryError):
     """The backend answered a heartbeat with an error status.
 
     Attributes:
         status_code: the HTTP status.
         code: the backend's error code (``"INVALID_PAYLOAD"`` ...), or None without one.
         field: the field the backend named in ``error.details``, if any.
-        retryable: whether the sender retries this window.
     """
-
-    retryable = False
 
     def __init__(
         self,
@@ -117,26 +125,54 @@ class HeartbeatRejected(DeliveryError):
         self.field = field
 
 
+class HeartbeatRejected(ResponseError):
+    """The backend refused the window for good: it is reported and never sent again.
+
+    Raised as such for answers no contract row explains (a redirect, 403, 405, or a 404
+    without the backend's error code, which means ``base_url`` is not the mount).
+    """
+
+    retryable = False
+
+
 class InvalidPayloadError(HeartbeatRejected):
     """400: the backend rejected the window's content (``INVALID_PAYLOAD``, ``UNKNOWN_COURSE``)."""
 
 
-class AuthenticationError(HeartbeatRejected):
+class BackendConfigurationError(HeartbeatRejected):
+    """500, or 503 ``MISSING_SYNCED_COURSE_ID``: the backend is misconfigured."""
+
+
+class UserResolutionError(ResponseError):
+    """404 / 409 ``USER_RESOLUTION_FAILED``: the student was not found, or is ambiguous.
+
+    A 404 can be a passing lookup failure: it is retried a few times, and ``retryable`` is
+    True until the last of them; a 409 (ambiguous) is not retried.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        field: str | None = None,
+        window: Window | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, code=code, field=field, window=window)
+        self.retryable = status_code == 404
+
+
+class AuthenticationError(ResponseError):
     """401: the backend found no student identity in the request.
 
     The window is kept and sent again after ``update_credentials()``.
     """
 
-
-class UserResolutionError(HeartbeatRejected):
-    """404 / 409 ``USER_RESOLUTION_FAILED``: the student was not found, or is ambiguous."""
+    retryable = True
 
 
-class BackendConfigurationError(HeartbeatRejected):
-    """500, or 503 ``MISSING_SYNCED_COURSE_ID``: the backend is misconfigured; not retried."""
-
-
-class ServerUnavailableError(HeartbeatRejected):
+class ServerUnavailableError(ResponseError):
     """502, or 503 / 504 / 429 from a proxy: a transient failure; the window is retried.
 
     Attributes:
@@ -180,19 +216,25 @@ class DuplicateRiskError(DeliveryError):
 
     The real server remembers accepted windows for 5 minutes only: if it did accept the
     unanswered send, this retry may be counted a second time. Reported once per window,
-    so the possible double count is visible rather than silent.
+    so the possible double count is visible rather than silent. ``retryable`` says whether
+    the window is still being sent.
     """
 
 
 class UndeliveredError(DeliveryError):
     """Windows were still undelivered when a flush deadline (``flush_timeout``) passed.
 
+    ``retryable`` is True when the SDK goes on trying (after ``end()``), False when the
+    client closed (then they wait in the outbox for the next start, or are lost without one).
+
     Attributes:
         windows: the windows concerned.
         active_ms: the active milliseconds they carry.
     """
 
-    def __init__(self, message: str, *, windows: tuple[Window, ...]) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, windows: tuple[Window, ...], retryable: bool = False
+    ) -> None:
+        super().__init__(message, retryable=retryable)
         self.windows = windows
         self.active_ms = sum(w.elapsed_ms for w in windows)

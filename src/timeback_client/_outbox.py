@@ -1,17 +1,17 @@
 """The durable outbox: windows on disk until the backend has them.
 
-A window is written here before it is sent and deleted only after a final answer, so a
-crash, a power cut or an hour offline loses nothing; the open window of each running
-activity is checkpointed about once a second, so a crash loses at most that second. The
-next process that opens the outbox for the same backend replays what was left, with the
-exact bytes first written.
+A window is stored as it is sent (the outbox writer commits a new window at once) and
+deleted only after its final answer, so a crash or an hour offline loses nothing; the
+open window of each running activity is checkpointed about once a second, so a crash
+loses at most that second. The next process that opens the outbox for the same backend
+replays what was left, with the exact bytes first written.
 
 Storage is one SQLite file in WAL mode, private to the user (mode 0600 in a 0700
-directory). Several processes may share it: each registers as an *owner* with a lease it
-renews; rows belong to one owner at a time, and only rows of owners whose lease ran out
-(or whose process is gone) can be claimed, in one transaction. Credentials are never
-stored: a window keeps only the SHA-256 *identity* of the credentials it was sent with,
-so it is replayed only as the same student.
+directory), written by one connection per process (the writer's). Each client is an
+*owner* with a lease its process renews; rows belong to one owner at a time, and only rows
+of owners whose lease ran out, whose process is gone, or who left, can be claimed, in one
+transaction. Credentials are never stored: a window keeps only the SHA-256 *identity* of
+the credentials it was sent with, so it is replayed only as the same student.
 
 When the outbox is full, adjacent never-sent windows of a run are merged (windows are
 additive, so a merged window keeps every invariant) rather than dropped.
@@ -28,28 +28,33 @@ import sqlite3
 import stat
 import sys
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
 import attrs
 
-from ._errors import OutboxError
+from ._errors import OutboxError, TimebackError
+from ._models import Course, Window
 
 __all__ = [
     "DEFAULT_MAX_WINDOWS",
+    "LEASE_SECONDS",
+    "CheckpointRow",
     "Outbox",
     "OutboxError",
     "StoredWindow",
+    "WindowRow",
     "default_outbox_path",
     "identity_of",
+    "window_body",
 ]
 
 DEFAULT_MAX_WINDOWS: Final = 50_000
 LEASE_SECONDS: Final = 15.0
 _SCHEMA_VERSION: Final = 1
 _APPLICATION_ID: Final = 0x54424B31  # "TBK1": tells our file from any other SQLite file
+_PAGE_SIZE: Final = 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -64,6 +69,57 @@ class StoredWindow:
     body: bytes
     identity: str
     sent_at: float | None  # epoch seconds of the first attempt, None if never sent
+
+
+@attrs.frozen(kw_only=True)
+class WindowRow:
+    """A window to store: whose, where to, its exact body, and its first attempt if any."""
+
+    owner: str
+    backend: str
+    identity: str
+    run_id: str
+    started_at_ms: int
+    ended_at_ms: int
+    elapsed_ms: int
+    body: bytes
+    sent_at: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CheckpointRow:
+    """The open window of a run: its numbers, and the run's body template (id, name,
+    course, runId) from which a window is made again after a crash."""
+
+    owner: str
+    backend: str
+    identity: str
+    run_id: str
+    started_at_ms: int
+    ended_at_ms: int
+    elapsed_ms: int
+    template: bytes
+
+
+def window_body(
+    template: bytes, started_at_ms: int, ended_at_ms: int, elapsed_ms: int
+) -> bytes | None:
+    """The exact body of a window made from a checkpoint (None: an unreadable template)."""
+    try:
+        fields = json.loads(template)
+        window = Window(
+            activity_id=fields["id"],
+            name=fields["name"],
+            course=Course.from_value(fields["course"]),
+            run_id=fields["runId"],
+            started_at_ms=started_at_ms,
+            ended_at_ms=ended_at_ms,
+            elapsed_ms=elapsed_ms,
+            paused_ms=ended_at_ms - started_at_ms - elapsed_ms,
+        )
+    except (ValueError, KeyError, TypeError, TimebackError):
+        return None
+    return window.to_bytes()
 
 
 def identity_of(base_url: str, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
@@ -129,12 +185,18 @@ _SELECT_WINDOWS: Final = (
 
 
 class Outbox:
-    """One process's handle on the outbox file for one backend.
+    """One connection to the outbox file, shared by every owner of one process.
+
+    Only the outbox writer (`_writer.OutboxWriter`) uses it, on its own thread, and groups
+    what it writes into `transaction()`s; reads are plain. Several processes may use the
+    file at once (SQLite's own locking, WAL mode).
 
     Args:
         path: the SQLite file (created private to the user if missing).
-        backend: the backend's base URL; windows of other backends are never touched.
-        max_windows: beyond this many stored windows, merge, then drop the oldest.
+        max_windows: beyond this many stored windows of a backend, merge, then drop the
+            oldest.
+        busy_timeout: how long a write waits for another process's lock before it fails
+            (the writer then keeps what it had and tries again later).
 
     Raises:
         OutboxError: the file is not an outbox (it is moved aside, and a new one made),
@@ -142,15 +204,17 @@ class Outbox:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, backend: str, max_windows: int = DEFAULT_MAX_WINDOWS
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_windows: int = DEFAULT_MAX_WINDOWS,
+        busy_timeout: float = 10.0,
     ) -> None:
         self.path = Path(path)
-        self.backend = backend
         self.max_windows = max_windows
-        self.owner = uuid.uuid4().hex
+        self._busy_timeout = busy_timeout
         self.set_aside: Path | None = None
         self._db = self._open()
-        self.renew()
 
     # -- opening --------------------------------------------------------------------
 
@@ -183,11 +247,16 @@ class Outbox:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
         try:
             # Look before writing anything (switching to WAL rewrites the header): a file
             # that is not ours, or is damaged, is set aside exactly as it was.
             _check_ours(db)
+            # A new file gets small pages: a second's checkpoint rewrites one page, so
+            # smaller pages mean fewer bytes written per second (set before any table).
+            db.execute(f"PRAGMA page_size={_PAGE_SIZE}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             with self._transaction(db):
@@ -212,7 +281,8 @@ class Outbox:
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             raise
         try:
             db.execute("COMMIT")
@@ -222,156 +292,195 @@ class Outbox:
                 db.execute("ROLLBACK")
             raise
 
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction: everything in it reaches the file together, or nothing."""
+        return self._transaction(self._db)
+
     def close(self) -> None:
-        """Give up this process's claim (others may replay what is left) and close."""
-        with contextlib.suppress(sqlite3.Error), self._transaction(self._db) as db:
-            db.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
+        """Close the connection."""
         self._db.close()
 
-    # -- leases ---------------------------------------------------------------------
+    # -- owners and leases ------------------------------------------------------------
+
+    def register(self, owner: str) -> None:
+        """Add an owner (a client of this process) with a lease of `LEASE_SECONDS`."""
+        self._db.execute(
+            "INSERT INTO owners (owner, host, pid, lease_until) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
+            (owner, socket.gethostname(), os.getpid(), time.time() + LEASE_SECONDS),
+        )
 
     def renew(self) -> None:
-        """Keep this process's claim on its rows for another `LEASE_SECONDS`."""
-        with self._transaction(self._db) as db:
-            db.execute(
-                "INSERT INTO owners (owner, host, pid, lease_until) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
-                (self.owner, socket.gethostname(), os.getpid(), time.time() + LEASE_SECONDS),
-            )
+        """Extend the lease of every owner of this process for another `LEASE_SECONDS`."""
+        self._db.execute(
+            "UPDATE owners SET lease_until = ? WHERE host = ? AND pid = ?",
+            (time.time() + LEASE_SECONDS, socket.gethostname(), os.getpid()),
+        )
 
-    def claim_orphans(self, identity: str) -> list[StoredWindow]:
-        """Take over what dead or departed processes left for this backend and identity.
+    def release(self, owner: str) -> None:
+        """The owner leaves: what it still holds can be claimed by the next client."""
+        self._db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
 
-        Their checkpoints become windows. Returns the windows now owned here, in order:
-        sent-but-unanswered first (they are the ones the server may remember), oldest
-        first within each.
+    def claim_orphans(self, owner: str, backend: str, identity: str) -> list[StoredWindow]:
+        """Take over what dead or departed owners left for this backend and identity.
+
+        Call it in a transaction. Their checkpoints become windows. Returns the windows
+        taken over (never ``owner``'s own), in order: sent-but-unanswered first (they are
+        the ones the server may remember), oldest first within each.
         """
-        with self._transaction(self._db) as db:
-            for owner in self._dead_owners(db):
-                db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
-            live = {owner for (owner,) in db.execute("SELECT owner FROM owners")}
-            orphans = [
-                row
-                for row in db.execute(
-                    "SELECT run_id, identity, started_at_ms, ended_at_ms, elapsed_ms, body, "
-                    "owner FROM checkpoints WHERE backend = ? AND identity = ?",
-                    (self.backend, identity),
-                )
-                if row[6] not in live
-            ]
-            for run_id, ident, start, end, elapsed, body, _ in orphans:
-                db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
-                db.execute(
-                    "INSERT OR IGNORE INTO windows (backend, identity, run_id, started_at_ms, "
-                    "ended_at_ms, elapsed_ms, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (self.backend, ident, run_id, start, end, elapsed, body, self.owner),
-                )
-            owners = sorted(live - {self.owner})
-            marks = ",".join("?" * len(owners))
-            exclude = f"AND owner NOT IN ({marks})" if owners else ""
+        db = self._db
+        for dead in self._dead_owners(owner):
+            db.execute("DELETE FROM owners WHERE owner = ?", (dead,))
+        live = {row[0] for row in db.execute("SELECT owner FROM owners")} | {owner}
+        # Rows taken over carry this mark until they are returned: the owner's own rows,
+        # also those of this very transaction, are never among them.
+        claim = f"{owner}:claim"
+        orphans = [
+            row
+            for row in db.execute(
+                "SELECT run_id, identity, started_at_ms, ended_at_ms, elapsed_ms, body, "
+                "owner FROM checkpoints WHERE backend = ? AND identity = ?",
+                (backend, identity),
+            )
+            if row[6] not in live
+        ]
+        for run_id, ident, start, end, elapsed, template, _ in orphans:
+            db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
+            body = window_body(bytes(template), start, end, elapsed)
+            if body is None:
+                continue  # unreadable: nothing can be replayed from it
             db.execute(
-                f"UPDATE windows SET owner = ? WHERE backend = ? AND identity = ? {exclude}",  # noqa: S608 - only placeholders
-                (self.owner, self.backend, identity, *owners),
+                "INSERT OR IGNORE INTO windows (backend, identity, run_id, started_at_ms, "
+                "ended_at_ms, elapsed_ms, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (backend, ident, run_id, start, end, elapsed, body, claim),
             )
-            return self._rows(
-                db,
-                "WHERE owner = ? AND backend = ? AND identity = ? "
-                "ORDER BY sent_at IS NULL, run_id, started_at_ms",
-                (self.owner, self.backend, identity),
-            )
+        others = sorted(live)
+        marks = ",".join("?" * len(others))
+        db.execute(
+            f"UPDATE windows SET owner = ? WHERE backend = ? AND identity = ? "  # noqa: S608 - only placeholders
+            f"AND owner NOT IN ({marks})",
+            (claim, backend, identity, *others),
+        )
+        taken = self._rows(
+            "WHERE owner = ? ORDER BY sent_at IS NULL, run_id, started_at_ms", (claim,)
+        )
+        db.execute("UPDATE windows SET owner = ? WHERE owner = ?", (owner, claim))
+        return taken
 
-    def _dead_owners(self, db: sqlite3.Connection) -> list[str]:
+    def _dead_owners(self, owner: str) -> list[str]:
         """Owners whose lease ran out, or whose process on this host is gone."""
         now, host = time.time(), socket.gethostname()
         dead = []
-        for owner, owner_host, pid, lease_until in db.execute(
-            "SELECT owner, host, pid, lease_until FROM owners WHERE owner != ?", (self.owner,)
+        for other, other_host, pid, lease_until in self._db.execute(
+            "SELECT owner, host, pid, lease_until FROM owners WHERE owner != ?", (owner,)
         ):
-            if lease_until < now or (owner_host == host and not _process_alive(pid)):
-                dead.append(owner)
+            if lease_until < now or (other_host == host and not _process_alive(pid)):
+                dead.append(other)
         return dead
 
     # -- windows --------------------------------------------------------------------
 
-    def add(
-        self,
-        *,
-        run_id: str,
-        started_at_ms: int,
-        ended_at_ms: int,
-        elapsed_ms: int,
-        body: bytes,
-        identity: str,
-    ) -> int:
-        """Store a window before it is sent, and drop its run's checkpoint; its row id."""
-        with self._transaction(self._db) as db:
-            db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
-            cursor = db.execute(
-                "INSERT INTO windows (backend, identity, run_id, started_at_ms, ended_at_ms, "
-                "elapsed_ms, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    def add(self, rows: Iterable[WindowRow]) -> None:
+        """Store windows before (or as) they are sent. A window already stored is kept."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO windows (backend, identity, run_id, started_at_ms, "
+            "ended_at_ms, elapsed_ms, body, owner, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
                 (
-                    self.backend,
-                    identity,
-                    run_id,
-                    started_at_ms,
-                    ended_at_ms,
-                    elapsed_ms,
-                    body,
-                    self.owner,
-                ),
-            )
-            row_id = cursor.lastrowid
-        assert row_id is not None
-        return row_id
-
-    def mark_sent(self, row_id: int) -> None:
-        """Record the first attempt: from now on the server may have the window."""
-        self._db.execute(
-            "UPDATE windows SET sent_at = ? WHERE row_id = ? AND sent_at IS NULL",
-            (time.time(), row_id),
+                    r.backend,
+                    r.identity,
+                    r.run_id,
+                    r.started_at_ms,
+                    r.ended_at_ms,
+                    r.elapsed_ms,
+                    r.body,
+                    r.owner,
+                    r.sent_at,
+                )
+                for r in rows
+            ],
         )
 
-    def remove(self, row_id: int) -> None:
-        """The window got its final answer: forget it."""
-        self._db.execute("DELETE FROM windows WHERE row_id = ?", (row_id,))
+    def mark_sent(self, keys: Iterable[tuple[float, str, int]]) -> None:
+        """Record first attempts, each ``(epoch seconds, run_id, started_at_ms)``."""
+        self._db.executemany(
+            "UPDATE windows SET sent_at = ? WHERE run_id = ? AND started_at_ms = ? "
+            "AND sent_at IS NULL",
+            keys,
+        )
 
-    def checkpoint(self, items: Iterable[tuple[str, str, int, int, int, bytes]]) -> None:
-        """Replace the open-window checkpoints of the given runs, in one transaction.
+    def remove(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Windows that got their final answer, each ``(run_id, started_at_ms)``."""
+        self._db.executemany("DELETE FROM windows WHERE run_id = ? AND started_at_ms = ?", keys)
 
-        Each item: (run_id, identity, started_at_ms, ended_at_ms, elapsed_ms, body).
+    # -- checkpoints ------------------------------------------------------------------
+
+    def put_checkpoints(self, rows: Iterable[CheckpointRow]) -> None:
+        """Write the open windows of these runs (replacing what each had)."""
+        self._db.executemany(
+            "INSERT INTO checkpoints (run_id, backend, identity, started_at_ms, "
+            "ended_at_ms, elapsed_ms, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id) DO UPDATE SET ended_at_ms = excluded.ended_at_ms, "
+            "elapsed_ms = excluded.elapsed_ms, body = excluded.body, "
+            "started_at_ms = excluded.started_at_ms, owner = excluded.owner",
+            [
+                (
+                    r.run_id,
+                    r.backend,
+                    r.identity,
+                    r.started_at_ms,
+                    r.ended_at_ms,
+                    r.elapsed_ms,
+                    r.template,
+                    r.owner,
+                )
+                for r in rows
+            ],
+        )
+
+    def move_checkpoints(self, rows: Iterable[tuple[str, int, int, int]]) -> None:
+        """Move written checkpoints on: ``(run_id, started_at_ms, ended_at_ms, elapsed_ms)``.
+
+        The cheap update of every second: one row each, nothing else rewritten.
         """
-        with self._transaction(self._db) as db:
-            db.executemany(
-                "INSERT INTO checkpoints (run_id, backend, identity, started_at_ms, "
-                "ended_at_ms, elapsed_ms, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (run_id) DO UPDATE SET ended_at_ms = excluded.ended_at_ms, "
-                "elapsed_ms = excluded.elapsed_ms, body = excluded.body, "
-                "started_at_ms = excluded.started_at_ms, owner = excluded.owner",
-                [
-                    (run_id, self.backend, ident, start, end, elapsed, body, self.owner)
-                    for run_id, ident, start, end, elapsed, body in items
-                ],
-            )
-
-    def drop_checkpoint(self, run_id: str) -> None:
-        """The open window closed with nothing to send (or the run ended)."""
-        self._db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
-
-    def count(self) -> int:
-        """Windows stored for this backend (every owner)."""
-        return int(
-            self._db.execute(
-                "SELECT count(*) FROM windows WHERE backend = ?", (self.backend,)
-            ).fetchone()[0]
+        self._db.executemany(
+            "UPDATE checkpoints SET started_at_ms = ?, ended_at_ms = ?, elapsed_ms = ? "
+            "WHERE run_id = ?",
+            [(start, end, elapsed, run_id) for run_id, start, end, elapsed in rows],
         )
 
-    def pending(self) -> list[StoredWindow]:
-        """This process's stored windows, oldest first."""
-        return self._rows(self._db, "WHERE owner = ? ORDER BY row_id", (self.owner,))
+    def drop_checkpoints(self, run_ids: Iterable[str]) -> None:
+        """These runs have no open window worth keeping (cut, paused, or ended)."""
+        self._db.executemany(
+            "DELETE FROM checkpoints WHERE run_id = ?", [(run_id,) for run_id in run_ids]
+        )
 
-    def _rows(
-        self, db: sqlite3.Connection, where: str, params: tuple[object, ...]
-    ) -> list[StoredWindow]:
+    # -- reading ----------------------------------------------------------------------
+
+    def count(self, backend: str | None = None) -> int:
+        """Windows stored (for one backend, or all), every owner's."""
+        if backend is None:
+            row = self._db.execute("SELECT count(*) FROM windows").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT count(*) FROM windows WHERE backend = ?", (backend,)
+            ).fetchone()
+        return int(row[0])
+
+    def pending(self, owner: str) -> list[StoredWindow]:
+        """An owner's stored windows, oldest first."""
+        return self._rows("WHERE owner = ? ORDER BY row_id", (owner,))
+
+    def checkpoints(self) -> list[tuple[str, int, int, int]]:
+        """Every checkpoint: ``(run_id, started_at_ms, ended_at_ms, elapsed_ms)``."""
+        return [
+            (str(r[0]), int(r[1]), int(r[2]), int(r[3]))
+            for r in self._db.execute(
+                "SELECT run_id, started_at_ms, ended_at_ms, elapsed_ms FROM checkpoints"
+            )
+        ]
+
+    def _rows(self, where: str, params: tuple[object, ...]) -> list[StoredWindow]:
         return [
             StoredWindow(
                 row_id=row[0],
@@ -383,7 +492,7 @@ class Outbox:
                 identity=row[6],
                 sent_at=row[7],
             )
-            for row in db.execute(
+            for row in self._db.execute(
                 _SELECT_WINDOWS + where,  # fixed clauses from this module, values bound
                 params,
             )
@@ -391,37 +500,39 @@ class Outbox:
 
     # -- bounded size -----------------------------------------------------------------
 
-    def make_room(self) -> int:
-        """Keep at most `max_windows`: merge adjacent never-sent windows of a run, then,
-        only if that is not enough, drop the oldest never-sent ones.
+    def make_room(self, owner: str, backend: str) -> int:
+        """Keep at most `max_windows` of a backend: merge adjacent never-sent windows of a
+        run, then, only if that is not enough, drop the oldest never-sent ones. Call it in
+        a transaction.
 
         Returns the active ms that could not be kept (0 when merging was enough).
         """
-        excess = self.count() - self.max_windows
+        excess = self.count(backend) - self.max_windows
         if excess <= 0:
             return 0
-        with self._transaction(self._db) as db:
-            excess -= self._merge(db, excess)
-            lost = 0
-            if excess > 0:
-                doomed = db.execute(
-                    "SELECT row_id, elapsed_ms FROM windows WHERE backend = ? AND owner = ? "
-                    "AND sent_at IS NULL ORDER BY row_id LIMIT ?",
-                    (self.backend, self.owner, excess),
-                ).fetchall()
-                for row_id, elapsed in doomed:
-                    db.execute("DELETE FROM windows WHERE row_id = ?", (row_id,))
-                    lost += elapsed
+        db = self._db
+        excess -= self._merge(owner, backend, excess)
+        lost = 0
+        if excess > 0:
+            doomed = db.execute(
+                "SELECT row_id, elapsed_ms FROM windows WHERE backend = ? AND owner = ? "
+                "AND sent_at IS NULL ORDER BY row_id LIMIT ?",
+                (backend, owner, excess),
+            ).fetchall()
+            for row_id, elapsed in doomed:
+                db.execute("DELETE FROM windows WHERE row_id = ?", (row_id,))
+                lost += elapsed
         return lost
 
-    def _merge(self, db: sqlite3.Connection, wanted: int) -> int:
+    def _merge(self, owner: str, backend: str, wanted: int) -> int:
+        db = self._db
         rows = [
             _Row(*row)
             for row in db.execute(
                 "SELECT row_id, run_id, started_at_ms, ended_at_ms, elapsed_ms, body "
                 "FROM windows WHERE backend = ? AND owner = ? AND sent_at IS NULL "
                 "ORDER BY run_id, started_at_ms",
-                (self.backend, self.owner),
+                (backend, owner),
             )
         ]
         merged = 0

@@ -1,16 +1,20 @@
 """Delivery of windows: a queue per run, a few sender tasks, and the retry policy.
 
-Every window goes through one `HeartbeatSender` per connection pool, however many
-activities and clients use that pool. Windows wait in a queue per run; runs that have a
+Every window of an `Engine` goes through its one `HeartbeatSender`, however many
+activities and clients share the engine. Windows wait in a queue per run; runs that have a
 window to send wait in a heap ordered by when they may be tried. A small, bounded set of
 sender tasks takes runs from the heap, one at a time, so a run never has two requests in
 flight and its windows go out in order, and a thousand activities never mean a thousand
 tasks contending for the pool.
 
 Sender tasks are elastic: they are started when windows arrive and end when nothing is
-left to send. Each lives in the task group of a client that uses the sender; when that
-client closes, its tasks are cancelled, an interrupted send counts as unanswered (the same
-window goes again), and the remaining work moves to another client's task group.
+left to send. They live in the task group of the sender's owner (an `Engine`); when it
+closes, an interrupted send counts as unanswered (the same window goes again later, from
+the outbox).
+
+The sender knows nothing of activities or of the outbox: it tells each window's
+`DeliveryListener` (the client's pipeline) what became of it, and that is all that flows
+back.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ._errors import DeliveryError, DuplicateRiskError, NetworkError
 from ._models import Window
 from ._wire import MAX_ERROR_BODY, Delivered, Held, Outcome, Rejected, Retry, classify
 
-__all__ = ["Backoff", "Delivery", "DeliveryListener", "Endpoint", "HeartbeatSender", "Journal"]
+__all__ = ["Backoff", "Delivery", "DeliveryListener", "Endpoint", "HeartbeatSender"]
 
 logger = logging.getLogger("timeback_client")
 
@@ -49,24 +53,14 @@ DEDUPE_MEMORY_MS: Final = 5 * 60 * 1000
 class DeliveryListener(Protocol):
     """What a sender tells the owner of a window: nothing else flows back."""
 
-    def delivered(self, window: Window, *, duplicate: bool) -> None:
-        """The backend has the window."""
-
-    def failed(
-        self, window: Window, error: DeliveryError, *, attempts: int, will_retry: bool
-    ) -> None:
-        """An attempt failed; ``will_retry`` says whether the sender tries again."""
-
-
-class Journal(Protocol):
-    """Durable bookkeeping of deliveries (the outbox): told before a window is first sent,
-    and once it has its final answer."""
-
     def sending(self, delivery: Delivery) -> None:
         """The first attempt is about to go out: from now on the server may have it."""
 
-    def settled(self, delivery: Delivery) -> None:
-        """Delivered, or failed for good: nothing more will be sent for it."""
+    def delivered(self, delivery: Delivery, *, duplicate: bool) -> None:
+        """The backend has the window."""
+
+    def failed(self, delivery: Delivery, error: DeliveryError, *, will_retry: bool) -> None:
+        """An attempt failed; ``will_retry`` says whether the sender tries again."""
 
 
 @attrs.define(eq=False)
@@ -83,7 +77,7 @@ class Endpoint:
     version: int = 0  # bumped on new credentials, so a late 401 for old ones is not held
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, slots=True)
 class Delivery:
     """One window on its way: its exact bytes, where it goes, and whom to tell."""
 
@@ -92,12 +86,10 @@ class Delivery:
     listener: DeliveryListener
     body: bytes = attrs.field()
     attempts: int = 0
-    journal: Journal | None = None
-    row_id: int | None = None  # its row in the outbox
     # Since when an attempt is without an answer (the server may have it), on the timeline.
     unanswered_since_ms: int | None = None
     stale_reported: bool = False
-    _sent_version: int = 0
+    sent_version: int = 0
 
     @body.default
     def _encode(self) -> bytes:
@@ -137,11 +129,12 @@ class _Run:
 
 
 class HeartbeatSender:
-    """Sends windows for every client that shares one `httpx.AsyncClient`.
+    """Sends windows for every client of one `Engine`, through one connection pool.
 
     Args:
         http: the connection pool.
         clock: the clock that backoff waits are measured on.
+        task_group: where sender tasks run (the owner's).
         tasks: at most this many requests in flight at once.
         backoff: the retry waits.
         rng: randomness for jitter (seeded in tests).
@@ -152,36 +145,45 @@ class HeartbeatSender:
         http: httpx.AsyncClient,
         clock: Clock,
         *,
+        task_group: anyio.abc.TaskGroup,
         tasks: int = DEFAULT_SENDER_TASKS,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.http = http
         self.clock = clock
-        self._max_tasks = tasks
+        self.max_tasks = tasks
+        self._task_group = task_group
         self._backoff = backoff or Backoff()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._runs: dict[str, _Run] = {}
         self._ready: list[tuple[int, int, _Run]] = []  # (not before, order, run)
         self._order = itertools.count()
-        self._task_groups: list[anyio.abc.TaskGroup] = []
         self._tasks = 0
+        self._in_flight = 0
         self._waiters: set[anyio.CancelScope] = set()
+        self._closed = False
+        self.attempts = 0
+        self.retries = 0
 
-    # -- owners ---------------------------------------------------------------------
-
-    def attach(self, task_group: anyio.abc.TaskGroup) -> None:
-        """Let sender tasks run in ``task_group`` (a client's) from now on."""
-        self._task_groups.append(task_group)
-
-    def detach(self, task_group: anyio.abc.TaskGroup) -> None:
-        """Start no more sender tasks in ``task_group``; its owner is closing it."""
-        self._task_groups.remove(task_group)
+    def close(self) -> None:
+        """Start no more sender tasks: the owner is closing its task group."""
+        self._closed = True
 
     @property
-    def clients(self) -> int:
-        """How many clients use this sender."""
-        return len(self._task_groups)
+    def queued(self) -> int:
+        """Windows waiting to be delivered (held ones included)."""
+        return sum(len(run.pending) for run in self._runs.values())
+
+    @property
+    def in_flight(self) -> int:
+        """Requests on the wire now."""
+        return self._in_flight
+
+    @property
+    def tasks(self) -> int:
+        """Sender tasks running now."""
+        return self._tasks
 
     # -- the queue ------------------------------------------------------------------
 
@@ -236,18 +238,10 @@ class HeartbeatSender:
             scope.cancel()
 
     def _start_tasks(self) -> None:
-        wanted = min(self._max_tasks, len(self._ready))
-        if self._tasks >= wanted:
-            return  # the common case, checked first: thousands of clients may share us
-        # A task group being cancelled would cancel a new task at once, which would start
-        # another: only live task groups take new sender tasks (the newest live one).
-        live = next(
-            (tg for tg in reversed(self._task_groups) if not tg.cancel_scope.cancel_called),
-            None,
-        )
-        while self._tasks < wanted and live is not None:
+        wanted = min(self.max_tasks, len(self._ready))
+        while self._tasks < wanted and not self._closed:
             self._tasks += 1
-            live.start_soon(self._work, name="timeback heartbeat sender")
+            self._task_group.start_soon(self._work, name="timeback heartbeat sender")
 
     def _settle_if_done(self, run: _Run) -> None:
         if run.is_settled:
@@ -299,24 +293,30 @@ class HeartbeatSender:
         delivery = run.pending[0]
         run.busy = True
         delivery.attempts += 1
-        if delivery.attempts == 1 and delivery.journal is not None:
-            delivery.journal.sending(delivery)
+        self.attempts += 1
+        if delivery.attempts == 1:
+            delivery.listener.sending(delivery)
+        else:
+            self.retries += 1
+        self._in_flight += 1
         try:
             outcome = await self._post(delivery)
         except BaseException:
-            # Interrupted (our task group is closing): unanswered, so it goes again.
+            # Interrupted (the owner is closing): unanswered, so it goes again.
             run.busy = False
             now = self.clock.read().timeline_ms
             if delivery.unanswered_since_ms is None:
                 delivery.unanswered_since_ms = now
             self._schedule(run, now)
             raise
+        finally:
+            self._in_flight -= 1
         run.busy = False
         self._apply(run, delivery, outcome)
 
     async def _post(self, delivery: Delivery) -> Outcome:
         endpoint = delivery.endpoint
-        delivery._sent_version = endpoint.version
+        delivery.sent_version = endpoint.version
         request = self.http.build_request(
             "POST",
             endpoint.url,
@@ -352,21 +352,20 @@ class HeartbeatSender:
         now = self.clock.read().timeline_ms
         match outcome:
             case Delivered(duplicate=duplicate):
-                self._finish(run, delivery)
+                run.pending.popleft()
                 if not duplicate:
                     # Accepted only now, more than 5 minutes after a send that got no
                     # answer: the server may have counted that one, forgotten it since,
                     # and counted this one too.
                     self._warn_if_stale(delivery, now, will_retry=False)
-                delivery.listener.delivered(window, duplicate=duplicate)
+                delivery.listener.delivered(delivery, duplicate=duplicate)
                 self._schedule(run, now)
             case Retry(error=error, after=after, max_attempts=limit):
                 error.window = window
                 if limit is not None and delivery.attempts >= limit:
-                    self._finish(run, delivery)
-                    delivery.listener.failed(
-                        window, error, attempts=delivery.attempts, will_retry=False
-                    )
+                    run.pending.popleft()
+                    error.retryable = False
+                    delivery.listener.failed(delivery, error, will_retry=False)
                     self._schedule(run, now)
                 else:
                     wait = self._backoff.delay(delivery.attempts, self._rng)
@@ -380,32 +379,22 @@ class HeartbeatSender:
                     # Schedule before telling the listener: a callback that queues a window
                     # (on_error -> pause()) would otherwise schedule the run for right now.
                     self._schedule(run, now + round(wait * 1000))
-                    delivery.listener.failed(
-                        window, error, attempts=delivery.attempts, will_retry=True
-                    )
+                    delivery.listener.failed(delivery, error, will_retry=True)
                     self._warn_if_stale(delivery, now, will_retry=True)
             case Rejected(error=error):
                 error.window = window
-                self._finish(run, delivery)
-                delivery.listener.failed(
-                    window, error, attempts=delivery.attempts, will_retry=False
-                )
+                run.pending.popleft()
+                delivery.listener.failed(delivery, error, will_retry=False)
                 self._schedule(run, now)
             case Held(error=error):
                 error.window = window
-                if delivery._sent_version != delivery.endpoint.version:
+                if delivery.sent_version != delivery.endpoint.version:
                     # Sent with credentials replaced since: try the new ones at once.
                     self._schedule(run, now)
                 else:
                     run.held = True
-                delivery.listener.failed(window, error, attempts=delivery.attempts, will_retry=True)
+                delivery.listener.failed(delivery, error, will_retry=True)
         self._settle_if_done(run)
-
-    @staticmethod
-    def _finish(run: _Run, delivery: Delivery) -> None:
-        run.pending.popleft()
-        if delivery.journal is not None:
-            delivery.journal.settled(delivery)
 
     @staticmethod
     def _warn_if_stale(delivery: Delivery, now: int, *, will_retry: bool) -> None:
@@ -418,10 +407,9 @@ class HeartbeatSender:
             f"has been without an answer for {(now - since) // 1000} s; the server remembers "
             "accepted windows for 5 minutes, so it may count this one twice",
             window=delivery.window,
+            retryable=will_retry,
         )
-        delivery.listener.failed(
-            delivery.window, error, attempts=delivery.attempts, will_retry=will_retry
-        )
+        delivery.listener.failed(delivery, error, will_retry=will_retry)
 
 
 def _no_answer(exc: Exception) -> NetworkError:

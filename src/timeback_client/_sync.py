@@ -1,9 +1,9 @@
 """`Timeback`: the blocking face of `AsyncTimeback`, for GUI threads, notebooks and scripts.
 
 The async client runs in an event loop of its own, in a background thread, through
-anyio's blocking portal. Every method here forwards to it, so there is one
-implementation. `start`, `pause`, `resume` and `touch` only change state in that loop and
-return at once; only `end()` and `close()` wait, and never longer than ``flush_timeout``
+anyio's blocking portal, so there is one implementation. `start`, `pause`, `resume` and
+`touch` act on the calling thread, at its instant, and hand the rest to that loop without
+waiting for it; only `end()` and `close()` wait, and never longer than ``flush_timeout``
 (``end(wait=False)`` does not wait at all).
 """
 
@@ -13,7 +13,6 @@ import atexit
 import functools
 import os
 import threading
-import weakref
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -24,11 +23,10 @@ import anyio.from_thread
 import httpx
 
 from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
-from ._client import DEFAULT_OUTBOX, DEFAULT_TIMEOUT, AsyncTimeback, ClientErrorCallback, _Default
+from ._client import DEFAULT_OUTBOX, AsyncTimeback, ClientErrorCallback, _Default
 from ._clock import Clock
 from ._errors import LifecycleError
 from ._models import Course, TimeOptions
-from ._sender import DEFAULT_SENDER_TASKS
 
 __all__ = ["Activity", "SyncActivityNamespace", "Timeback"]
 
@@ -37,7 +35,7 @@ T = TypeVar("T")
 
 
 class _Loop:
-    """The background event loop and a way to run code in it from any thread."""
+    """The background event loop, and a way to wait for it from any other thread."""
 
     def __init__(self, backend: str) -> None:
         self._portal_cm = anyio.from_thread.start_blocking_portal(backend)
@@ -46,34 +44,25 @@ class _Loop:
         self.pid = os.getpid()
         self.stopped = False
 
-    def _check_process(self) -> None:
+    def check_process(self) -> None:
         if os.getpid() != self.pid:
-            # After fork() the loop thread exists only in the parent: calling into it would
-            # wait forever.
+            # After fork() the loop thread exists only in the parent: its activities are
+            # the parent's.
             raise LifecycleError(
                 "this activity belongs to the parent process (before fork()); in the child, "
                 "start a new one from the Timeback client, which rebuilds itself there"
             )
 
-    def call(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a plain function in the loop and return its result (or raise its error)."""
-        self._check_process()
-        if threading.get_ident() == self.thread_id:
-            return func(*args, **kwargs)  # already in the loop (e.g. from a callback)
-        if self.stopped:
-            # After close() no loop is left to race with: reading an ended activity works,
-            # and changing it raises the activity's own LifecycleError.
-            return func(*args, **kwargs)
-        return self.portal.call(lambda: func(*args, **kwargs))
-
     def wait(self, func: Callable[[], Any]) -> Any:
         """Run a coroutine function in the loop and wait for it."""
-        self._check_process()
+        self.check_process()
         if threading.get_ident() == self.thread_id:
             raise LifecycleError(
                 "this call waits for the network and cannot run inside an SDK callback; "
                 "use end(wait=False) there"
             )
+        if self.stopped:
+            return None
         return self.portal.call(func)
 
     def stop(self) -> None:
@@ -84,14 +73,20 @@ class _Loop:
 class Activity:
     """A running activity (blocking API). Thread-safe: call it from any thread.
 
+    `pause`, `resume` and `touch` take effect at the instant of the call, on the calling
+    thread, and return at once: they never wait for the SDK's thread, the disk or the
+    network. Only `end()` waits, at most ``flush_timeout``.
+
     Attributes:
         id, name, course, run_id, started_at, options: as given to ``start()``
             (``run_id`` always a lowercase UUID string).
     """
 
-    def __init__(self, loop: _Loop, activity: AsyncActivity) -> None:
+    def __init__(self, loop: _Loop, activity: AsyncActivity, client: Timeback) -> None:
         self._loop = loop
         self._activity = activity
+        # A running activity keeps its client alive, as a running thread does.
+        self._client = client
         self.id: str = activity.id
         self.name: str = activity.name
         self.course: Course = activity.course
@@ -102,48 +97,55 @@ class Activity:
     @property
     def is_paused(self) -> bool:
         """Whether time currently counts as paused (by `pause()` or for idleness)."""
-        return self._loop.call(lambda: self._activity.is_paused)
+        return self._activity.is_paused
 
     @property
     def is_idle(self) -> bool:
         """Whether the activity paused itself for lack of `touch()`."""
-        return self._loop.call(lambda: self._activity.is_idle)
+        return self._activity.is_idle
 
     @property
     def is_ended(self) -> bool:
         """Whether `end()` was called."""
-        return self._loop.call(lambda: self._activity.is_ended)
+        return self._activity.is_ended
 
     @property
     def elapsed_ms(self) -> int:
         """Active milliseconds in this session so far."""
-        return self._loop.call(lambda: self._activity.elapsed_ms)
+        return self._activity.elapsed_ms
 
     def pause(self) -> None:
         """Stop counting active time; returns at once."""
-        self._loop.call(self._activity.pause)
+        self._loop.check_process()
+        self._activity.pause()
 
     def resume(self) -> None:
         """Count active time again; returns at once."""
-        self._loop.call(self._activity.resume)
+        self._loop.check_process()
+        self._activity.resume()
 
     def touch(self) -> None:
         """Record user input (resets the idle timer); returns at once."""
-        self._loop.call(self._activity.touch)
+        self._loop.check_process()
+        self._activity.touch()
 
     def end(self, *, wait: bool = True) -> None:
         """Send the last window; never records completion. Idempotent.
+
+        The activity ends at the instant of the call, on the calling thread.
 
         Args:
             wait: wait (at most ``flush_timeout``) for delivery. A GUI thread passes
                 False: delivery goes on in the background, and `Timeback.close()` waits.
         """
-        if self._loop.call(lambda: self._activity.is_ended):
-            return  # idempotent, also after Timeback.close()
-        if wait:
-            self._loop.wait(self._activity.end)
-        else:
-            self._loop.call(self._activity._end_soon)
+        self._loop.check_process()
+        if not wait:
+            self._activity._end_soon()
+            return
+        if threading.get_ident() == self._loop.thread_id:
+            self._loop.wait(self._activity.end)  # raises: a callback cannot wait
+        if self._activity._finish():
+            self._loop.wait(self._activity._await_delivery)
 
     def __enter__(self) -> Activity:
         return self
@@ -157,7 +159,7 @@ class Activity:
         self.end()
 
     def __repr__(self) -> str:
-        return self._loop.call(repr, self._activity)
+        return repr(self._activity)
 
 
 class SyncActivityNamespace:
@@ -171,12 +173,13 @@ class SyncActivityNamespace:
     def current(self) -> Activity | None:
         """The running activity, or None."""
         runtime = self._timeback._runtime()
-        current = runtime.loop.call(lambda: runtime.client.activity.current)
+        current = runtime.client.activity.current
         if current is None:
             return None
-        if self._wrapped is None or self._wrapped._activity is not current:
-            self._wrapped = Activity(runtime.loop, current)
-        return self._wrapped
+        wrapped = self._wrapped
+        if wrapped is None or wrapped._activity is not current:
+            wrapped = self._wrapped = Activity(runtime.loop, current, self._timeback)
+        return wrapped
 
     def start(
         self,
@@ -193,24 +196,23 @@ class SyncActivityNamespace:
     ) -> Activity:
         """Start tracking an activity; see `AsyncTimeback.activity.start` for the arguments.
 
-        Callbacks run on the SDK's background thread: a GUI hands them to its own thread
-        (Tk: ``root.after(0, ...)``; Qt: a queued signal).
+        It starts at the instant of the call and returns at once. Callbacks run on the
+        SDK's background thread: a GUI hands them to its own thread (Tk:
+        ``root.after(0, ...)``; Qt: a queued signal).
         """
         runtime = self._timeback._runtime()
-        started = runtime.loop.call(
-            lambda: runtime.client.activity.start(
-                id=id,
-                name=name,
-                course=course,
-                run_id=run_id,
-                time=time,
-                on_error=on_error,
-                on_flush=on_flush,
-                on_pause=on_pause,
-                on_resume=on_resume,
-            )
+        started = runtime.client.activity.start(
+            id=id,
+            name=name,
+            course=course,
+            run_id=run_id,
+            time=time,
+            on_error=on_error,
+            on_flush=on_flush,
+            on_pause=on_pause,
+            on_resume=on_resume,
         )
-        self._wrapped = Activity(runtime.loop, started)
+        self._wrapped = Activity(runtime.loop, started, self._timeback)
         return self._wrapped
 
 
@@ -238,7 +240,9 @@ class _Runtime:
 
 
 # Open clients, closed (with their flush deadline) if the interpreter exits without close().
-_open_clients: weakref.WeakSet[Timeback] = weakref.WeakSet()
+# Held strongly, as running threads are: an open client is never garbage collected (its
+# finalizer would have to wait for its loop thread, on whatever thread collects it).
+_open_clients: set[Timeback] = set()
 
 
 @atexit.register
@@ -269,9 +273,9 @@ class Timeback:
         auth: httpx.Auth | tuple[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float | None = None,
         clock: Clock | None = None,
-        sender_tasks: int = DEFAULT_SENDER_TASKS,
+        sender_tasks: int | None = None,
         outbox: str | os.PathLike[str] | _Default | None = DEFAULT_OUTBOX,
         identity: str | None = None,
         on_error: ClientErrorCallback | None = None,
@@ -332,11 +336,9 @@ class Timeback:
         cookies: dict[str, str] | httpx.Cookies | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
     ) -> None:
-        """Replace the credentials; windows held back by a 401 are sent again."""
-        runtime = self._runtime()
-        runtime.loop.call(
-            lambda: runtime.client.update_credentials(headers=headers, cookies=cookies, auth=auth)
-        )
+        """Replace the credentials; windows held back by a 401 are sent again. Returns at
+        once."""
+        self._runtime().client.update_credentials(headers=headers, cookies=cookies, auth=auth)
 
     def close(self) -> None:
         """End the running activity, wait (at most ``flush_timeout``) for delivery, and stop

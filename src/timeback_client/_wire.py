@@ -20,6 +20,7 @@ from ._errors import (
     DeliveryError,
     HeartbeatRejected,
     InvalidPayloadError,
+    ResponseError,
     ServerUnavailableError,
     UserResolutionError,
 )
@@ -72,7 +73,7 @@ class Retry:
 class Rejected:
     """The window will never be accepted as it is: report it, do not retry."""
 
-    error: HeartbeatRejected
+    error: ResponseError
 
 
 @attrs.frozen
@@ -113,6 +114,8 @@ def classify(
     if status == 401:
         return Held(AuthenticationError(text, field=field, **kwargs))
     if status == 404 and code == "USER_RESOLUTION_FAILED":
+        # A passing lookup failure, per the contract: retried a few times (the sender
+        # reports the last one as final).
         error = UserResolutionError(text, field=field, **kwargs)
         return Retry(error, max_attempts=USER_LOOKUP_ATTEMPTS)
     if status == 404:

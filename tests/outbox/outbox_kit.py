@@ -17,9 +17,11 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any, Final
 
+import anyio
 import attrs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from timeback_client._writer import flush_outbox
 from timeback_client.emulator import Emulator
 from timeback_client.emulator._serve import serve_in_thread
 
@@ -199,6 +201,13 @@ def stored_windows(path: Path) -> int:
         return int(db.execute("SELECT count(*) FROM windows").fetchone()[0])
     finally:
         db.close()
+
+
+async def synced(path: Path) -> None:
+    """Wait until this process's outbox writer has put on disk all it was told so far."""
+    flushed = flush_outbox(path)
+    if flushed is not None:
+        await anyio.to_thread.run_sync(flushed.result, 10.0)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -22,6 +22,7 @@ from outbox_kit import (
     serve,
     serve_again,
     stored_windows,
+    synced,
 )
 
 from timeback_client import (
@@ -31,7 +32,7 @@ from timeback_client import (
     TimeOptions,
     VirtualClock,
 )
-from timeback_client._outbox import Outbox, OutboxError, default_outbox_path
+from timeback_client._outbox import Outbox, OutboxError, WindowRow, default_outbox_path
 from timeback_client._wire import MAX_ERROR_BODY
 from timeback_client.emulator import Emulator
 
@@ -50,15 +51,20 @@ def foreign_sqlite(path: Path) -> None:
 
 def corrupt_outbox(path: Path) -> None:
     """A real outbox whose pages were torn in the middle (a disk that lied about a write)."""
-    outbox = Outbox(path, backend=BASE)
-    for i in range(40):
+    outbox = Outbox(path)
+    with outbox.transaction():
         outbox.add(
-            run_id=f"run-{i}",
-            started_at_ms=i,
-            ended_at_ms=i + 1,
-            elapsed_ms=1,
-            body=b"x" * 2000,
-            identity="ada",
+            WindowRow(
+                owner="o",
+                backend=BASE,
+                identity="ada",
+                run_id=f"run-{i}",
+                started_at_ms=i,
+                ended_at_ms=i + 1,
+                elapsed_ms=1,
+                body=b"x" * 2000,
+            )
+            for i in range(40)
         )
     outbox.close()
     raw = bytearray(path.read_bytes())
@@ -98,6 +104,7 @@ async def test_a_file_that_is_not_a_usable_outbox_is_set_aside_and_tracking_goes
         ) as timeback:
             activity = timeback.activity.start(id="lesson-1", name="Fractions", course=COURSE)
             await clock.advance(45)
+            await synced(path)
             assert stored_windows(path) == 0  # the new outbox is in use
             await activity.end()
         delivery = check_delivery(emulator, {activity.run_id: 45_000})
@@ -121,7 +128,7 @@ def test_another_app_s_database_in_wal_mode_is_set_aside_with_its_journal(
     with other:
         other.execute("CREATE TABLE notes (text TEXT)")
         other.execute("INSERT INTO notes VALUES ('only in the journal')")
-    outbox = Outbox(path, backend=BASE)
+    outbox = Outbox(path)
     other.close()
     outbox.close()
     assert outbox.set_aside is not None

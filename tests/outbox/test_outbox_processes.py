@@ -22,7 +22,7 @@ from outbox_kit import (
 )
 
 from timeback_client import AsyncTimeback
-from timeback_client._durability import CHECKPOINT_INTERVAL
+from timeback_client._writer import CHECKPOINT_INTERVAL
 from timeback_client.emulator import Emulator
 
 # A kill may cost the time since the last checkpoint: the checkpoint interval, plus what a

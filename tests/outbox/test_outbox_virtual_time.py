@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from outbox_kit import AUTH, COURSE, STUDENTS, TALLY, check_delivery, stored_windows
+from outbox_kit import AUTH, COURSE, STUDENTS, TALLY, check_delivery, stored_windows, synced
 
 from timeback_client import (
     AsyncActivity,
@@ -28,7 +28,7 @@ from timeback_client import (
     Window,
 )
 from timeback_client._errors import DuplicateRiskError
-from timeback_client._outbox import Outbox
+from timeback_client._outbox import Outbox, WindowRow
 from timeback_client._sender import DEDUPE_MEMORY_MS, UNANSWERED_RETRY_CAP, Backoff
 from timeback_client.emulator import Emulator
 
@@ -100,6 +100,7 @@ async def test_an_hour_offline_then_back_delivers_every_window_once_in_order(
                     activities.append(start(timeback))
                 await clock.advance(3600)
                 offline_attempts = len(line.attempts)
+                await synced(outbox)
                 waiting = stored_windows(outbox)
                 online = True
                 await clock.advance(120)
@@ -188,16 +189,23 @@ async def test_a_window_first_answered_after_five_minutes_is_reported(tmp_path: 
 
 def leave_unanswered(path: Path, url: str, identity: str, window: Window, age_s: float) -> None:
     """What a process that died leaves: a window it sent ``age_s`` ago without an answer."""
-    outbox = Outbox(path, backend=url)
-    row = outbox.add(
-        run_id=window.run_id,
-        started_at_ms=window.started_at_ms,
-        ended_at_ms=window.ended_at_ms,
-        elapsed_ms=window.elapsed_ms,
-        body=window.to_bytes(),
-        identity=identity,
-    )
-    outbox.mark_sent(row)
+    outbox = Outbox(path)
+    with outbox.transaction():
+        outbox.add(
+            [
+                WindowRow(
+                    owner="departed",
+                    backend=url,
+                    identity=identity,
+                    run_id=window.run_id,
+                    started_at_ms=window.started_at_ms,
+                    ended_at_ms=window.ended_at_ms,
+                    elapsed_ms=window.elapsed_ms,
+                    body=window.to_bytes(),
+                )
+            ]
+        )
+        outbox.mark_sent([(time.time(), window.run_id, window.started_at_ms)])
     outbox.close()
     db = sqlite3.connect(path)
     with db:

@@ -8,12 +8,14 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from timeback_client._models import Course, Window
-from timeback_client._outbox import Outbox, OutboxError, identity_of
+from timeback_client._outbox import CheckpointRow, Outbox, OutboxError, WindowRow, identity_of
 
 BACKEND = "https://app.example/api/timeback"
 IDENTITY = identity_of(BACKEND, {"Authorization": "Bearer secret-token"}, {"sid": "cookie-value"})
@@ -32,95 +34,212 @@ def window(run_id: str, start_ms: int, active: int, paused: int = 0) -> Window:
     )
 
 
-def add(outbox: Outbox, w: Window) -> int:
-    return outbox.add(
-        run_id=w.run_id,
-        started_at_ms=w.started_at_ms,
-        ended_at_ms=w.ended_at_ms,
-        elapsed_ms=w.elapsed_ms,
-        body=w.to_bytes(),
-        identity=IDENTITY,
-    )
+class Owner:
+    """One client's use of the file, as the outbox writer makes it: an owner row, and its
+    windows and checkpoints, each change in a transaction of its own."""
+
+    def __init__(
+        self, path: Path, backend: str = BACKEND, identity: str = IDENTITY, **options: int
+    ) -> None:
+        self.outbox = Outbox(path, **options)  # type: ignore[arg-type]
+        self.owner = uuid.uuid4().hex
+        self.backend = backend
+        self.identity = identity
+        with self.outbox.transaction():
+            self.outbox.register(self.owner)
+
+    def add(self, w: Window, *, sent: bool = False) -> None:
+        row = WindowRow(
+            owner=self.owner,
+            backend=self.backend,
+            identity=self.identity,
+            run_id=w.run_id,
+            started_at_ms=w.started_at_ms,
+            ended_at_ms=w.ended_at_ms,
+            elapsed_ms=w.elapsed_ms,
+            body=w.to_bytes(),
+            sent_at=time.time() if sent else None,
+        )
+        with self.outbox.transaction():
+            self.outbox.add([row])
+
+    def mark_sent(self, w: Window) -> None:
+        with self.outbox.transaction():
+            self.outbox.mark_sent([(time.time(), w.run_id, w.started_at_ms)])
+
+    def checkpoint(self, w: Window) -> None:
+        template = json.dumps(
+            {"id": w.activity_id, "name": w.name, "course": w.course.to_json(), "runId": w.run_id}
+        ).encode()
+        row = CheckpointRow(
+            owner=self.owner,
+            backend=self.backend,
+            identity=self.identity,
+            run_id=w.run_id,
+            started_at_ms=w.started_at_ms,
+            ended_at_ms=w.ended_at_ms,
+            elapsed_ms=w.elapsed_ms,
+            template=template,
+        )
+        with self.outbox.transaction():
+            self.outbox.put_checkpoints([row])
+
+    def claim(
+        self, identity: str = IDENTITY, backend: str = BACKEND
+    ) -> list[tuple[str, int, bytes]]:
+        """(run_id, elapsed_ms, body) of each window taken over, in replay order."""
+        with self.outbox.transaction():
+            rows = self.outbox.claim_orphans(self.owner, backend, identity)
+        return [(r.run_id, r.elapsed_ms, r.body) for r in rows]
+
+    def leave(self) -> None:
+        with self.outbox.transaction():
+            self.outbox.release(self.owner)
+
+    def make_room(self) -> int:
+        with self.outbox.transaction():
+            return self.outbox.make_room(self.owner, self.backend)
+
+    def pending(self) -> list[dict[str, object]]:
+        return [json.loads(r.body) for r in self.outbox.pending(self.owner)]
 
 
-def kill_owner(path: Path, owner: str) -> None:
+def kill(path: Path, owner: Owner) -> None:
     """What a SIGKILL leaves: the owner row of a process that no longer renews it."""
     db = sqlite3.connect(path)
-    db.execute("UPDATE owners SET lease_until = 0 WHERE owner = ?", (owner,))
+    db.execute("UPDATE owners SET lease_until = 0, pid = -1 WHERE owner = ?", (owner.owner,))
     db.commit()
     db.close()
 
 
+RUN = "0b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10"
+
+
 def test_file_and_folder_are_private_to_the_user(tmp_path: Path) -> None:
     path = tmp_path / "cache" / "outbox.sqlite3"
-    Outbox(path, backend=BACKEND).close()
+    Outbox(path).close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
 def test_no_credential_is_ever_written(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
-    outbox = Outbox(path, backend=BACKEND)
-    add(outbox, window("0b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10", 0, 15_000))
-    outbox.checkpoint([("run-x", IDENTITY, 0, 10, 10, b"{}")])
-    outbox.close()
+    owner = Owner(path)
+    owner.add(window(RUN, 0, 15_000))
+    owner.checkpoint(window(RUN, 15_000, 10))
+    owner.outbox.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert b"secret-token" not in raw
     assert b"cookie-value" not in raw
 
 
-def test_a_live_process_keeps_its_windows_and_a_dead_ones_are_replayed_in_order(
+def test_a_live_owner_keeps_its_windows_and_a_dead_one_s_are_replayed_in_order(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "outbox.sqlite3"
-    first = Outbox(path, backend=BACKEND)
-    run = "0b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10"
-    windows = [window(run, i * 15_000, 15_000) for i in range(3)]
-    rows = [add(first, w) for w in windows]
-    first.mark_sent(rows[1])
-    second = Outbox(path, backend=BACKEND)
-    assert second.claim_orphans(IDENTITY) == []  # first is alive: nothing to take
+    first = Owner(path)
+    windows = [window(RUN, i * 15_000, 15_000) for i in range(3)]
+    for w in windows:
+        first.add(w)
+    first.mark_sent(windows[1])
+    second = Owner(path)
+    assert second.claim() == []  # first is alive: nothing to take
 
-    kill_owner(path, first.owner)
-    claimed = second.claim_orphans(IDENTITY)
+    kill(path, first)
+    claimed = second.claim()
     # Sent-but-unanswered first (the server may remember it only for a while), then in order.
-    assert [c.row_id for c in claimed] == [rows[1], rows[0], rows[2]]
-    assert [c.body for c in claimed] == [windows[i].to_bytes() for i in (1, 0, 2)]
-    assert claimed[0].sent_at is not None
-    assert second.claim_orphans(IDENTITY) == claimed  # idempotent for the new owner
+    assert [body for _, _, body in claimed] == [windows[i].to_bytes() for i in (1, 0, 2)]
+    assert second.claim() == []  # taken once; the owner's own windows are never "taken"
 
 
-def test_a_checkpoint_of_a_dead_process_becomes_a_window(tmp_path: Path) -> None:
+def test_a_claim_never_returns_the_owner_s_own_windows(tmp_path: Path) -> None:
+    """A client's own windows (in memory, on their way) must not come back as a replay, even
+    when they are stored in the same transaction as its claim."""
     path = tmp_path / "outbox.sqlite3"
-    first = Outbox(path, backend=BACKEND)
-    w = window("0b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10", 0, 900)
-    first.checkpoint([(w.run_id, IDENTITY, w.started_at_ms, w.ended_at_ms, 900, w.to_bytes())])
-    kill_owner(path, first.owner)
-    claimed = Outbox(path, backend=BACKEND).claim_orphans(IDENTITY)
-    assert [(c.run_id, c.elapsed_ms, c.body) for c in claimed] == [(w.run_id, 900, w.to_bytes())]
+    owner = Owner(path)
+    own = window(RUN, 0, 15_000)
+    row = WindowRow(
+        owner=owner.owner,
+        backend=BACKEND,
+        identity=IDENTITY,
+        run_id=own.run_id,
+        started_at_ms=own.started_at_ms,
+        ended_at_ms=own.ended_at_ms,
+        elapsed_ms=own.elapsed_ms,
+        body=own.to_bytes(),
+    )
+    with owner.outbox.transaction():
+        owner.outbox.add([row])
+        assert owner.outbox.claim_orphans(owner.owner, BACKEND, IDENTITY) == []
+    assert len(owner.pending()) == 1
 
 
-def test_cutting_a_window_replaces_its_checkpoint_atomically(tmp_path: Path) -> None:
+def test_a_departed_owner_s_windows_are_claimed_by_the_next_one(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
-    first = Outbox(path, backend=BACKEND)
-    run = "0b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10"
-    partial = window(run, 0, 900)
-    first.checkpoint([(run, IDENTITY, partial.started_at_ms, partial.ended_at_ms, 900, b"{}")])
-    add(first, window(run, 0, 1_000))
-    kill_owner(path, first.owner)
-    claimed = Outbox(path, backend=BACKEND).claim_orphans(IDENTITY)
+    first = Owner(path)
+    first.add(window(RUN, 0, 15_000))
+    first.leave()  # a client closed with a window undelivered
+    assert [elapsed for _, elapsed, _ in Owner(path).claim()] == [15_000]
+
+
+def test_a_checkpoint_of_a_dead_owner_becomes_a_window(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    first = Owner(path)
+    w = window(RUN, 0, 900, paused=100)
+    first.checkpoint(w)
+    kill(path, first)
+    assert Owner(path).claim() == [(w.run_id, 900, w.to_bytes())]
+
+
+def test_moving_a_checkpoint_rewrites_only_its_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    first = Owner(path)
+    first.checkpoint(window(RUN, 0, 900))
+    moved = window(RUN, 0, 1_700, paused=300)
+    with first.outbox.transaction():
+        first.outbox.move_checkpoints(
+            [(RUN, moved.started_at_ms, moved.ended_at_ms, moved.elapsed_ms)]
+        )
+    kill(path, first)
+    assert Owner(path).claim() == [(RUN, 1_700, moved.to_bytes())]
+
+
+def test_a_window_and_the_dropped_checkpoint_it_replaces_go_together(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    first = Owner(path)
+    first.checkpoint(window(RUN, 0, 900))
+    cut = window(RUN, 0, 1_000)
+    with first.outbox.transaction():
+        first.outbox.drop_checkpoints([RUN])
+        first.outbox.add(
+            [
+                WindowRow(
+                    owner=first.owner,
+                    backend=BACKEND,
+                    identity=IDENTITY,
+                    run_id=RUN,
+                    started_at_ms=cut.started_at_ms,
+                    ended_at_ms=cut.ended_at_ms,
+                    elapsed_ms=cut.elapsed_ms,
+                    body=cut.to_bytes(),
+                )
+            ]
+        )
+    kill(path, first)
     # Only the cut window: its checkpoint shares its startedAt and must never be sent too.
-    assert [c.elapsed_ms for c in claimed] == [1_000]
+    assert [elapsed for _, elapsed, _ in Owner(path).claim()] == [1_000]
 
 
 def test_windows_of_another_identity_or_backend_are_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
-    first = Outbox(path, backend=BACKEND)
-    add(first, window("0b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10", 0, 15_000))
-    kill_owner(path, first.owner)
+    first = Owner(path)
+    first.add(window(RUN, 0, 15_000))
+    kill(path, first)
     other = identity_of(BACKEND, {"Authorization": "Bearer someone-else"}, {})
-    assert Outbox(path, backend=BACKEND).claim_orphans(other) == []
-    assert Outbox(path, backend="https://other.example/api").claim_orphans(IDENTITY) == []
+    second = Owner(path)
+    assert second.claim(identity=other) == []
+    assert second.claim(backend="https://other.example/api") == []
+    assert len(second.claim()) == 1
 
 
 def test_a_process_that_exited_is_dead_at_once_without_waiting_for_its_lease(
@@ -128,51 +247,49 @@ def test_a_process_that_exited_is_dead_at_once_without_waiting_for_its_lease(
 ) -> None:
     path = tmp_path / "outbox.sqlite3"
     code = (
-        "import sys; from timeback_client._outbox import Outbox; "
-        "o = Outbox(sys.argv[1], backend=sys.argv[2]); "
-        "o.add(run_id='r', started_at_ms=0, ended_at_ms=5, elapsed_ms=5, body=b'{}', "
-        "identity=sys.argv[3]); import os; os._exit(0)"
+        "import sys; from timeback_client._outbox import Outbox, WindowRow; "
+        "o = Outbox(sys.argv[1])\n"
+        "with o.transaction():\n"
+        "    o.register('gone')\n"
+        "    o.add([WindowRow(owner='gone', backend=sys.argv[2], identity=sys.argv[3], "
+        "run_id='r', started_at_ms=0, ended_at_ms=5, elapsed_ms=5, body=b'{}')])\n"
+        "import os; os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", code, str(path), BACKEND, IDENTITY], check=True)
-    claimed = Outbox(path, backend=BACKEND).claim_orphans(IDENTITY)
-    assert [c.run_id for c in claimed] == ["r"]
+    assert [run_id for run_id, _, _ in Owner(path).claim()] == ["r"]
 
 
 def test_when_full_adjacent_unsent_windows_merge_and_keep_every_millisecond(
     tmp_path: Path,
 ) -> None:
-    outbox = Outbox(tmp_path / "outbox.sqlite3", backend=BACKEND, max_windows=3)
-    run = "0b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10"
+    owner = Owner(tmp_path / "outbox.sqlite3", max_windows=3)
     for i in range(6):
-        add(outbox, window(run, i * 15_000, 10_000, paused=5_000))
-    assert outbox.make_room() == 0
-    kept = outbox.pending()
-    assert len(kept) <= 3
-    bodies = [json.loads(k.body) for k in kept]
-    assert sum(b["elapsedMs"] for b in bodies) == 60_000
-    assert sum(b["pausedMs"] for b in bodies) == 30_000
+        owner.add(window(RUN, i * 15_000, 10_000, paused=5_000))
+    assert owner.make_room() == 0
+    bodies = owner.pending()
+    assert len(bodies) <= 3
+    assert sum(b["elapsedMs"] for b in bodies) == 60_000  # type: ignore[misc]
+    assert sum(b["pausedMs"] for b in bodies) == 30_000  # type: ignore[misc]
     for body in bodies:
-        start = Window.from_json(body)  # the invariant holds for merged windows
-        assert start.ended_at_ms - start.started_at_ms == start.elapsed_ms + start.paused_ms
+        merged = Window.from_json(body)  # the invariant holds for merged windows
+        assert merged.ended_at_ms - merged.started_at_ms == merged.elapsed_ms + merged.paused_ms
 
 
 def test_when_merging_is_not_enough_the_loss_is_reported_in_ms(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "outbox.sqlite3", backend=BACKEND, max_windows=1)
+    owner = Owner(tmp_path / "outbox.sqlite3", max_windows=1)
     # Two runs, nothing adjacent: merging cannot help.
-    add(outbox, window("0b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10", 0, 7_000))
-    add(outbox, window("1b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10", 0, 9_000))
-    assert outbox.make_room() == 7_000
-    assert [k.elapsed_ms for k in outbox.pending()] == [9_000]
+    owner.add(window("0b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10", 0, 7_000))
+    owner.add(window("1b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10", 0, 9_000))
+    assert owner.make_room() == 7_000
+    assert [b["elapsedMs"] for b in owner.pending()] == [9_000]
 
 
 def test_sent_windows_are_never_merged(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "outbox.sqlite3", backend=BACKEND, max_windows=1)
-    run = "0b6e9c1e-4a8e-4f44-9a57-7e3b1f1c2a10"
-    rows = [add(outbox, window(run, i * 15_000, 15_000)) for i in range(2)]
-    outbox.mark_sent(rows[0])
-    outbox.mark_sent(rows[1])
-    assert outbox.make_room() == 0  # nothing it may touch: kept, over the bound
-    assert len(outbox.pending()) == 2
+    owner = Owner(tmp_path / "outbox.sqlite3", max_windows=1)
+    for i in range(2):
+        owner.add(window(RUN, i * 15_000, 15_000), sent=True)
+    assert owner.make_room() == 0  # nothing it may touch: kept, over the bound
+    assert len(owner.pending()) == 2
 
 
 @pytest.mark.parametrize("content", [b"not a database at all" * 50, b""])
@@ -181,7 +298,7 @@ def test_a_foreign_or_corrupt_file_is_set_aside_and_a_new_outbox_made(
 ) -> None:
     path = tmp_path / "outbox.sqlite3"
     path.write_bytes(content)
-    outbox = Outbox(path, backend=BACKEND)
+    outbox = Outbox(path)
     if content:
         assert outbox.set_aside is not None
         assert outbox.set_aside.read_bytes() == content
@@ -195,7 +312,7 @@ def test_another_applications_sqlite_file_is_not_touched(tmp_path: Path) -> None
     db.execute("INSERT INTO notes VALUES ('keep me')")
     db.commit()
     db.close()
-    outbox = Outbox(path, backend=BACKEND)
+    outbox = Outbox(path)
     assert outbox.set_aside is not None
     kept = sqlite3.connect(outbox.set_aside)
     assert kept.execute("SELECT text FROM notes").fetchall() == [("keep me",)]
@@ -205,7 +322,7 @@ def test_an_unusable_location_raises_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises((OutboxError, OSError)):
-        Outbox(blocker / "outbox.sqlite3", backend=BACKEND)
+        Outbox(blocker / "outbox.sqlite3")
 
 
 def test_identity_is_a_one_way_fingerprint() -> None:

@@ -1,0 +1,361 @@
+"""The route of a client's windows, in one place:
+
+```
+activity --cut--> Window --emit()--> outbox writer (stored as it is sent)
+                                 \\--> sender --POST--> backend
+                                                          |
+activity <--on_flush / on_error-- outcome() <--answer-----/
+                                  \\--> outbox writer (forgotten once final)
+```
+
+Each client owns one `Pipeline`. An activity hands it every window it cuts (`emit`, from
+whatever thread changed the activity, under the activity's lock, never waiting); the
+pipeline stores the window with the outbox writer and queues it with the engine's sender.
+The sender reports each attempt's outcome back here, and only here: the pipeline tells
+the writer (a first attempt, a final answer) and the activity that owns the run (its
+``on_flush`` and ``on_error``). Windows left by earlier sessions come back from the
+outbox at open (`open`) and take the same route, reported to the client's ``on_error``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Final, Protocol
+
+import anyio
+import anyio.abc
+
+from ._clock import Clock
+from ._errors import DeliveryError, DuplicateRiskError, TimebackError, UndeliveredError
+from ._models import ErrorContext, Window
+from ._outbox import StoredWindow
+from ._scheduler import Scheduler
+from ._sender import Delivery, Endpoint, HeartbeatSender
+from ._writer import Checkpointed, OutboxOwner, outbox_writer, release_writer
+
+__all__ = ["Pipeline", "RunListener", "call_safely"]
+
+logger = logging.getLogger("timeback_client")
+
+ClientReport = Callable[[TimebackError, ErrorContext | None], None]
+
+# How long opening a client waits for the outbox's replay before it goes on without it.
+OPEN_WAIT: Final = 2.0
+
+
+class RunListener(Protocol):
+    """What the pipeline tells the activity that owns a run: the outcomes of its windows."""
+
+    def delivered(self, window: Window, *, duplicate: bool) -> None:
+        """The backend has the window."""
+
+    def failed(
+        self,
+        window: Window,
+        error: DeliveryError,
+        *,
+        attempts: int,
+        will_retry: bool,
+        operation: str = "heartbeat",
+    ) -> None:
+        """An attempt failed (``operation="heartbeat"``), or the client closed with windows
+        undelivered (``"flush"``); ``will_retry`` says whether the SDK tries again."""
+
+
+class Pipeline:
+    """One client's route from activity to backend and back.
+
+    Args:
+        scheduler: the engine's scheduler (the loop, for work from other threads).
+        sender: the engine's sender.
+        task_group: the engine's task group (for waits that outlive a call).
+        endpoint: where, and as whom, this client sends.
+        backend: the client's base URL (whose windows the outbox keeps apart).
+        identity: whose windows these are (the outbox replays them only to the same).
+        outbox: the outbox file, or None to keep windows in memory only.
+        report: tells the client's ``on_error`` of a problem that belongs to no activity.
+    """
+
+    __slots__ = (
+        "_claim",
+        "_closed",
+        "_listeners",
+        "_owner",
+        "_replayed",
+        "_report",
+        "_task_group",
+        "backend",
+        "endpoint",
+        "identity",
+        "scheduler",
+        "sender",
+    )
+
+    def __init__(
+        self,
+        *,
+        scheduler: Scheduler,
+        sender: HeartbeatSender,
+        task_group: anyio.abc.TaskGroup,
+        endpoint: Endpoint,
+        backend: str,
+        identity: str,
+        outbox: str | None,
+        report: ClientReport,
+    ) -> None:
+        self.scheduler = scheduler
+        self.sender = sender
+        self._task_group = task_group
+        self.endpoint = endpoint
+        self.backend = backend
+        self.identity = identity
+        self._report = report
+        self._listeners: dict[str, RunListener] = {}
+        self._replayed: set[str] = set()
+        self._closed = False
+        self._owner: OutboxOwner | None = None
+        self._claim: Any = None
+        if outbox is not None:
+            self._owner = OutboxOwner(
+                outbox_writer(outbox), backend=backend, identity=identity, report=self._report_soon
+            )
+            # What earlier sessions left comes back when the writer has read it (`open`
+            # waits for that, briefly).
+            self._claim = self._owner.claim()
+            self._claim.add_done_callback(
+                lambda future: self._post_and_kick(self._replay, future.result())
+            )
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every activity of this client reads (the engine's)."""
+        return self.scheduler.clock
+
+    @property
+    def runs(self) -> list[str]:
+        """Runs whose windows this client sent or replayed."""
+        return [*self._listeners, *self._replayed]
+
+    # -- activities -------------------------------------------------------------------
+
+    def start_run(
+        self, run_id: str, listener: RunListener, source: Checkpointed, template: bytes
+    ) -> None:
+        """A new activity: its outcomes go to ``listener``; its open window (``source``) is
+        checkpointed, with ``template`` (its id, name, course and runId) beside it."""
+        self._listeners[run_id] = listener
+        if self._owner is not None:
+            self._owner.watch(run_id, source, template)
+
+    def end_run(self, run_id: str) -> None:
+        """The run's activity ended (call it after emitting its last window)."""
+        if self._owner is not None:
+            self._owner.unwatch(run_id)
+
+    def emit(self, window: Window) -> None:
+        """A window just cut: store it, and queue it for sending.
+
+        Called under the activity's lock, from any thread; never waits.
+        """
+        delivery = Delivery(window=window, endpoint=self.endpoint, listener=self)
+        if self._owner is not None:
+            self._owner.store(
+                (window.run_id, window.started_at_ms),
+                window.ended_at_ms,
+                window.elapsed_ms,
+                delivery.body,
+            )
+        self.scheduler.post(self.sender.submit, delivery)
+
+    def post(self, func: Callable[..., object], *args: Any) -> None:
+        """Run ``func(*args)`` in the loop, after the windows emitted before it."""
+        self.scheduler.post(func, *args)
+
+    def kick(self) -> None:
+        """Run what was posted: now in the loop's thread, soon from any other."""
+        self.scheduler.kick()
+
+    def spawn(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        """Run ``func()`` as a task of the engine (in the loop)."""
+        self._task_group.start_soon(func)
+
+    def forget_settled(self, keep: Iterable[str] = ()) -> None:
+        """Let go of ended runs with nothing left to deliver (a kiosk runs for months)."""
+        kept = set(keep)
+        for run_id in list(self._listeners):
+            if run_id not in kept and not self.sender.undelivered([run_id]):
+                del self._listeners[run_id]
+
+    # -- outcomes (the sender's DeliveryListener; in the loop) -------------------------
+
+    def sending(self, delivery: Delivery) -> None:
+        """The window's first attempt: the outbox marks it as possibly received."""
+        if self._owner is not None:
+            self._owner.sending(_key(delivery.window))
+
+    def delivered(self, delivery: Delivery, *, duplicate: bool) -> None:
+        """The backend has the window: the outbox forgets it, its activity hears of it."""
+        window = delivery.window
+        if self._owner is not None:
+            self._owner.settled(_key(window))
+        logger.debug(
+            "timeback window %s+%d of run %s: %s after %d attempt(s)",
+            window.started_at,
+            window.ended_at_ms - window.started_at_ms,
+            window.run_id,
+            "duplicate" if duplicate else "accepted",
+            delivery.attempts,
+        )
+        listener = self._listeners.get(window.run_id)
+        if listener is not None:
+            listener.delivered(window, duplicate=duplicate)
+        else:
+            logger.info(
+                "timeback: replayed window of run %s (%d active ms) delivered%s",
+                window.run_id,
+                window.elapsed_ms,
+                " (the backend already had it)" if duplicate else "",
+            )
+
+    def failed(self, delivery: Delivery, error: DeliveryError, *, will_retry: bool) -> None:
+        """An attempt failed: a final failure is forgotten by the outbox; the activity (or,
+        for a replayed window, the client) hears of it."""
+        window = delivery.window
+        if not will_retry and not isinstance(error, DuplicateRiskError) and self._owner:
+            self._owner.settled(_key(window))
+        listener = self._listeners.get(window.run_id)
+        if listener is not None:
+            listener.failed(window, error, attempts=delivery.attempts, will_retry=will_retry)
+            return
+        # A replayed window: retries are reported once, at the first failure; a possible
+        # double count always is.
+        if not will_retry or delivery.attempts <= 1 or isinstance(error, DuplicateRiskError):
+            self._report(error, None)
+
+    # -- opening and closing -----------------------------------------------------------
+
+    async def open(self) -> None:
+        """Wait, at most `OPEN_WAIT` seconds, for the outbox to hand back what earlier
+        sessions left, and queue it: replays go before this session's windows. A slow or
+        locked disk does not hold the app: its replay then comes when the disk allows."""
+        if self._claim is None:
+            return
+        with anyio.move_on_after(OPEN_WAIT):
+            await self.scheduler.wait_for(self._claim)
+        self.scheduler.kick()
+
+    def _replay(self, stored: list[StoredWindow]) -> None:
+        """What earlier processes left for this backend and identity, sent again with the
+        exact bytes first written: sent-but-unanswered windows first."""
+        if self._closed:
+            return
+        now = self.clock.read().timeline_ms
+        for row in stored:
+            try:
+                window = Window.from_json(json.loads(row.body))
+            except (ValueError, KeyError, TypeError, TimebackError):
+                self._report(
+                    TimebackError(f"dropped an unreadable stored window (row {row.row_id})"), None
+                )
+                if self._owner is not None:
+                    self._owner.settled((row.run_id, row.started_at_ms))
+                continue
+            delivery = Delivery(window=window, endpoint=self.endpoint, listener=self, body=row.body)
+            if row.sent_at is not None:
+                # Sent by an earlier process and never answered: the server may have it.
+                age_ms = max(0, round((time.time() - row.sent_at) * 1000))
+                delivery.unanswered_since_ms = now - age_ms
+            self._replayed.add(window.run_id)
+            self.sender.submit(delivery)
+        if stored:
+            logger.info(
+                "timeback: replaying %d window(s) of %d earlier run(s)",
+                len(stored),
+                len({row.run_id for row in stored}),
+            )
+
+    async def close(self, deadline: float) -> None:
+        """Wait (until ``deadline``, in ``anyio.current_time()``) for every window of this
+        client to be delivered, report what was not, and leave the outbox, whose file
+        keeps what is left for the next start."""
+        if self._closed:
+            return
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_at(deadline):
+                if self._claim is not None:
+                    await self.scheduler.wait_for(self._claim)
+                self.scheduler.kick()  # the replay, if it was just posted
+                await self.sender.settle(self.runs)
+            self._closed = True
+            self._report_undelivered()
+            owner, self._owner = self._owner, None
+            if owner is not None:
+                left = owner.leave()
+                stopped = release_writer(owner.writer)
+                # The last writes of this client: waited for a moment even past the
+                # deadline, since what they hold is what the next start replays.
+                with anyio.move_on_at(max(deadline, anyio.current_time() + 1.0)):
+                    await self.scheduler.wait_for(left)
+                    if stopped is not None:
+                        await self.scheduler.wait_for(stopped)
+
+    def _report_undelivered(self) -> None:
+        """Windows still undelivered at close: kept in the outbox for the next start, or
+        (without one) lost; either way the app hears of it."""
+        kept = self._owner is not None
+        by_run: dict[str, list[Delivery]] = {}
+        for delivery in self.sender.discard(self.runs):
+            by_run.setdefault(delivery.window.run_id, []).append(delivery)
+        for run_id, deliveries in by_run.items():
+            fate = "kept in the outbox for the next start" if kept else "lost"
+            error = UndeliveredError(
+                f"{len(deliveries)} window(s) of run {run_id} were not delivered before "
+                f"close: {fate}",
+                windows=tuple(d.window for d in deliveries),
+            )
+            context = ErrorContext(
+                operation="flush",
+                activity_id=deliveries[0].window.activity_id,
+                run_id=run_id,
+                attempts=max(d.attempts for d in deliveries),
+                will_retry=kept,
+            )
+            listener = self._listeners.get(run_id)
+            if listener is None:
+                self._report(error, context)
+            else:
+                logger.warning("timeback close: %s (%d active ms)", error, error.active_ms)
+                listener.failed(
+                    deliveries[0].window,
+                    error,
+                    attempts=context.attempts,
+                    will_retry=kept,
+                    operation="flush",
+                )
+
+    # -- internals --------------------------------------------------------------------
+
+    def _post_and_kick(self, func: Callable[..., object], *args: Any) -> None:
+        self.scheduler.post(func, *args)
+        self.scheduler.kick()
+
+    def _report_soon(self, error: TimebackError) -> None:
+        # From the writer's thread: the client's on_error runs in the loop.
+        self._post_and_kick(self._report, error, None)
+
+
+def _key(window: Window) -> tuple[str, int]:
+    return (window.run_id, window.started_at_ms)
+
+
+def call_safely(name: str, callback: Callable[..., object] | None, *args: Any) -> None:
+    """Run a user callback; one that raises is logged and never breaks tracking."""
+    if callback is None:
+        return
+    try:
+        callback(*args)
+    except Exception:
+        logger.exception("timeback %s callback raised; tracking goes on", name)
