@@ -26,7 +26,7 @@ from typing import Any
 
 from _bench import EMAIL, HERE, TOKEN, child, machine, median
 
-from timeback_client._emulator_process import EmulatorProcess
+from timeback_client.tools._emulator_process import EmulatorProcess
 
 CPU_LABELS = {
     "bare": "bare `httpx.AsyncClient.post` loop (the floor)",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from timeback_client._cli import main
+from timeback_client.tools._cli import main
 
 
 def test_the_demo_story_adds_up_and_finds_no_problem(capsys: pytest.CaptureFixture[str]) -> None:

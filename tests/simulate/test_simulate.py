@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from timeback_client._cli import main
-from timeback_client._emulator_process import EmulatorProcess
-from timeback_client._simulate import Simulation, run_simulation, simulate
+from timeback_client.tools._cli import main
+from timeback_client.tools._emulator_process import EmulatorProcess
+from timeback_client.tools._simulate import Simulation, run_simulation, simulate
 
 
 def test_every_simulated_millisecond_reaches_the_emulator_exactly_once() -> None:

@@ -8,7 +8,13 @@ from typing import Any
 import attrs
 import pytest
 
-from timeback_client._report import EmulatorTotals, ProgressLine, Report, percentile, render_text
+from timeback_client.tools._report import (
+    EmulatorTotals,
+    ProgressLine,
+    Report,
+    percentile,
+    render_text,
+)
 
 
 def _report(**changes: Any) -> Report:

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve an emulated Timeback app backend (timeback-sdk 0.4.0 behaviour).",
     )
     try:
-        from .emulator import add_cli_arguments
+        from ..emulator import add_cli_arguments
     except ImportError:
         emulator.set_defaults(missing_extra=True)
     else:
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "missing_extra", False):
                 print(_NEEDS_EMULATOR, file=sys.stderr)
                 return 2
-            from .emulator import run_from_args
+            from ..emulator import run_from_args
 
             return run_from_args(args)
         if args.command == "simulate":

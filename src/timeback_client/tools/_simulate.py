@@ -1,8 +1,8 @@
 """``timeback-client simulate``: a school of students against one backend, from one machine.
 
 Every simulated student runs the SDK as an app would: one `AsyncTimeback` each, all of
-them sharing one caller-owned ``httpx.AsyncClient`` (one connection pool, so one
-bounded sender), all on one `ScaledClock` that compresses lesson time. A student arrives,
+them sharing one `Engine` (one scheduler, one connection pool, one bounded sender), on
+one `ScaledClock` that compresses lesson time. A student arrives,
 works (touching the activity every few seconds), takes breaks (`pause` / `resume`),
 wanders off (the SDK pauses itself after ``idle_timeout``; the next `touch` resumes),
 leaves (`end`) and comes back later to the saved runId; now and then the app's server
@@ -30,11 +30,12 @@ import anyio
 import attrs
 import httpx
 
-from ._activity import AsyncActivity
-from ._client import AsyncTimeback
-from ._clock import ScaledClock
-from ._errors import DeliveryError
-from ._models import ErrorContext, TimeOptions
+from .._activity import AsyncActivity
+from .._client import AsyncTimeback
+from .._clock import ScaledClock
+from .._engine import Engine
+from .._errors import DeliveryError
+from .._models import ErrorContext, TimeOptions
 from ._report import EmulatorTotals, ProgressLine, Report, render_text
 
 __all__ = ["Behaviour", "Simulation", "TimedTransport", "run_simulation"]
@@ -156,7 +157,6 @@ class _School:
     final_errors: int = 0  # errors after which the SDK gave up on a window
     run_ms: dict[str, int] = attrs.field(factory=dict)
     finished: int = 0
-    all_finished: anyio.Event = attrs.field(factory=anyio.Event)
 
     def now_ms(self) -> int:
         return self.clock.read().timeline_ms
@@ -213,8 +213,6 @@ class _School:
 
     def finish(self) -> None:
         self.finished += 1
-        if self.finished == self.config.students:
-            self.all_finished.set()
 
 
 class _Student:
@@ -229,23 +227,18 @@ class _Student:
         self.activity: AsyncActivity | None = None
         self.away = True
 
-    async def attend(self, base_url: str, token: str | None, http: httpx.AsyncClient) -> None:
+    async def attend(self, base_url: str, token: str | None, engine: Engine) -> None:
         """Open this student's client, follow the lesson plan, and close it last of all."""
         school = self.school
         headers = {"Authorization": f"Bearer {token or self.token}"}
         # No durable outbox: on a real machine each student's app has its own file, and a
         # thousand students sharing this process's one file would measure lock contention
         # on a disk nobody has, not the backend.
-        async with AsyncTimeback(
-            base_url, headers=headers, http_client=http, clock=school.clock, outbox=None
-        ) as tb:
+        async with AsyncTimeback(base_url, headers=headers, engine=engine, outbox=None) as tb:
             try:
                 await self._follow(tb)
             finally:
                 school.finish()
-            # Keep the client (and the sender tasks living in its task group) until every
-            # student is done, so nobody's request is interrupted by someone else leaving.
-            await school.all_finished.wait()
 
     def _options(self) -> TimeOptions:
         config = self.school.config
@@ -338,7 +331,10 @@ async def _drive(
     progress: ProgressLine,
 ) -> _Outcome:
     transport = TimedTransport(httpx.AsyncHTTPTransport())
-    async with httpx.AsyncClient(transport=transport) as http:
+    async with (
+        httpx.AsyncClient(transport=transport) as http,
+        Engine(http_client=http, clock=clock) as engine,
+    ):
         hook = None if hook_origin is None else httpx.AsyncClient(base_url=hook_origin, timeout=60)
         start_ms = clock.read().timeline_ms
         school = _School(
@@ -355,7 +351,7 @@ async def _drive(
                 outer.start_soon(_show_progress, school, students, progress)
                 async with anyio.create_task_group() as tg:
                     for student in students:
-                        tg.start_soon(student.attend, base_url, config.token, http)
+                        tg.start_soon(student.attend, base_url, config.token, engine)
                 outer.cancel_scope.cancel()
         finally:
             if hook is not None:

@@ -20,11 +20,11 @@ from typing import Any, Final, TextIO
 
 import anyio
 
-from ._client import AsyncTimeback
-from ._clock import ScaledClock
-from ._errors import DeliveryError
-from ._models import ErrorContext, TimeOptions, format_timestamp
-from .emulator import Emulator
+from .._client import AsyncTimeback
+from .._clock import ScaledClock
+from .._errors import DeliveryError
+from .._models import ErrorContext, TimeOptions, format_timestamp
+from ..emulator import Emulator
 
 __all__ = ["run_demo"]
 

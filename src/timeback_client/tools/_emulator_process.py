@@ -1,7 +1,7 @@
 """The backend emulator in a process of its own, for load simulations and benchmarks.
 
 A load generator that served its own backend from its own event loop would measure
-itself twice, so `EmulatorProcess` starts ``python -m timeback_client._emulator_process``,
+itself twice, so `EmulatorProcess` starts ``python -m timeback_client.tools._emulator_process``,
 sends it one JSON line of configuration on stdin, and reads back one line with the
 loopback URL once uvicorn listens. The child serves until its stdin closes, so it also
 goes away when the parent dies. It logs no access lines (uvicorn at ``warning``): a
@@ -26,7 +26,7 @@ from typing import Any, Final
 import attrs
 import httpx
 
-from ._clock import ScaledClock
+from .._clock import ScaledClock
 
 __all__ = ["EmulatorProcess", "ScaledTime", "main"]
 
@@ -97,7 +97,7 @@ class EmulatorProcess:
     def start(self) -> EmulatorProcess:
         """Start the child and wait until it listens."""
         process = subprocess.Popen(  # noqa: S603 - our interpreter, our module, fixed args
-            [self._python, "-m", "timeback_client._emulator_process"],
+            [self._python, "-m", "timeback_client.tools._emulator_process"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -172,7 +172,7 @@ def _readline_within(process: subprocess.Popen[str], timeout: float) -> str:
 
 def main() -> None:
     """The child: read the configuration, serve, say where, wait for stdin to close."""
-    from .emulator import Emulator
+    from ..emulator import Emulator
 
     config = json.loads(sys.stdin.readline())
     clock: Callable[[], datetime] | None = None
