@@ -422,7 +422,7 @@ async def test_clients_sharing_an_engine_share_one_bounded_sender() -> None:
             backend.latency_ms = 0
             await one.end()
             await two.end()
-            assert first.statistics() == second.statistics() == engine.statistics()
+            assert first.statistics().engine == second.statistics().engine == engine.statistics()
             assert engine.statistics().attempts == len(backend.seen)
         assert not http.is_closed  # caller-owned: not closed by the SDK
     assert backend.max_in_flight == 1

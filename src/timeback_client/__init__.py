@@ -15,7 +15,7 @@ with Timeback("https://app.example/api/timeback", headers={"Authorization": "Bea
 import types as _types
 
 from ._activity import AsyncActivity
-from ._client import AsyncTimeback
+from ._client import AsyncTimeback, Statistics
 from ._clock import Clock, Reading, SystemClock, VirtualClock
 from ._engine import Engine, EngineStatistics
 from ._errors import (
@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._models import SUBJECTS, Course, ErrorContext, TimeOptions, Window, run_id_for
 from ._sync import Activity, Timeback
+from ._writer import OutboxStatistics
 
 __all__ = [
     "SUBJECTS",
@@ -57,9 +58,11 @@ __all__ = [
     "LifecycleError",
     "NetworkError",
     "OutboxError",
+    "OutboxStatistics",
     "Reading",
     "ResponseError",
     "ServerUnavailableError",
+    "Statistics",
     "SystemClock",
     "TimeOptions",
     "Timeback",

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, Final
 
 import anyio
+import attrs
 import httpx
 
 from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
@@ -23,6 +24,7 @@ from ._outbox import default_outbox_path, identity_of
 from ._pipeline import Pipeline, call_safely
 from ._sender import Endpoint
 from ._wire import heartbeat_url
+from ._writer import OutboxStatistics
 
 __all__ = [
     "DEFAULT_OUTBOX",
@@ -30,6 +32,7 @@ __all__ = [
     "ActivityNamespace",
     "AsyncTimeback",
     "ClientErrorCallback",
+    "Statistics",
 ]
 
 logger = logging.getLogger("timeback_client")
@@ -41,6 +44,20 @@ class _Default(enum.Enum):
 
 DEFAULT_OUTBOX: Final = _Default.OUTBOX
 ClientErrorCallback = Callable[[TimebackError, ErrorContext], object]
+
+
+@attrs.frozen(kw_only=True)
+class Statistics:
+    """A snapshot of a client, as ``statistics()`` gives it.
+
+    Attributes:
+        engine: the engine's queues and work (shared with its other clients, if any).
+        outbox: the outbox writer's (shared by every client of the process on the same
+            file), or None for ``outbox=None``.
+    """
+
+    engine: EngineStatistics
+    outbox: OutboxStatistics | None
 
 
 class ActivityNamespace:
@@ -214,14 +231,14 @@ class AsyncTimeback:
         self._endpoint = Endpoint(
             url=heartbeat_url(self.base_url),
             headers=httpx.Headers(headers or {}),
-            cookies=httpx.Cookies(cookies or {}),
+            cookies=httpx.Cookies(cookies) if cookies else None,
             auth=_auth(auth),
         )
         if outbox is DEFAULT_OUTBOX:
             outbox = default_outbox_path()
         self._outbox_path = None if outbox is None else os.fspath(outbox)
         self._identity = identity or identity_of(
-            self.base_url, self._endpoint.headers, dict(self._endpoint.cookies)
+            self.base_url, self._endpoint.headers, dict(self._endpoint.cookies or {})
         )
         self._on_error = on_error
         self._pipeline: Pipeline | None = None
@@ -237,9 +254,10 @@ class AsyncTimeback:
         """The engine this client runs on (its own, or the one it was given)."""
         return self._engine
 
-    def statistics(self) -> EngineStatistics:
-        """A snapshot of the engine's queues (shared with its other clients, if any)."""
-        return self._engine.statistics()
+    def statistics(self) -> Statistics:
+        """A snapshot of the engine's queues and of the outbox (while the client is open)."""
+        pipeline = self._running_pipeline()
+        return Statistics(engine=self._engine.statistics(), outbox=pipeline.outbox_statistics())
 
     async def __aenter__(self) -> AsyncTimeback:
         if self._state != "new":
@@ -331,7 +349,7 @@ class AsyncTimeback:
         if headers is not None:
             self._endpoint.headers = httpx.Headers(headers)
         if cookies is not None:
-            self._endpoint.cookies = httpx.Cookies(cookies)
+            self._endpoint.cookies = httpx.Cookies(cookies) if cookies else None
         if auth is not None:
             self._endpoint.auth = _auth(auth)
         self._endpoint.version += 1

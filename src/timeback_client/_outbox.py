@@ -28,7 +28,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -310,41 +310,57 @@ class Outbox:
             (owner, socket.gethostname(), os.getpid(), time.time() + LEASE_SECONDS),
         )
 
-    def renew(self) -> None:
-        """Extend the lease of every owner of this process for another `LEASE_SECONDS`."""
-        self._db.execute(
-            "UPDATE owners SET lease_until = ? WHERE host = ? AND pid = ?",
-            (time.time() + LEASE_SECONDS, socket.gethostname(), os.getpid()),
+    def renew(self, owners: Iterable[str]) -> None:
+        """Extend the lease of these owners for another `LEASE_SECONDS`."""
+        until = time.time() + LEASE_SECONDS
+        self._db.executemany(
+            "UPDATE owners SET lease_until = ? WHERE owner = ?", ((until, o) for o in owners)
         )
 
     def release(self, owner: str) -> None:
         """The owner leaves: what it still holds can be claimed by the next client."""
         self._db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
 
+    def forget_dead_owners(self, alive: Collection[str] = ()) -> None:
+        """Remove owners whose lease ran out, or whose process on this host is gone, but
+        those in ``alive`` (this process's). Call it in a transaction, before claims."""
+        now, host = time.time(), socket.gethostname()
+        checked: dict[int, bool] = {}
+
+        def gone(pid: int) -> bool:
+            if pid not in checked:
+                checked[pid] = not _process_alive(pid)
+            return checked[pid]
+
+        dead = [
+            (other,)
+            for other, other_host, other_pid, lease_until in self._db.execute(
+                "SELECT owner, host, pid, lease_until FROM owners"
+            )
+            if other not in alive
+            and (lease_until < now or (other_host == host and gone(other_pid)))
+        ]
+        self._db.executemany("DELETE FROM owners WHERE owner = ?", dead)
+
     def claim_orphans(self, owner: str, backend: str, identity: str) -> list[StoredWindow]:
         """Take over what dead or departed owners left for this backend and identity.
 
-        Call it in a transaction. Their checkpoints become windows. Returns the windows
-        taken over (never ``owner``'s own), in order: sent-but-unanswered first (they are
-        the ones the server may remember), oldest first within each.
+        Call it in a transaction, after `forget_dead_owners`. Their checkpoints become
+        windows. Returns the windows taken over (never ``owner``'s own), in order:
+        sent-but-unanswered first (they are the ones the server may remember), oldest
+        first within each.
         """
         db = self._db
-        for dead in self._dead_owners(owner):
-            db.execute("DELETE FROM owners WHERE owner = ?", (dead,))
-        live = {row[0] for row in db.execute("SELECT owner FROM owners")} | {owner}
         # Rows taken over carry this mark until they are returned: the owner's own rows,
         # also those of this very transaction, are never among them.
         claim = f"{owner}:claim"
-        orphans = [
-            row
-            for row in db.execute(
-                "SELECT run_id, identity, started_at_ms, ended_at_ms, elapsed_ms, body, "
-                "owner FROM checkpoints WHERE backend = ? AND identity = ?",
-                (backend, identity),
-            )
-            if row[6] not in live
-        ]
-        for run_id, ident, start, end, elapsed, template, _ in orphans:
+        orphans = db.execute(
+            "SELECT run_id, identity, started_at_ms, ended_at_ms, elapsed_ms, body "
+            "FROM checkpoints WHERE backend = ? AND identity = ? "
+            "AND owner != ? AND owner NOT IN (SELECT owner FROM owners)",
+            (backend, identity, owner),
+        ).fetchall()
+        for run_id, ident, start, end, elapsed, template in orphans:
             db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
             body = window_body(bytes(template), start, end, elapsed)
             if body is None:
@@ -354,29 +370,16 @@ class Outbox:
                 "ended_at_ms, elapsed_ms, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (backend, ident, run_id, start, end, elapsed, body, claim),
             )
-        others = sorted(live)
-        marks = ",".join("?" * len(others))
         db.execute(
-            f"UPDATE windows SET owner = ? WHERE backend = ? AND identity = ? "  # noqa: S608 - only placeholders
-            f"AND owner NOT IN ({marks})",
-            (claim, backend, identity, *others),
+            "UPDATE windows SET owner = ? WHERE backend = ? AND identity = ? "
+            "AND owner != ? AND owner NOT IN (SELECT owner FROM owners)",
+            (claim, backend, identity, owner),
         )
         taken = self._rows(
             "WHERE owner = ? ORDER BY sent_at IS NULL, run_id, started_at_ms", (claim,)
         )
         db.execute("UPDATE windows SET owner = ? WHERE owner = ?", (owner, claim))
         return taken
-
-    def _dead_owners(self, owner: str) -> list[str]:
-        """Owners whose lease ran out, or whose process on this host is gone."""
-        now, host = time.time(), socket.gethostname()
-        dead = []
-        for other, other_host, pid, lease_until in self._db.execute(
-            "SELECT owner, host, pid, lease_until FROM owners WHERE owner != ?", (owner,)
-        ):
-            if lease_until < now or (other_host == host and not _process_alive(pid)):
-                dead.append(other)
-        return dead
 
     # -- windows --------------------------------------------------------------------
 

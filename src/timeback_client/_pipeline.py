@@ -19,6 +19,7 @@ outbox at open (`open`) and take the same route, reported to the client's ``on_e
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import time
@@ -34,7 +35,13 @@ from ._models import ErrorContext, Window
 from ._outbox import StoredWindow
 from ._scheduler import Scheduler
 from ._sender import Delivery, Endpoint, HeartbeatSender
-from ._writer import Checkpointed, OutboxOwner, outbox_writer, release_writer
+from ._writer import (
+    Checkpointed,
+    OutboxOwner,
+    OutboxStatistics,
+    outbox_writer,
+    release_writer,
+)
 
 __all__ = ["Pipeline", "RunListener", "call_safely"]
 
@@ -114,10 +121,10 @@ class Pipeline:
         self.identity = identity
         self._report = report
         self._listeners: dict[str, RunListener] = {}
-        self._replayed: set[str] = set()
+        self._replayed: set[str] | None = None  # made when a replay comes
         self._closed = False
         self._owner: OutboxOwner | None = None
-        self._claim: Any = None
+        self._claim: concurrent.futures.Future[list[StoredWindow]] | None = None
         if outbox is not None:
             self._owner = OutboxOwner(
                 outbox_writer(outbox), backend=backend, identity=identity, report=self._report_soon
@@ -134,10 +141,14 @@ class Pipeline:
         """The clock every activity of this client reads (the engine's)."""
         return self.scheduler.clock
 
+    def outbox_statistics(self) -> OutboxStatistics | None:
+        """The outbox writer's snapshot, or None without an outbox."""
+        return None if self._owner is None else self._owner.writer.statistics()
+
     @property
     def runs(self) -> list[str]:
         """Runs whose windows this client sent or replayed."""
-        return [*self._listeners, *self._replayed]
+        return [*self._listeners, *(self._replayed or ())]
 
     # -- activities -------------------------------------------------------------------
 
@@ -201,14 +212,15 @@ class Pipeline:
         window = delivery.window
         if self._owner is not None:
             self._owner.settled(_key(window))
-        logger.debug(
-            "timeback window %s+%d of run %s: %s after %d attempt(s)",
-            window.started_at,
-            window.ended_at_ms - window.started_at_ms,
-            window.run_id,
-            "duplicate" if duplicate else "accepted",
-            delivery.attempts,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "timeback window %s+%d of run %s: %s after %d attempt(s)",
+                window.started_at,
+                window.ended_at_ms - window.started_at_ms,
+                window.run_id,
+                "duplicate" if duplicate else "accepted",
+                delivery.attempts,
+            )
         listener = self._listeners.get(window.run_id)
         if listener is not None:
             listener.delivered(window, duplicate=duplicate)
@@ -245,6 +257,8 @@ class Pipeline:
             return
         with anyio.move_on_after(OPEN_WAIT):
             await self.scheduler.wait_for(self._claim)
+        if self._claim.done():
+            self._claim = None  # a future holds a lock and its callbacks: let it go
         self.scheduler.kick()
 
     def _replay(self, stored: list[StoredWindow]) -> None:
@@ -268,6 +282,8 @@ class Pipeline:
                 # Sent by an earlier process and never answered: the server may have it.
                 age_ms = max(0, round((time.time() - row.sent_at) * 1000))
                 delivery.unanswered_since_ms = now - age_ms
+            if self._replayed is None:
+                self._replayed = set()
             self._replayed.add(window.run_id)
             self.sender.submit(delivery)
         if stored:
@@ -287,6 +303,7 @@ class Pipeline:
             with anyio.move_on_at(deadline):
                 if self._claim is not None:
                     await self.scheduler.wait_for(self._claim)
+                    self._claim = None
                 self.scheduler.kick()  # the replay, if it was just posted
                 await self.sender.settle(self.runs)
             self._closed = True

@@ -7,8 +7,9 @@ sender tasks takes runs from the heap, one at a time, so a run never has two req
 flight and its windows go out in order, and a thousand activities never mean a thousand
 tasks contending for the pool.
 
-Sender tasks are elastic: they are started when windows arrive and end when nothing is
-left to send. They live in the task group of the sender's owner (an `Engine`); when it
+Sender tasks are elastic: they are started when windows arrive and end when nothing has
+been left to send for a moment (one lingers, so a steady trickle of heartbeats does not
+start a task each). They live in the task group of the sender's owner (an `Engine`); when it
 closes, an interrupted send counts as unanswered (the same window goes again later, from
 the outbox).
 
@@ -42,6 +43,8 @@ __all__ = ["Backoff", "Delivery", "DeliveryListener", "Endpoint", "HeartbeatSend
 logger = logging.getLogger("timeback_client")
 
 DEFAULT_SENDER_TASKS: Final = 8
+# How long an idle sender task waits for the next window before it ends, in ms.
+LINGER_MS: Final = 1_000
 # The longest Retry-After honoured; a larger one is read as this.
 MAX_RETRY_AFTER: Final = 3600.0
 # The real server remembers accepted windows for 5 minutes: a window whose send went
@@ -72,9 +75,19 @@ class Endpoint:
 
     url: str
     headers: httpx.Headers = attrs.field(factory=httpx.Headers)
-    cookies: httpx.Cookies = attrs.field(factory=httpx.Cookies)
+    cookies: httpx.Cookies | None = None  # None: no cookies (a CookieJar costs memory)
     auth: httpx.Auth | None = None
     version: int = 0  # bumped on new credentials, so a late 401 for old ones is not held
+    _sent_headers: tuple[int, httpx.Headers] | None = attrs.field(default=None, repr=False)
+
+    def request_headers(self) -> httpx.Headers:
+        """The headers of a heartbeat request: the app's, and the JSON content type."""
+        cached = self._sent_headers
+        if cached is None or cached[0] != self.version:
+            merged = httpx.Headers(self.headers)
+            merged["content-type"] = "application/json"
+            cached = self._sent_headers = (self.version, merged)
+        return cached[1]
 
 
 @attrs.define(eq=False, slots=True)
@@ -259,23 +272,36 @@ class HeartbeatSender:
     async def _work(self) -> None:
         replace = True
         try:
-            while self._ready:
-                not_before, _, run = self._ready[0]
-                if not_before > self.clock.read().timeline_ms:
-                    if self._waiters:
-                        # One task waiting for the next due run is enough. Replacing this
-                        # one would start another that ends here too: a busy loop for as
-                        # long as two runs wait out a backoff (a server outage).
-                        replace = False
+            linger_until: int | None = None
+            while True:
+                now = self.clock.read().timeline_ms
+                if self._ready:
+                    not_before, _, run = self._ready[0]
+                    if not_before <= now:
+                        heapq.heappop(self._ready)
+                        run.scheduled = False
+                        if run.held or not run.pending or run.run_id not in self._runs:
+                            continue
+                        await self._send_head(run)
+                        linger_until = None
+                        continue
+                    wait_until = not_before
+                else:
+                    # Nothing to send: linger a moment for the next window rather than
+                    # end, since a task per heartbeat costs more than sending it.
+                    if linger_until is None:
+                        linger_until = now + LINGER_MS
+                    if now >= linger_until:
                         return
-                    await self._wait_until(not_before)
-                    self._start_tasks()  # several runs may have come due at once
-                    continue
-                heapq.heappop(self._ready)
-                run.scheduled = False
-                if run.held or not run.pending or run.run_id not in self._runs:
-                    continue
-                await self._send_head(run)
+                    wait_until = linger_until
+                if self._waiters:
+                    # One waiting task is enough. Replacing this one would start another
+                    # that ends here too: a busy loop for as long as two runs wait out a
+                    # backoff (a server outage).
+                    replace = False
+                    return
+                await self._wait_until(wait_until)
+                self._start_tasks()  # several runs may have come due at once
         finally:
             self._tasks -= 1
             if replace:
@@ -321,7 +347,7 @@ class HeartbeatSender:
             "POST",
             endpoint.url,
             content=delivery.body,
-            headers=_merge(endpoint.headers),
+            headers=endpoint.request_headers(),
             cookies=endpoint.cookies or None,
         )
         try:
@@ -420,12 +446,6 @@ def _no_answer(exc: Exception) -> NetworkError:
     )
     error.__cause__ = exc
     return error
-
-
-def _merge(headers: httpx.Headers) -> httpx.Headers:
-    merged = httpx.Headers(headers)
-    merged["content-type"] = "application/json"
-    return merged
 
 
 async def _read_at_most(response: httpx.Response, limit: int) -> bytes:

@@ -23,7 +23,7 @@ import anyio.from_thread
 import httpx
 
 from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
-from ._client import DEFAULT_OUTBOX, AsyncTimeback, ClientErrorCallback, _Default
+from ._client import DEFAULT_OUTBOX, AsyncTimeback, ClientErrorCallback, Statistics, _Default
 from ._clock import Clock
 from ._errors import LifecycleError
 from ._models import Course, TimeOptions
@@ -323,6 +323,10 @@ class Timeback:
         self._closed = False
         self._current_runtime = _Runtime(self._make_client, self._backend)
         _open_clients.add(self)
+
+    def statistics(self) -> Statistics:
+        """A snapshot of the client's queues and outbox (see `AsyncTimeback.statistics`)."""
+        return self._runtime().client.statistics()
 
     @property
     def portal(self) -> anyio.from_thread.BlockingPortal:

@@ -4,16 +4,17 @@ process that uses that file.
 Clients never touch SQLite. They hand the writer what happened (a window to store, its
 first attempt, its final answer, an activity to checkpoint) through a queue that never
 blocks, from whatever thread they run on, and go on. The writer keeps a *diff* between
-what is on disk and what it was told, and writes it in one transaction:
+what is on disk and what it was told, and writes it in one transaction per
+`CHECKPOINT_INTERVAL`: new windows, first attempts, deleted windows, lease renewals, and
+the open window of every activity whose active time moved since (read from the activities
+themselves, under their locks, when the transaction is built). Only what a caller waits
+for goes at once: an owner joining or leaving, a claim of what earlier processes left, a
+flush.
 
-- at once when there is something a crash must not lose: a new window (stored as it is
-  sent), an owner joining or leaving, a claim of what earlier processes left;
-- otherwise once per `CHECKPOINT_INTERVAL`: first attempts, deleted windows, lease
-  renewals, and the open window of every activity whose active time moved since (read
-  from the activities themselves, under their locks, when the transaction is built).
-
-A window stored and answered between two transactions never reaches the disk at all; a
-paused activity writes nothing. A locked or slow disk delays only this thread: the diff
+So a crash loses at most about a second, whether of an open window or of one just cut;
+a window stored and answered within the same second never reaches the disk at all; a
+paused activity writes nothing; and one process makes at most one transaction a second,
+however many activities it runs. A locked or slow disk delays only this thread: the diff
 waits in memory (the app is told once it is `MAX_BEHIND` windows long, and the oldest
 windows past that stay in memory only), and is written when the disk lets it.
 
@@ -27,11 +28,11 @@ starts before the end of a window stored in the same transaction is stale and is
 from __future__ import annotations
 
 import atexit
+import collections
 import concurrent.futures
 import functools
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -48,8 +49,8 @@ __all__ = [
     "CHECKPOINT_INTERVAL",
     "Checkpointed",
     "OutboxOwner",
+    "OutboxStatistics",
     "OutboxWriter",
-    "WriterStatistics",
     "flush_outbox",
     "outbox_writer",
     "release_writer",
@@ -79,13 +80,13 @@ class Checkpointed(Protocol):
         ...
 
 
-@attrs.frozen
-class WriterStatistics:
-    """A snapshot of an outbox writer.
+@attrs.frozen(kw_only=True)
+class OutboxStatistics:
+    """A snapshot of the outbox writer of one file (shared by the clients of the process).
 
     Attributes:
         path: the outbox file.
-        owners: clients using it.
+        owners: clients of this process using it.
         watched: running activities whose open window it checkpoints.
         behind: windows told to it and not yet on disk.
         transactions: transactions committed so far.
@@ -127,12 +128,12 @@ class _Diff:
 
     @property
     def urgent(self) -> bool:
-        """Whether a crash now would lose something the file must have."""
-        return bool(self.adds or self.joins or self.claims or self.leaves or self.flushes)
+        """Whether someone waits for this transaction."""
+        return bool(self.joins or self.claims or self.leaves or self.flushes)
 
     @property
     def empty(self) -> bool:
-        return not (self.urgent or self.sent or self.removes or self.dropped)
+        return not (self.urgent or self.adds or self.sent or self.removes or self.dropped)
 
 
 class OutboxOwner:
@@ -160,10 +161,10 @@ class OutboxOwner:
         self.backend = backend
         self.identity = identity
         self.report = report
-        writer._put(functools.partial(writer._join, self))
+        writer._put(functools.partial(writer._join, self), wake=True)
 
     def store(self, window_key: Key, ended_at_ms: int, elapsed_ms: int, body: bytes) -> None:
-        """A new window, about to be sent: store it at once."""
+        """A new window, about to be sent: store it (within a second)."""
         run_id, started_at_ms = window_key
         row = WindowRow(
             owner=self.owner,
@@ -198,14 +199,14 @@ class OutboxOwner:
     def claim(self) -> concurrent.futures.Future[list[StoredWindow]]:
         """Take over what earlier owners left for this backend and identity."""
         future: concurrent.futures.Future[list[StoredWindow]] = concurrent.futures.Future()
-        self.writer._put(functools.partial(self.writer._claim, self, future))
+        self.writer._put(functools.partial(self.writer._claim, self, future), wake=True)
         return future
 
     def leave(self) -> concurrent.futures.Future[None]:
         """Write what this owner told the writer, then give up its rows (the next client
         replays what is left) and let go of the writer."""
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.writer._put(functools.partial(self.writer._leave, self, future))
+        self.writer._put(functools.partial(self.writer._leave, self, future), wake=True)
         return future
 
 
@@ -218,7 +219,10 @@ class OutboxWriter:
     def __init__(self, path: str, *, key: tuple[int, str]) -> None:
         self.path = path
         self._key = key
-        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        # Told things wait here until the next tick; only what a caller waits for wakes
+        # the thread (a wake-up per window would cost a GIL hand-off each).
+        self._queue: collections.deque[_Op] = collections.deque()
+        self._wake = threading.Event()
         self._owners: dict[str, OutboxOwner] = {}
         self._members = 0  # owners joined or joining (guarded by _registry_lock)
         self._watched: dict[str, _Watch] = {}
@@ -240,9 +244,9 @@ class OutboxWriter:
         )
         self._thread.start()
 
-    def statistics(self) -> WriterStatistics:
+    def statistics(self) -> OutboxStatistics:
         """A snapshot (approximate while the thread runs)."""
-        return WriterStatistics(
+        return OutboxStatistics(
             path=self.path,
             owners=len(self._owners),
             watched=len(self._watched),
@@ -255,11 +259,13 @@ class OutboxWriter:
     def flush(self) -> concurrent.futures.Future[None]:
         """Write everything told so far now; the future is done once it is on disk."""
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._put(functools.partial(self._flush, future))
+        self._put(functools.partial(self._flush, future), wake=True)
         return future
 
-    def _put(self, op: _Op) -> None:
-        self._queue.put(op)
+    def _put(self, op: _Op, *, wake: bool = False) -> None:
+        self._queue.append(op)
+        if wake:
+            self._wake.set()
 
     # -- the thread -------------------------------------------------------------------
 
@@ -280,22 +286,16 @@ class OutboxWriter:
             self._stopped.set_result(None)
 
     def _step(self) -> bool:
-        """Wait for work or the next tick, take the queue, write if due. True: stop."""
+        """Wait for a wake-up or the next tick, take the queue, write if due. True: stop."""
         timeout = self._timeout()
-        try:
-            op = self._queue.get(timeout=timeout) if timeout != 0 else None
-        except queue.Empty:
-            op = None
-        stop = False
-        while op is not None:
-            stop = self._take(op) or stop
-            try:
-                op = self._queue.get_nowait()
-            except queue.Empty:
-                op = None
+        if timeout != 0:
+            self._wake.wait(timeout)
+        self._wake.clear()  # before taking the queue: a later wake-up is not lost
+        stop = self._drain_queue()
         now = time.monotonic()
         if stop or (now >= self._retry_at and self._due(now)):
-            self._tick(now)
+            full = stop or self._diff.leaves or self._diff.flushes
+            self._tick(now, full=bool(full) or now - self._last_tick >= CHECKPOINT_INTERVAL)
         return stop
 
     def _timeout(self) -> float | None:
@@ -384,40 +384,54 @@ class OutboxWriter:
 
     # -- one transaction --------------------------------------------------------------
 
-    def _tick(self, now: float) -> None:
-        """Write the diff and the moved checkpoints in one transaction, if there are any."""
-        self._last_tick = now
+    def _tick(self, now: float, *, full: bool) -> None:
+        """One transaction, if there is anything to write.
+
+        A full tick (once a second, or for a leave, a flush or the stop) writes the whole
+        diff and the moved checkpoints; in between, a quick one writes only joins and
+        claims, for which a client waits.
+        """
         if self._broken is not None or self._outbox is None:
+            self._last_tick = now
             self._discard_for_broken_outbox()
             return
-        # Open windows first, then the queue (see the module's docstring).
-        snapshots = {run_id: w.source.checkpoint() for run_id, w in self._watched.items()}
-        self._drain_queue()
-        renew = bool(self._owners) and now - self._last_renewal >= RENEW_EVERY
-        moved = any(
-            snapshot != self._watched[run_id].written
-            for run_id, snapshot in snapshots.items()
-            if run_id in self._watched
-        )
-        if self._diff.empty and not moved and not renew:
-            return  # nothing changed: an idle or paused activity writes nothing
-        diff, self._diff = self._diff, _Diff()
+        snapshots: dict[str, Snapshot | None] = {}
+        renew = moved = False
+        if full:
+            self._last_tick = now
+            # Open windows first, then the queue (see the module's docstring).
+            snapshots = {run_id: w.source.checkpoint() for run_id, w in self._watched.items()}
+            if self._drain_queue():
+                self._put(self._stop_order, wake=True)  # for the next step to see
+            renew = bool(self._owners) and now - self._last_renewal >= RENEW_EVERY
+            moved = any(
+                snapshot != self._watched[run_id].written
+                for run_id, snapshot in snapshots.items()
+                if run_id in self._watched
+            )
+            if self._diff.empty and not moved and not renew:
+                return  # nothing changed: an idle or paused activity writes nothing
+            diff, self._diff = self._diff, _Diff()
+        else:
+            diff = _Diff(joins=self._diff.joins, claims=self._diff.claims)
+            self._diff.joins, self._diff.claims = [], []
         outbox = self._outbox
         claimed: list[tuple[concurrent.futures.Future[list[StoredWindow]], list[StoredWindow]]]
         try:
             with outbox.transaction():
                 for owner in diff.joins:
                     outbox.register(owner.owner)
-                claimed = [
-                    (future, outbox.claim_orphans(owner.owner, owner.backend, owner.identity))
-                    for owner, future in diff.claims
-                ]
+                if diff.claims:
+                    outbox.forget_dead_owners(
+                        alive={*self._owners, *(owner.owner for owner in diff.joins)}
+                    )
+                claimed = self._claim_all(outbox, diff)
                 outbox.add(diff.adds.values())
                 outbox.mark_sent((at, run_id, start) for (run_id, start), at in diff.sent.items())
                 outbox.remove(diff.removes)
                 written = self._write_checkpoints(outbox, snapshots, diff)
                 if renew:
-                    outbox.renew()
+                    outbox.renew(self._owners)
                 for owner, _ in diff.leaves:
                     outbox.release(owner.owner)
                 lost = self._make_room(outbox, diff)
@@ -450,15 +464,28 @@ class OutboxWriter:
                 )
             )
 
-    def _drain_queue(self) -> None:
-        while True:
-            try:
-                op = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if self._take(op):
-                self._queue.put(op)  # the stop order, for the next step to see
-                return
+    @staticmethod
+    def _claim_all(
+        outbox: Outbox, diff: _Diff
+    ) -> list[tuple[concurrent.futures.Future[list[StoredWindow]], list[StoredWindow]]]:
+        """Claims, in order: within one transaction, the first claim of a backend and
+        identity takes every orphan of theirs, and the others of the same find none."""
+        claimed = []
+        done: set[tuple[str, str]] = set()
+        for owner, future in diff.claims:
+            key = (owner.backend, owner.identity)
+            rows = [] if key in done else outbox.claim_orphans(owner.owner, *key)
+            done.add(key)
+            claimed.append((future, rows))
+        return claimed
+
+    def _drain_queue(self) -> bool:
+        """Fold everything told so far into the diff. True if the stop order was among it."""
+        stop = False
+        queue = self._queue
+        while queue:
+            stop = self._take(queue.popleft()) or stop
+        return stop
 
     def _write_checkpoints(
         self, outbox: Outbox, snapshots: dict[str, Snapshot | None], diff: _Diff
@@ -563,7 +590,7 @@ class OutboxWriter:
     # -- lifecycle --------------------------------------------------------------------
 
     def _stop(self) -> concurrent.futures.Future[None]:
-        self._put(self._stop_order)
+        self._put(self._stop_order, wake=True)
         return self._stopped
 
 

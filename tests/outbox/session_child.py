@@ -149,16 +149,17 @@ def _in_child(timeback: Timeback, parent: Activity, loop_thread: int, interval: 
 
 def disk_full(args: argparse.Namespace) -> None:
     """Writes to the outbox fail as on a full disk: RLIMIT_FSIZE caps every file of this
-    process at the size the outbox files have now, so the next write that would grow one
-    fails (EFBIG, with SIGXFSZ ignored) as ENOSPC would. Tracking must go on."""
+    process at the size the outbox file and its log have now, so the next write that would
+    grow one fails (EFBIG, with SIGXFSZ ignored) as ENOSPC would. Tracking must go on."""
     errors: list[str] = []
 
     def note(error: TimebackError, context: ErrorContext) -> None:
         errors.append(type(error).__name__)
 
     timeback = client(args, on_error=note)
-    folder = os.path.dirname(args.outbox)
-    limit = max(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
+    # The database and its write-ahead log (the -shm index is memory-mapped, not written).
+    written = (args.outbox, f"{args.outbox}-wal")
+    limit = max(os.path.getsize(name) for name in written if os.path.exists(name))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
     activity = timeback.activity.start(

@@ -211,7 +211,17 @@ def test_a_full_disk_is_reported_and_tracking_goes_on(tmp_path: Path) -> None:
         Emulator(students=STUDENTS) as emulator,
         serve(emulator, wire) as url,
         children(
-            ("diskfull", url, str(tmp_path / "o" / "outbox.sqlite3"), "--interval", "0.3")
+            # A few seconds: the writer writes once a second (windows answered within it
+            # never reach the disk; the open window's checkpoint does).
+            (
+                "diskfull",
+                url,
+                str(tmp_path / "o" / "outbox.sqlite3"),
+                "--interval",
+                "0.3",
+                "--seconds",
+                "4",
+            )
         ) as (proc,),
     ):
         report = proc.message()

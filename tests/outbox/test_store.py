@@ -89,6 +89,7 @@ class Owner:
     ) -> list[tuple[str, int, bytes]]:
         """(run_id, elapsed_ms, body) of each window taken over, in replay order."""
         with self.outbox.transaction():
+            self.outbox.forget_dead_owners()
             rows = self.outbox.claim_orphans(self.owner, backend, identity)
         return [(r.run_id, r.elapsed_ms, r.body) for r in rows]
 
@@ -170,6 +171,7 @@ def test_a_claim_never_returns_the_owner_s_own_windows(tmp_path: Path) -> None:
     )
     with owner.outbox.transaction():
         owner.outbox.add([row])
+        owner.outbox.forget_dead_owners()
         assert owner.outbox.claim_orphans(owner.owner, BACKEND, IDENTITY) == []
     assert len(owner.pending()) == 1
 
