@@ -7,10 +7,14 @@ traced size) or of the resident set size (``/proc/self/statm``) by N:
 - ``holder``: N tasks, each waiting on one shared event: what holding a client open costs
   this benchmark (an app holds its one client in a task it has anyway), subtracted below;
 - ``sdk``: N students, each a holder task with its own `AsyncTimeback` (``outbox=None``,
-  all sharing one ``httpx.AsyncClient``) and one running activity: the client, its task
-  group, the activity, its ledger and its heartbeat task;
+  all on one shared `Engine`) and one running activity: the client, its pipeline, the
+  activity, its timekeeper and ledger, and its entry in the scheduler's heap;
 - ``sdk-outbox``: the same with the default durable outbox (a file in a temporary
-  directory; each client holds a SQLite connection and a checkpoint task).
+  directory, written by the process's one outbox writer: each client adds an owner and
+  its activity a checkpoint slot there);
+- ``sdk-own-engines``: the default outbox, each client on the shared
+  ``httpx.AsyncClient`` with an engine of its own (``http_client=`` alone: a task group
+  and a scheduler task per client).
 
 Measured before the first heartbeat is due (15 s default interval), so nothing is queued.
 
@@ -31,7 +35,7 @@ import anyio
 import httpx
 from _bench import LESSON, emit, rss_bytes
 
-from timeback_client import AsyncTimeback
+from timeback_client import AsyncTimeback, Engine
 
 
 def _usage(rss: bool) -> int:
@@ -55,8 +59,12 @@ async def measure(kind: str, n: int, rss: bool) -> dict[str, Any]:
         return httpx.Response(204)  # only the last windows, after the measurement
 
     with tempfile.TemporaryDirectory() as tmp:
-        outbox = Path(tmp) / "outbox.sqlite3" if kind == "sdk-outbox" else None
-        async with httpx.AsyncClient(transport=httpx.MockTransport(accept)) as http:
+        outbox = None if kind == "sdk" else Path(tmp) / "outbox.sqlite3"
+        async with (
+            httpx.AsyncClient(transport=httpx.MockTransport(accept)) as http,
+            Engine(http_client=http) as engine,
+        ):
+            shared = {"http_client": http} if kind == "sdk-own-engines" else {"engine": engine}
 
             async def sleeper() -> None:
                 one_ready()
@@ -68,7 +76,7 @@ async def measure(kind: str, n: int, rss: bool) -> dict[str, Any]:
 
             async def student() -> None:
                 async with AsyncTimeback(
-                    "http://127.0.0.1:9/api/timeback", http_client=http, outbox=outbox
+                    "http://127.0.0.1:9/api/timeback", outbox=outbox, **shared
                 ) as tb:
                     tb.activity.start(**LESSON)
                     one_ready()
@@ -85,7 +93,7 @@ async def measure(kind: str, n: int, rss: bool) -> dict[str, Any]:
                 for _ in range(n):
                     tg.start_soon(spawn)
                 await all_ready.wait()
-                await anyio.sleep(0.2)  # every heartbeat loop and checkpoint task is asleep
+                await anyio.sleep(1.5)  # the outbox writer has taken every owner and activity
                 after = _usage(rss)
                 elapsed = time.perf_counter() - started
                 stop.set()
@@ -101,7 +109,7 @@ async def measure(kind: str, n: int, rss: bool) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["task", "holder", "sdk", "sdk-outbox"])
+    parser.add_argument("kind", choices=["task", "holder", "sdk", "sdk-outbox", "sdk-own-engines"])
     parser.add_argument("n", type=int)
     parser.add_argument("--rss", action="store_true", help="RSS growth instead of tracemalloc")
     args = parser.parse_args()

@@ -8,8 +8,9 @@ caller never waits for the loop, the disk or the network. Only `end()` waits, fo
 delivery, and never past ``flush_timeout``.
 
 The engine's scheduler calls `fire` when a deadline of the activity passes (a heartbeat,
-an idle timeout); the outbox writer calls `checkpoint` once a second. Both take the same
-lock, briefly, and never call the app's code under it.
+an idle timeout), under the same lock. Each change of the open window (a cut, a pause, a
+resume) is told to the outbox as it happens, with the window it cut, in one message.
+Nothing under the lock waits, or calls the app's code.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ._ledger import Cut
 from ._models import Course, ErrorContext, TimeOptions, Window
 from ._pipeline import Pipeline, call_safely
 from ._timekeeper import IDLE, Step, Timekeeper
+from ._writer import OpenWindow
 
 __all__ = ["AsyncActivity", "ErrorCallback", "FlushCallback", "StateCallback"]
 
@@ -121,7 +123,7 @@ class AsyncActivity:
             self._clock.wall_ms(start.timeline_ms) / 1000, UTC
         )
         if send_time:
-            pipeline.start_run(self.run_id, self, self, self.template)
+            pipeline.start_run(self.run_id, self, self.template, self._open_window())
         pipeline.post(pipeline.scheduler.update, self)
         pipeline.kick()
 
@@ -250,20 +252,23 @@ class AsyncActivity:
         with self._lock:
             self._apply(self._time.fire(self._clock.read()))
 
-    def checkpoint(self) -> tuple[int, int, int] | None:
-        """The open window in wall ms, ``(start, end, active)``, for the outbox writer."""
-        with self._lock:
-            cut = self._time.open_window(self._clock.read())
-        if cut is None:
-            return None
+    def _open_window(self) -> OpenWindow:
+        """The open window as of the last change, in wall ms (see `Ledger.state`)."""
+        start, as_of, active, counting, suspended = self._time.ledger.state()
         wall = self._clock.wall_ms
-        return (wall(cut.start_ms), wall(cut.end_ms), cut.active_ms)
+        return (wall(start), wall(as_of), active, counting, suspended)
 
     def _apply(self, step: Step) -> None:
-        """Hand on what a transition asks for (under the lock: windows leave in order)."""
+        """Hand on what a transition asks for (under the lock: windows leave in order, and
+        each with the open window after it)."""
         pipeline = self._pipeline
-        if step.cut is not None and self._send_time:
-            pipeline.emit(self._window(step.cut))
+        if self._send_time:
+            # The ledger changes only in a step that cut, paused or resumed (a pause of an
+            # empty window cuts nothing, yet stops the counting).
+            if step.cut is not None:
+                pipeline.emit(self._window(step.cut), self._open_window())
+            elif step.paused or step.resumed:
+                pipeline.change(self.run_id, self._open_window())
         if step.paused:
             pipeline.post(call_safely, "on_pause", self._on_pause)
         if step.resumed:

@@ -39,9 +39,25 @@ class Ledger:
         abandon_after_ms: a pause or suspend longer than this is not reported.
     """
 
+    __slots__ = (
+        "_abandon_after_ms",
+        "_active_ms",
+        "_cut_active_ms",
+        "_finished",
+        "_is_paused",
+        "_mark_ms",
+        "_mark_suspended_ms",
+        "_paused_ms",
+        "_paused_since_ms",
+        "_window_start_ms",
+    )
+
     def __init__(self, start: Reading, *, abandon_after_ms: int) -> None:
         self._abandon_after_ms = abandon_after_ms
-        self._mark = start
+        # The last reading applied, as two ints (a Reading kept for an interval would be
+        # one more object for the garbage collector's old generation, per heartbeat).
+        self._mark_ms = start.timeline_ms
+        self._mark_suspended_ms = start.suspended_ms
         self._window_start_ms = start.timeline_ms
         self._active_ms = 0
         self._paused_ms = 0
@@ -77,6 +93,19 @@ class Ledger:
         total_active = self._active_ms + active
         total_paused = self._paused_ms + paused
         return Cut(start, start + total_active + total_paused, total_active, total_paused)
+
+    def state(self) -> tuple[int, int, int, bool, int]:
+        """The open window as of the last reading: ``(start, as_of, active, counting,
+        suspended)``, timeline ms. It changes only when a reading is applied (a cut, a
+        pause, a resume, the finish), never by time passing: while ``counting``, active
+        time goes on growing with the timeline, minus what is spent suspended."""
+        return (
+            self._window_start_ms,
+            self._mark_ms,
+            self._active_ms,
+            not self._is_paused and not self._finished,
+            self._mark_suspended_ms,
+        )
 
     def cut(self, now: Reading) -> Cut | None:
         """Close the open window at ``now`` (a heartbeat). None if it is empty."""
@@ -122,8 +151,8 @@ class Ledger:
 
     def _split(self, now: Reading) -> tuple[int, int]:
         """Split the time since the last reading into (active, paused) ms."""
-        elapsed = max(0, now.timeline_ms - self._mark.timeline_ms)
-        suspended = min(elapsed, max(0, now.suspended_ms - self._mark.suspended_ms))
+        elapsed = max(0, now.timeline_ms - self._mark_ms)
+        suspended = min(elapsed, max(0, now.suspended_ms - self._mark_suspended_ms))
         if self._is_paused:
             return 0, elapsed
         return elapsed - suspended, suspended
@@ -133,10 +162,10 @@ class Ledger:
 
         Returns the window cut off by a suspend longer than ``abandon_after_ms``, if any.
         """
-        if now.timeline_ms < self._mark.timeline_ms:
+        if now.timeline_ms < self._mark_ms:
             raise ValueError("readings must not go back in time")
         active, paused = self._split(now)
-        self._mark = now
+        self._mark_ms, self._mark_suspended_ms = now
         if not self._is_paused and paused > self._abandon_after_ms:
             # A long suspend while active: report the awake part, drop the absence.
             self._active_ms += active

@@ -116,7 +116,11 @@ class Course:
                 f"unknown key(s) {', '.join(sorted(map(str, unknown)))}",
                 "A course has only subject and grade, or code.",
             )
-        return cls(subject=value.get("subject"), grade=value.get("grade"), code=value.get("code"))
+        fields = (value.get("subject"), value.get("grade"), value.get("code"))
+        try:
+            return _course(*fields)  # the same course, one object, however many students
+        except TypeError:  # unhashable values: validation says what is wrong
+            return cls(subject=fields[0], grade=fields[1], code=fields[2])
 
     def to_json(self) -> dict[str, Any]:
         """The ``course`` object of a heartbeat body."""
@@ -128,6 +132,12 @@ class Course:
         if self.code is not None:
             body["code"] = self.code
         return body
+
+
+@functools.lru_cache(maxsize=1024, typed=True)
+def _course(subject: Any, grade: Any, code: Any) -> Course:
+    # typed: True == 1, yet a bool grade must reach validation as a bool.
+    return Course(subject=subject, grade=grade, code=code)
 
 
 def _positive_seconds(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:

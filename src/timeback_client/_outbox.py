@@ -28,7 +28,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -47,12 +47,13 @@ __all__ = [
     "WindowRow",
     "default_outbox_path",
     "identity_of",
+    "open_window",
     "window_body",
 ]
 
 DEFAULT_MAX_WINDOWS: Final = 50_000
 LEASE_SECONDS: Final = 15.0
-_SCHEMA_VERSION: Final = 1
+_SCHEMA_VERSION: Final = 2
 _APPLICATION_ID: Final = 0x54424B31  # "TBK1": tells our file from any other SQLite file
 _PAGE_SIZE: Final = 1024
 
@@ -88,8 +89,18 @@ class WindowRow:
 
 @attrs.frozen(kw_only=True)
 class CheckpointRow:
-    """The open window of a run: its numbers, and the run's body template (id, name,
-    course, runId) from which a window is made again after a crash."""
+    """The open window of a run as of its last change, and the run's body template (id,
+    name, course, runId) from which a window is made again after a crash.
+
+    Attributes:
+        started_at_ms: where the open window starts (wall ms).
+        ended_at_ms: the instant the numbers are true at: the last change (wall ms).
+        elapsed_ms: active ms in the open window then.
+        running: whether active time was counting then (it goes on counting until the
+            process's last stamp, minus what the machine spent suspended).
+        suspended_ms: the clock's suspended total then.
+        stamp: the stamp that says until when the process was alive.
+    """
 
     owner: str
     backend: str
@@ -99,6 +110,29 @@ class CheckpointRow:
     ended_at_ms: int
     elapsed_ms: int
     template: bytes
+    running: bool = False
+    suspended_ms: int = 0
+    stamp: str | None = None
+
+
+def open_window(
+    checkpoint: tuple[int, int, int, int, int], stamp: tuple[int, int] | None
+) -> tuple[int, int, int]:
+    """The open window a crash left: ``(start, end, active)`` in ms.
+
+    ``checkpoint``: ``(started_at_ms, ended_at_ms, elapsed_ms, running, suspended_ms)``
+    as last written; ``stamp``: ``(wall_ms, suspended_ms)`` of its process's clock, last
+    written, or None. A running window counted every millisecond up to the stamp that was
+    not spent suspended: no change to it happened before the stamp without being written
+    with it, so this never counts more than was active.
+    """
+    start, as_of, elapsed, running, suspended = checkpoint
+    if not running or stamp is None or stamp[0] <= as_of:
+        return start, as_of, elapsed
+    alive, suspended_then = stamp
+    extra = alive - as_of
+    asleep = min(extra, max(0, suspended_then - suspended))
+    return start, alive, elapsed + extra - asleep
 
 
 def window_body(
@@ -165,6 +199,7 @@ CREATE TABLE IF NOT EXISTS windows (
     UNIQUE (run_id, started_at_ms)
 );
 CREATE INDEX IF NOT EXISTS windows_owner ON windows (owner);
+CREATE INDEX IF NOT EXISTS windows_backend ON windows (backend, identity);
 CREATE TABLE IF NOT EXISTS checkpoints (
     run_id TEXT PRIMARY KEY,
     backend TEXT NOT NULL,
@@ -177,6 +212,26 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 
+# Version 2: a checkpoint is the open window as of its last change, and whether it was
+# counting then; a stamp, written once a second, says until when its process was alive.
+_MIGRATIONS: Final = {
+    2: (
+        "ALTER TABLE checkpoints ADD COLUMN running INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE checkpoints ADD COLUMN suspended_ms INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE checkpoints ADD COLUMN stamp TEXT",
+        "CREATE TABLE IF NOT EXISTS stamps (stamp TEXT PRIMARY KEY, "
+        "wall_ms INTEGER NOT NULL, suspended_ms INTEGER NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS checkpoints_owner ON checkpoints (owner)",
+    ),
+}
+
+
+# Rows held by an owner of this process (host and pid bound after it).
+_OURS: Final = "owner IN (SELECT owner FROM owners WHERE host = ? AND pid = ?)"
+_SELECT_UNSENT_OF_OURS: Final = (
+    "SELECT row_id, run_id, started_at_ms, ended_at_ms, elapsed_ms, body FROM windows "  # noqa: S608 - fixed clauses, values bound
+    "WHERE backend = ? AND " + _OURS + " AND sent_at IS NULL "
+)
 
 _SELECT_WINDOWS: Final = (
     "SELECT row_id, run_id, started_at_ms, ended_at_ms, elapsed_ms, body, identity, sent_at "
@@ -263,8 +318,12 @@ class Outbox:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                for target in range(max(version, 1) + 1, _SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[target]:
+                        db.execute(statement)
                 db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                db.execute(f"PRAGMA user_version={max(version, _SCHEMA_VERSION)}")
             db.execute("SELECT count(*) FROM windows").fetchone()
         except BaseException:
             db.close()
@@ -310,37 +369,36 @@ class Outbox:
             (owner, socket.gethostname(), os.getpid(), time.time() + LEASE_SECONDS),
         )
 
-    def renew(self, owners: Iterable[str]) -> None:
-        """Extend the lease of these owners for another `LEASE_SECONDS`."""
-        until = time.time() + LEASE_SECONDS
-        self._db.executemany(
-            "UPDATE owners SET lease_until = ? WHERE owner = ?", ((until, o) for o in owners)
+    def forget_earlier_process(self) -> None:
+        """Remove owners left by an earlier process that had this one's pid on this host:
+        this process's own owners register after its writer opens the file."""
+        self._db.execute(
+            "DELETE FROM owners WHERE host = ? AND pid = ?", (socket.gethostname(), os.getpid())
+        )
+
+    def renew(self) -> None:
+        """Extend the lease of every owner of this process for another `LEASE_SECONDS`."""
+        self._db.execute(
+            "UPDATE owners SET lease_until = ? WHERE host = ? AND pid = ?",
+            (time.time() + LEASE_SECONDS, socket.gethostname(), os.getpid()),
         )
 
     def release(self, owner: str) -> None:
         """The owner leaves: what it still holds can be claimed by the next client."""
         self._db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
 
-    def forget_dead_owners(self, alive: Collection[str] = ()) -> None:
-        """Remove owners whose lease ran out, or whose process on this host is gone, but
-        those in ``alive`` (this process's). Call it in a transaction, before claims."""
-        now, host = time.time(), socket.gethostname()
-        checked: dict[int, bool] = {}
-
-        def gone(pid: int) -> bool:
-            if pid not in checked:
-                checked[pid] = not _process_alive(pid)
-            return checked[pid]
-
-        dead = [
-            (other,)
-            for other, other_host, other_pid, lease_until in self._db.execute(
-                "SELECT owner, host, pid, lease_until FROM owners"
-            )
-            if other not in alive
-            and (lease_until < now or (other_host == host and gone(other_pid)))
-        ]
-        self._db.executemany("DELETE FROM owners WHERE owner = ?", dead)
+    def forget_dead_owners(self) -> None:
+        """Remove owners whose lease ran out, or whose process on this host is gone. Call
+        it in a transaction, before claims."""
+        db, host, pid = self._db, socket.gethostname(), os.getpid()
+        db.execute("DELETE FROM owners WHERE lease_until < ?", (time.time(),))
+        others = db.execute(
+            "SELECT DISTINCT pid FROM owners WHERE host = ? AND pid != ?", (host, pid)
+        ).fetchall()
+        db.executemany(
+            "DELETE FROM owners WHERE host = ? AND pid = ?",
+            [(host, other) for (other,) in others if not _process_alive(other)],
+        )
 
     def claim_orphans(self, owner: str, backend: str, identity: str) -> list[StoredWindow]:
         """Take over what dead or departed owners left for this backend and identity.
@@ -354,26 +412,43 @@ class Outbox:
         # Rows taken over carry this mark until they are returned: the owner's own rows,
         # also those of this very transaction, are never among them.
         claim = f"{owner}:claim"
-        orphans = db.execute(
-            "SELECT run_id, identity, started_at_ms, ended_at_ms, elapsed_ms, body "
-            "FROM checkpoints WHERE backend = ? AND identity = ? "
-            "AND owner != ? AND owner NOT IN (SELECT owner FROM owners)",
-            (backend, identity, owner),
-        ).fetchall()
-        for run_id, ident, start, end, elapsed, template in orphans:
+        # Orphans belong to owners no longer registered: found through the owner index,
+        # not by reading every row of this backend and identity.
+        gone = [
+            row[0]
+            for row in db.execute(
+                "SELECT DISTINCT owner FROM windows WHERE owner NOT IN (SELECT owner FROM owners) "
+                "UNION SELECT DISTINCT owner FROM checkpoints "
+                "WHERE owner NOT IN (SELECT owner FROM owners)"
+            )
+            if row[0] != owner and not row[0].endswith(":claim")
+        ]
+        if not gone:
+            return []
+        marks = ",".join("?" * len(gone))
+        select = (
+            "SELECT run_id, identity, c.started_at_ms, c.ended_at_ms, c.elapsed_ms, body, "
+            "running, c.suspended_ms, s.wall_ms, s.suspended_ms "
+            "FROM checkpoints AS c LEFT JOIN stamps AS s ON s.stamp = c.stamp "
+            "WHERE backend = ? AND identity = ? AND owner IN (" + marks + ")"
+        )
+        orphans = db.execute(select, (backend, identity, *gone)).fetchall()
+        for run_id, ident, *numbers, template, running, asleep, alive, asleep_then in orphans:
             db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
-            body = window_body(bytes(template), start, end, elapsed)
+            stamp = None if alive is None else (alive, asleep_then)
+            start, end, elapsed = open_window((*numbers, running, asleep), stamp)
+            body = window_body(bytes(template), start, end, elapsed) if elapsed > 0 else None
             if body is None:
-                continue  # unreadable: nothing can be replayed from it
+                continue  # an empty open window, or an unreadable one: nothing to replay
             db.execute(
                 "INSERT OR IGNORE INTO windows (backend, identity, run_id, started_at_ms, "
                 "ended_at_ms, elapsed_ms, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (backend, ident, run_id, start, end, elapsed, body, claim),
             )
         db.execute(
-            "UPDATE windows SET owner = ? WHERE backend = ? AND identity = ? "
-            "AND owner != ? AND owner NOT IN (SELECT owner FROM owners)",
-            (claim, backend, identity, owner),
+            f"UPDATE windows SET owner = ? WHERE owner IN ({marks}) "  # noqa: S608 - only placeholders
+            "AND backend = ? AND identity = ?",
+            (claim, *gone, backend, identity),
         )
         taken = self._rows(
             "WHERE owner = ? ORDER BY sent_at IS NULL, run_id, started_at_ms", (claim,)
@@ -418,44 +493,62 @@ class Outbox:
 
     # -- checkpoints ------------------------------------------------------------------
 
-    def put_checkpoints(self, rows: Iterable[CheckpointRow]) -> None:
-        """Write the open windows of these runs (replacing what each had)."""
-        self._db.executemany(
+    def put_checkpoint(self, row: CheckpointRow) -> int:
+        """Write the open window of a run (replacing what it had); its row's id."""
+        db = self._db
+        db.execute("DELETE FROM checkpoints WHERE run_id = ?", (row.run_id,))
+        cursor = db.execute(
             "INSERT INTO checkpoints (run_id, backend, identity, started_at_ms, "
-            "ended_at_ms, elapsed_ms, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (run_id) DO UPDATE SET ended_at_ms = excluded.ended_at_ms, "
-            "elapsed_ms = excluded.elapsed_ms, body = excluded.body, "
-            "started_at_ms = excluded.started_at_ms, owner = excluded.owner",
-            [
-                (
-                    r.run_id,
-                    r.backend,
-                    r.identity,
-                    r.started_at_ms,
-                    r.ended_at_ms,
-                    r.elapsed_ms,
-                    r.template,
-                    r.owner,
-                )
-                for r in rows
-            ],
+            "ended_at_ms, elapsed_ms, body, owner, running, suspended_ms, stamp) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.run_id,
+                row.backend,
+                row.identity,
+                row.started_at_ms,
+                row.ended_at_ms,
+                row.elapsed_ms,
+                row.template,
+                row.owner,
+                int(row.running),
+                row.suspended_ms,
+                row.stamp,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def move_checkpoints(self, rows: Iterable[tuple[int, int, int, int, int, int]]) -> None:
+        """Changed open windows: ``(row id, started_at_ms, ended_at_ms, elapsed_ms,
+        running, suspended_ms)``, one row each, found by its id."""
+        self._db.executemany(
+            "UPDATE checkpoints SET started_at_ms = ?, ended_at_ms = ?, elapsed_ms = ?, "
+            "running = ?, suspended_ms = ? WHERE rowid = ?",
+            [(*numbers, row_id) for row_id, *numbers in rows],
         )
 
-    def move_checkpoints(self, rows: Iterable[tuple[str, int, int, int]]) -> None:
-        """Move written checkpoints on: ``(run_id, started_at_ms, ended_at_ms, elapsed_ms)``.
-
-        The cheap update of every second: one row each, nothing else rewritten.
-        """
-        self._db.executemany(
-            "UPDATE checkpoints SET started_at_ms = ?, ended_at_ms = ?, elapsed_ms = ? "
-            "WHERE run_id = ?",
-            [(start, end, elapsed, run_id) for run_id, start, end, elapsed in rows],
+    def stamp(self, stamp: str, wall_ms: int, suspended_ms: int) -> None:
+        """This process was alive at ``wall_ms`` of a clock, which had then counted
+        ``suspended_ms`` of suspend: the running checkpoints of that clock count until
+        here."""
+        self._db.execute(
+            "INSERT INTO stamps (stamp, wall_ms, suspended_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (stamp) DO UPDATE SET wall_ms = excluded.wall_ms, "
+            "suspended_ms = excluded.suspended_ms",
+            (stamp, wall_ms, suspended_ms),
         )
 
-    def drop_checkpoints(self, run_ids: Iterable[str]) -> None:
-        """These runs have no open window worth keeping (cut, paused, or ended)."""
+    def forget_stamps(self) -> None:
+        """Stamps no checkpoint refers to any more."""
+        self._db.execute(
+            "DELETE FROM stamps WHERE stamp NOT IN "
+            "(SELECT stamp FROM checkpoints WHERE stamp IS NOT NULL)"
+        )
+
+    def drop_checkpoints(self, row_ids: Iterable[int]) -> None:
+        """These runs' activities ended: their checkpoints go."""
         self._db.executemany(
-            "DELETE FROM checkpoints WHERE run_id = ?", [(run_id,) for run_id in run_ids]
+            "DELETE FROM checkpoints WHERE rowid = ?", [(row_id,) for row_id in row_ids]
         )
 
     # -- reading ----------------------------------------------------------------------
@@ -503,10 +596,10 @@ class Outbox:
 
     # -- bounded size -----------------------------------------------------------------
 
-    def make_room(self, owner: str, backend: str) -> int:
+    def make_room(self, backend: str) -> int:
         """Keep at most `max_windows` of a backend: merge adjacent never-sent windows of a
-        run, then, only if that is not enough, drop the oldest never-sent ones. Call it in
-        a transaction.
+        run, then, only if that is not enough, drop the oldest never-sent ones. Only this
+        process's windows are touched. Call it in a transaction.
 
         Returns the active ms that could not be kept (0 when merging was enough).
         """
@@ -514,28 +607,26 @@ class Outbox:
         if excess <= 0:
             return 0
         db = self._db
-        excess -= self._merge(owner, backend, excess)
+        excess -= self._merge(backend, excess)
         lost = 0
         if excess > 0:
             doomed = db.execute(
-                "SELECT row_id, elapsed_ms FROM windows WHERE backend = ? AND owner = ? "
+                f"SELECT row_id, elapsed_ms FROM windows WHERE backend = ? AND {_OURS} "  # noqa: S608 - fixed clause
                 "AND sent_at IS NULL ORDER BY row_id LIMIT ?",
-                (backend, owner, excess),
+                (backend, socket.gethostname(), os.getpid(), excess),
             ).fetchall()
             for row_id, elapsed in doomed:
                 db.execute("DELETE FROM windows WHERE row_id = ?", (row_id,))
                 lost += elapsed
         return lost
 
-    def _merge(self, owner: str, backend: str, wanted: int) -> int:
+    def _merge(self, backend: str, wanted: int) -> int:
         db = self._db
         rows = [
             _Row(*row)
             for row in db.execute(
-                "SELECT row_id, run_id, started_at_ms, ended_at_ms, elapsed_ms, body "
-                "FROM windows WHERE backend = ? AND owner = ? AND sent_at IS NULL "
-                "ORDER BY run_id, started_at_ms",
-                (backend, owner),
+                _SELECT_UNSENT_OF_OURS + "ORDER BY run_id, started_at_ms",
+                (backend, socket.gethostname(), os.getpid()),
             )
         ]
         merged = 0

@@ -36,7 +36,7 @@ from ._outbox import StoredWindow
 from ._scheduler import Scheduler
 from ._sender import Delivery, Endpoint, HeartbeatSender
 from ._writer import (
-    Checkpointed,
+    OpenWindow,
     OutboxOwner,
     OutboxStatistics,
     outbox_writer,
@@ -153,21 +153,27 @@ class Pipeline:
     # -- activities -------------------------------------------------------------------
 
     def start_run(
-        self, run_id: str, listener: RunListener, source: Checkpointed, template: bytes
+        self, run_id: str, listener: RunListener, template: bytes, state: OpenWindow
     ) -> None:
-        """A new activity: its outcomes go to ``listener``; its open window (``source``) is
-        checkpointed, with ``template`` (its id, name, course and runId) beside it."""
+        """A new activity: its outcomes go to ``listener``; its open window, from ``state``
+        on, is kept in the outbox with ``template`` (its id, name, course and runId)."""
         self._listeners[run_id] = listener
         if self._owner is not None:
-            self._owner.watch(run_id, source, template)
+            self._owner.watch(run_id, template, self.clock, state)
+
+    def change(self, run_id: str, state: OpenWindow) -> None:
+        """The run's open window changed without a cut (under the activity's lock)."""
+        if self._owner is not None:
+            self._owner.change(run_id, state)
 
     def end_run(self, run_id: str) -> None:
         """The run's activity ended (call it after emitting its last window)."""
         if self._owner is not None:
             self._owner.unwatch(run_id)
 
-    def emit(self, window: Window) -> None:
-        """A window just cut: store it, and queue it for sending.
+    def emit(self, window: Window, state: OpenWindow) -> None:
+        """A window just cut, and its run's open window after it: store both (together),
+        and queue the window for sending.
 
         Called under the activity's lock, from any thread; never waits.
         """
@@ -178,6 +184,7 @@ class Pipeline:
                 window.ended_at_ms,
                 window.elapsed_ms,
                 delivery.body,
+                state,
             )
         self.scheduler.post(self.sender.submit, delivery)
 

@@ -126,7 +126,8 @@ class Scheduler:
         now_ms = self.clock.read().timeline_ms
         heap = self._heap
         while heap and heap[0][0] <= now_ms:
-            item: Scheduled | None = heapq.heappop(heap)[2]
+            entry = heapq.heappop(heap)
+            item: Scheduled | None = entry[2]
             if item is None:
                 continue  # removed: superseded by an earlier deadline, or ended
             item.schedule_entry = None
@@ -136,15 +137,18 @@ class Scheduler:
             except Exception:
                 # A defect must not stop every other activity's heartbeats.
                 logger.exception("timeback: an activity's deadline raised; tracking goes on")
-            self.update(item)
+            # The popped entry carries the next deadline: no new object per heartbeat
+            # (a list that lives an interval would end up in the collector's old generation).
+            self.update(item, reuse=entry)
 
     # -- deadlines ----------------------------------------------------------------------
 
-    def update(self, item: Scheduled) -> None:
+    def update(self, item: Scheduled, *, reuse: list[Any] | None = None) -> None:
         """Look at ``item``'s deadline again (in the loop): after a start or a resume.
 
         A later deadline needs nothing (the old entry comes up early and is pushed again);
-        an earlier one pushes a new entry and wakes the sleeping task.
+        an earlier one pushes a new entry and wakes the sleeping task. ``reuse``: a popped
+        entry of the item's to push again.
         """
         due = item.due()
         if due is None:
@@ -154,7 +158,12 @@ class Scheduler:
             if entry[0] <= due:
                 return
             entry[2] = None
-        entry = item.schedule_entry = [due, next(self._order), item]
+        if reuse is not None:
+            reuse[0], reuse[1], reuse[2] = due, next(self._order), item
+            entry = reuse
+        else:
+            entry = [due, next(self._order), item]
+        item.schedule_entry = entry
         heapq.heappush(self._heap, entry)
         if self._sleep is not None and self._heap[0] is entry:
             self._sleep.cancel()

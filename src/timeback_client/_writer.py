@@ -1,28 +1,28 @@
 """The outbox writer: the one thread that writes an outbox file, for every client of the
 process that uses that file.
 
-Clients never touch SQLite. They hand the writer what happened (a window to store, its
-first attempt, its final answer, an activity to checkpoint) through a queue that never
-blocks, from whatever thread they run on, and go on. The writer keeps a *diff* between
-what is on disk and what it was told, and writes it in one transaction per
-`CHECKPOINT_INTERVAL`: new windows, first attempts, deleted windows, lease renewals, and
-the open window of every activity whose active time moved since (read from the activities
-themselves, under their locks, when the transaction is built). Only what a caller waits
-for goes at once: an owner joining or leaving, a claim of what earlier processes left, a
-flush.
+Clients never touch SQLite. They tell the writer what happened, through queues that never
+block, from whatever thread they run on, and go on: a window to store, its first attempt,
+its final answer, and each change of a running activity's open window (a cut, a pause, a
+resume). The writer keeps a *diff* between what is on disk and what it was told, and
+writes it in one transaction per `CHECKPOINT_INTERVAL`, with a *stamp*: the current
+instant of each clock whose activities are counting. Only what a caller waits for goes at
+once: an owner joining or leaving, a claim of what earlier processes left, a flush.
 
-So a crash loses at most about a second, whether of an open window or of one just cut;
-a window stored and answered within the same second never reaches the disk at all; a
-paused activity writes nothing; and one process makes at most one transaction a second,
-however many activities it runs. A locked or slow disk delays only this thread: the diff
-waits in memory (the app is told once it is `MAX_BEHIND` windows long, and the oldest
-windows past that stay in memory only), and is written when the disk lets it.
+**Checkpoints cost a change, not a second.** A running activity's open window grows with
+time at a known rate (every millisecond not spent suspended is active), so the file holds
+it as of its last change, and the stamp says until when its process was alive. After a
+crash the open window counts up to the last stamp. A change and the stamp that follows it
+go in one transaction, so nothing a crash replays was not active; a window cut and the
+open window after it are told in one message, so they reach the file together. A thousand
+students cost one stamp a second, plus a row per heartbeat.
 
-Consistency with checkpoints: an activity queues a window it cuts *before* releasing its
-lock, and the writer reads an activity's open window (under that lock) *before* taking
-the queue. So a transaction holds either the open window from before a cut (and not the
-window), or the window and the open window after it: never neither. A checkpoint that
-starts before the end of a window stored in the same transaction is stale and is dropped.
+So a crash loses at most about a second; a window stored and answered within the same
+second never reaches the disk at all; a paused lesson writes nothing; one process makes
+at most one transaction a second, however many activities it runs. A locked or slow disk
+delays only this thread: the diff waits in memory (the app is told once it is
+`MAX_BEHIND` windows long, and the oldest windows past that stay in memory only), and is
+written when the disk lets it.
 """
 
 from __future__ import annotations
@@ -38,16 +38,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Any, Final
 
 import attrs
 
+from ._clock import Clock
 from ._errors import OutboxError, TimebackError
 from ._outbox import CheckpointRow, Outbox, StoredWindow, WindowRow
 
 __all__ = [
     "CHECKPOINT_INTERVAL",
-    "Checkpointed",
+    "OpenWindow",
     "OutboxOwner",
     "OutboxStatistics",
     "OutboxWriter",
@@ -65,19 +66,23 @@ REPORT_EVERY: Final = 60.0  # a failing disk is reported at most this often, per
 RETRY_CAP: Final = 15.0  # the longest wait before trying a failed transaction again
 BUSY_TIMEOUT: Final = 2.0  # how long one transaction waits for another process's lock
 STOP_TIMEOUT: Final = 10.0  # at interpreter exit, the longest wait for the last writes
+# Joins and claims that come close together (a process opening many clients) share one
+# quick transaction: opening a client waits at most this much longer.
+QUICK_GAP: Final = 0.05
 
 Key = tuple[str, int]  # (run_id, started_at_ms): a window's identity in the outbox
-Snapshot = tuple[int, int, int]  # (started_at_ms, ended_at_ms, elapsed_ms), wall ms
-_Op = Callable[[], object]  # one thing told to the writer, run on its thread
+# A run's open window as of its last change, wall ms:
+# (started_at_ms, as_of_ms, active_ms, counting, suspended_ms at as_of).
+OpenWindow = tuple[int, int, int, bool, int]
+# A window to store: (owner, ended_at_ms, elapsed_ms, body, first attempt or None).
+_Stored = tuple[str, int, int, bytes, float | None]
+# What is told of windows and runs: plain tuples of atoms, which the garbage collector
+# stops tracking at once, so the many that wait a second for the tick never reach its
+# old generation (which every full collection walks).
+_RunOp = tuple[Any, ...]
+_Op = Callable[[], object]  # an order a caller waits for, run on the writer's thread
 _STOP: Final = object()
-
-
-class Checkpointed(Protocol):
-    """An activity, as the writer sees it: something with an open window."""
-
-    def checkpoint(self) -> Snapshot | None:
-        """The open window now, in wall ms (None: no active time in it)."""
-        ...
+_ENDED: Final = "ended"
 
 
 @attrs.frozen(kw_only=True)
@@ -104,27 +109,31 @@ class OutboxStatistics:
 
 
 @attrs.define(eq=False)
-class _Watch:
-    owner: OutboxOwner
-    source: Checkpointed
+class _Run:
+    """A running activity's checkpoint, as the writer keeps it."""
+
+    owner: str
     template: bytes
-    written: Snapshot | None = None  # what the file holds for it
+    stamp: str  # the stamp of its clock
+    row_id: int | None = None  # its row in the file, once written
+    counting: bool = False  # as last told
 
 
 @attrs.define(eq=False)
 class _Diff:
     """What the file does not have yet."""
 
-    adds: dict[Key, WindowRow] = attrs.Factory(dict)
+    adds: dict[Key, _Stored] = attrs.Factory(dict)
     sent: dict[Key, float] = attrs.Factory(dict)
     removes: set[Key] = attrs.Factory(set)
+    # The newest open window of each run told since the last transaction (ended: gone).
+    states: dict[str, OpenWindow | str] = attrs.Factory(dict)
     joins: list[OutboxOwner] = attrs.Factory(list)
     claims: list[tuple[OutboxOwner, concurrent.futures.Future[list[StoredWindow]]]] = attrs.Factory(
         list
     )
     leaves: list[tuple[OutboxOwner, concurrent.futures.Future[None]]] = attrs.Factory(list)
     flushes: list[concurrent.futures.Future[None]] = attrs.Factory(list)
-    dropped: list[str] = attrs.Factory(list)  # checkpoints of runs no longer watched
 
     @property
     def urgent(self) -> bool:
@@ -133,7 +142,26 @@ class _Diff:
 
     @property
     def empty(self) -> bool:
-        return not (self.urgent or self.adds or self.sent or self.removes or self.dropped)
+        return not (self.urgent or self.adds or self.sent or self.removes or self.states)
+
+    def absorb(self, newer: _Diff) -> None:
+        """Take what was told after this diff (which a failed transaction left) on top."""
+        for key, stored in newer.adds.items():
+            self.adds[key] = stored
+        for key, at in newer.sent.items():
+            if key in self.adds:
+                self.adds[key] = (*self.adds[key][:4], at)
+            else:
+                self.sent.setdefault(key, at)
+        for key in newer.removes:
+            if self.adds.pop(key, None) is None:
+                self.removes.add(key)
+            self.sent.pop(key, None)
+        self.states.update(newer.states)
+        self.joins += newer.joins
+        self.claims += newer.claims
+        self.leaves += newer.leaves
+        self.flushes += newer.flushes
 
 
 class OutboxOwner:
@@ -147,6 +175,8 @@ class OutboxOwner:
         identity: whose windows these are.
         report: tells the client of a problem (must be safe to call from any thread).
     """
+
+    __slots__ = ("backend", "identity", "owner", "report", "writer")
 
     def __init__(
         self,
@@ -163,38 +193,35 @@ class OutboxOwner:
         self.report = report
         writer._put(functools.partial(writer._join, self), wake=True)
 
-    def store(self, window_key: Key, ended_at_ms: int, elapsed_ms: int, body: bytes) -> None:
-        """A new window, about to be sent: store it (within a second)."""
+    def watch(self, run_id: str, template: bytes, clock: Clock, state: OpenWindow) -> None:
+        """A new activity: keep its open window, from ``state`` on, until `unwatch`."""
+        self.writer._told(("watch", run_id, self.owner, template, clock, *state))
+
+    def store(
+        self, window_key: Key, ended_at_ms: int, elapsed_ms: int, body: bytes, state: OpenWindow
+    ) -> None:
+        """A window just cut, about to be sent, and its run's open window after it: both
+        reach the file together (within a second)."""
         run_id, started_at_ms = window_key
-        row = WindowRow(
-            owner=self.owner,
-            backend=self.backend,
-            identity=self.identity,
-            run_id=run_id,
-            started_at_ms=started_at_ms,
-            ended_at_ms=ended_at_ms,
-            elapsed_ms=elapsed_ms,
-            body=body,
+        self.writer._told(
+            ("add", run_id, started_at_ms, self.owner, ended_at_ms, elapsed_ms, body, *state)
         )
-        self.writer._put(functools.partial(self.writer._add, row))
+
+    def change(self, run_id: str, state: OpenWindow) -> None:
+        """The run's open window changed without a cut (a resume)."""
+        self.writer._told(("state", run_id, *state))
+
+    def unwatch(self, run_id: str) -> None:
+        """The run's activity ended (its last window was told before this)."""
+        self.writer._told(("end", run_id))
 
     def sending(self, window_key: Key) -> None:
         """The window's first attempt is going out (from now on the server may have it)."""
-        self.writer._put(functools.partial(self.writer._sent, window_key, time.time()))
+        self.writer._told(("sent", *window_key, time.time()))
 
     def settled(self, window_key: Key) -> None:
         """The window has its final answer: forget it."""
-        self.writer._put(functools.partial(self.writer._remove, window_key))
-
-    def watch(self, run_id: str, source: Checkpointed, template: bytes) -> None:
-        """Checkpoint this run's open window every second until `unwatch`."""
-        self.writer._put(
-            functools.partial(self.writer._watch, run_id, _Watch(self, source, template))
-        )
-
-    def unwatch(self, run_id: str) -> None:
-        """The run's activity ended (its last window was stored before this)."""
-        self.writer._put(functools.partial(self.writer._unwatch, run_id))
+        self.writer._told(("remove", *window_key))
 
     def claim(self) -> concurrent.futures.Future[list[StoredWindow]]:
         """Take over what earlier owners left for this backend and identity."""
@@ -219,13 +246,19 @@ class OutboxWriter:
     def __init__(self, path: str, *, key: tuple[int, str]) -> None:
         self.path = path
         self._key = key
-        # Told things wait here until the next tick; only what a caller waits for wakes
-        # the thread (a wake-up per window would cost a GIL hand-off each).
+        self._id = uuid.uuid4().hex  # this writer's stamps, apart from any other's
+        # Orders a caller waits for, and what is told of windows and runs, in order: a
+        # caller waits only for the first kind, so only that wakes the thread (a wake-up
+        # per window would cost a GIL hand-off each).
         self._queue: collections.deque[_Op] = collections.deque()
+        self._told_runs: collections.deque[_RunOp] = collections.deque()
         self._wake = threading.Event()
-        self._owners: dict[str, OutboxOwner] = {}
+        self._owners: dict[str, OutboxOwner] = {}  # joined and written
+        self._known: dict[str, OutboxOwner] = {}  # every owner that joined, by its id
+        self._runs: dict[str, _Run] = {}
+        self._clocks: dict[str, Clock] = {}  # by stamp
+        self._counting: collections.Counter[str] = collections.Counter()  # runs, by stamp
         self._members = 0  # owners joined or joining (guarded by _registry_lock)
-        self._watched: dict[str, _Watch] = {}
         self._diff = _Diff()
         self._outbox: Outbox | None = None
         self._broken: BaseException | None = None
@@ -234,6 +267,7 @@ class OutboxWriter:
         self._retry_at = 0.0
         self._retry_wait = 0.0
         self._last_tick = 0.0
+        self._last_quick = 0.0
         self._last_renewal = 0.0
         self._reported: dict[str, float] = {}
         self._told_behind = False
@@ -249,7 +283,7 @@ class OutboxWriter:
         return OutboxStatistics(
             path=self.path,
             owners=len(self._owners),
-            watched=len(self._watched),
+            watched=len(self._runs),
             behind=len(self._diff.adds),
             transactions=self._transactions,
             failures=self._failures,
@@ -262,6 +296,9 @@ class OutboxWriter:
         self._put(functools.partial(self._flush, future), wake=True)
         return future
 
+    def _told(self, op: _RunOp) -> None:
+        self._told_runs.append(op)
+
     def _put(self, op: _Op, *, wake: bool = False) -> None:
         self._queue.append(op)
         if wake:
@@ -272,6 +309,8 @@ class OutboxWriter:
     def _run(self) -> None:
         try:
             self._outbox = Outbox(self.path, busy_timeout=BUSY_TIMEOUT)
+            with self._outbox.transaction():
+                self._outbox.forget_earlier_process()
         except (OSError, sqlite3.Error, OutboxError) as exc:
             self._broken = exc
         try:
@@ -286,12 +325,12 @@ class OutboxWriter:
             self._stopped.set_result(None)
 
     def _step(self) -> bool:
-        """Wait for a wake-up or the next tick, take the queue, write if due. True: stop."""
+        """Wait for a wake-up or the next tick, take the queues, write if due. True: stop."""
         timeout = self._timeout()
         if timeout != 0:
             self._wake.wait(timeout)
-        self._wake.clear()  # before taking the queue: a later wake-up is not lost
-        stop = self._drain_queue()
+        self._wake.clear()  # before taking the queues: a later wake-up is not lost
+        stop = self._drain()
         now = time.monotonic()
         if stop or (now >= self._retry_at and self._due(now)):
             full = stop or self._diff.leaves or self._diff.flushes
@@ -301,49 +340,78 @@ class OutboxWriter:
     def _timeout(self) -> float | None:
         now = time.monotonic()
         if self._diff.urgent:
-            return max(0.0, self._retry_at - now)
-        if self._diff.empty and not self._watched and not self._owners:
+            return max(0.0, self._retry_at - now, self._last_quick + QUICK_GAP - now)
+        if self._diff.empty and not self._runs and not self._owners:
             return None
         next_tick = max(self._last_tick + CHECKPOINT_INTERVAL, self._retry_at)
         return max(0.0, next_tick - now)
 
     def _due(self, now: float) -> bool:
-        return self._diff.urgent or now - self._last_tick >= CHECKPOINT_INTERVAL
+        if now - self._last_tick >= CHECKPOINT_INTERVAL:
+            return True
+        return self._diff.urgent and now - self._last_quick >= QUICK_GAP
 
-    def _take(self, op: _Op) -> bool:
-        """Fold one thing told into the diff. True for the stop order."""
-        return op() is _STOP
+    def _drain(self) -> bool:
+        """Fold everything told so far into the diff. True if the stop order was among it.
 
-    # What an owner tells, folded into the diff (on the thread).
+        The orders first, then what was told of runs: whatever was told before an order
+        (an owner's windows before its leave) is then taken with it.
+        """
+        stop = False
+        queue = self._queue
+        while queue:
+            stop = (queue.popleft()() is _STOP) or stop
+        told = self._told_runs
+        while told:
+            self._fold(told.popleft())
+        return stop
 
-    def _add(self, row: WindowRow) -> None:
-        self._diff.adds[(row.run_id, row.started_at_ms)] = row
-        self._check_behind()
+    # What is told, folded into the diff (on the thread).
 
-    def _sent(self, key: Key, at: float) -> None:
+    def _fold(self, op: _RunOp) -> None:
         diff = self._diff
-        row = diff.adds.get(key)
-        if row is not None:
-            diff.adds[key] = attrs.evolve(row, sent_at=at)
-        else:
-            diff.sent.setdefault(key, at)
+        kind, run_id, *rest = op
+        if kind == "add":
+            started_at_ms, owner, ended_at_ms, elapsed_ms, body, *state = rest
+            diff.adds[(run_id, started_at_ms)] = (owner, ended_at_ms, elapsed_ms, body, None)
+            self._check_behind()
+            self._change(run_id, tuple(state))
+        elif kind == "state":
+            self._change(run_id, tuple(rest))
+        elif kind == "sent":
+            key = (run_id, rest[0])
+            stored = diff.adds.get(key)
+            if stored is not None:
+                diff.adds[key] = (*stored[:4], rest[1])
+            else:
+                diff.sent.setdefault(key, rest[1])
+        elif kind == "remove":
+            key = (run_id, rest[0])
+            # Stored and answered between two transactions: the file never sees it.
+            if diff.adds.pop(key, None) is None:
+                diff.removes.add(key)
+            diff.sent.pop(key, None)
+        elif kind == "watch":
+            owner, template, clock, *state = rest
+            stamp = f"{self._id}:{id(clock)}"
+            self._clocks.setdefault(stamp, clock)
+            self._runs[run_id] = _Run(owner=owner, template=template, stamp=stamp)
+            self._change(run_id, tuple(state))
+        else:  # "end"
+            self._change(run_id, _ENDED)
 
-    def _remove(self, key: Key) -> None:
-        diff = self._diff
-        # Stored and answered between two transactions: the file never sees it.
-        if diff.adds.pop(key, None) is None:
-            diff.removes.add(key)
-        diff.sent.pop(key, None)
-
-    def _watch(self, run_id: str, watch: _Watch) -> None:
-        self._watched[run_id] = watch
-
-    def _unwatch(self, run_id: str) -> None:
-        watch = self._watched.pop(run_id, None)
-        if watch is not None and watch.written is not None:
-            self._diff.dropped.append(run_id)
+    def _change(self, run_id: str, state: Any) -> None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return  # pragma: no cover - told of a run never watched
+        counting = state != _ENDED and bool(state[3])
+        if counting != run.counting:
+            self._counting[run.stamp] += 1 if counting else -1
+            run.counting = counting
+        self._diff.states[run_id] = state
 
     def _join(self, owner: OutboxOwner) -> None:
+        self._known[owner.owner] = owner
         self._diff.joins.append(owner)
 
     def _claim(
@@ -368,11 +436,10 @@ class OutboxWriter:
             return
         # The disk has not kept up: the oldest windows stay in memory only (they are
         # still being delivered); the app hears of it once per episode.
-        oldest = next(iter(adds))
-        row = adds.pop(oldest)
+        stored = adds.pop(next(iter(adds)))
         if not self._told_behind:
             self._told_behind = True
-            owner = self._owners.get(row.owner)
+            owner = self._known.get(stored[0])
             if owner is not None:
                 owner.report(
                     OutboxError(
@@ -388,50 +455,42 @@ class OutboxWriter:
         """One transaction, if there is anything to write.
 
         A full tick (once a second, or for a leave, a flush or the stop) writes the whole
-        diff and the moved checkpoints; in between, a quick one writes only joins and
-        claims, for which a client waits.
+        diff and the stamps; in between, a quick one writes only joins and claims, for
+        which a client waits.
         """
         if self._broken is not None or self._outbox is None:
             self._last_tick = now
             self._discard_for_broken_outbox()
             return
-        snapshots: dict[str, Snapshot | None] = {}
-        renew = moved = False
+        stamps: list[tuple[str, int, int]] = []
+        renew = False
         if full:
             self._last_tick = now
-            # Open windows first, then the queue (see the module's docstring).
-            snapshots = {run_id: w.source.checkpoint() for run_id, w in self._watched.items()}
-            if self._drain_queue():
-                self._put(self._stop_order, wake=True)  # for the next step to see
+            stamps = self._stamps()
             renew = bool(self._owners) and now - self._last_renewal >= RENEW_EVERY
-            moved = any(
-                snapshot != self._watched[run_id].written
-                for run_id, snapshot in snapshots.items()
-                if run_id in self._watched
-            )
-            if self._diff.empty and not moved and not renew:
-                return  # nothing changed: an idle or paused activity writes nothing
+            if self._diff.empty and not stamps and not renew:
+                return  # nothing changed: a paused activity writes nothing
             diff, self._diff = self._diff, _Diff()
         else:
+            self._last_quick = now
             diff = _Diff(joins=self._diff.joins, claims=self._diff.claims)
             self._diff.joins, self._diff.claims = [], []
         outbox = self._outbox
-        claimed: list[tuple[concurrent.futures.Future[list[StoredWindow]], list[StoredWindow]]]
         try:
             with outbox.transaction():
                 for owner in diff.joins:
                     outbox.register(owner.owner)
                 if diff.claims:
-                    outbox.forget_dead_owners(
-                        alive={*self._owners, *(owner.owner for owner in diff.joins)}
-                    )
+                    outbox.forget_dead_owners()
                 claimed = self._claim_all(outbox, diff)
-                outbox.add(diff.adds.values())
+                outbox.add(self._rows(diff))
                 outbox.mark_sent((at, run_id, start) for (run_id, start), at in diff.sent.items())
                 outbox.remove(diff.removes)
-                written = self._write_checkpoints(outbox, snapshots, diff)
+                rows = self._write_checkpoints(outbox, diff)
+                for stamp, wall_ms, suspended_ms in stamps:
+                    outbox.stamp(stamp, wall_ms, suspended_ms)
                 if renew:
-                    outbox.renew(self._owners)
+                    outbox.renew()
                 for owner, _ in diff.leaves:
                     outbox.release(owner.owner)
                 lost = self._make_room(outbox, diff)
@@ -442,19 +501,15 @@ class OutboxWriter:
         self._retry_wait = 0.0
         if renew:
             self._last_renewal = now
-        for run_id, snapshot in written.items():
-            watch = self._watched.get(run_id)
-            if watch is not None:
-                watch.written = snapshot
-        for owner in diff.joins:
-            self._owners[owner.owner] = owner
-            if outbox.set_aside is not None:
-                owner.report(
-                    OutboxError(
-                        f"the outbox {self.path} was unreadable or not ours; kept it as "
-                        f"{outbox.set_aside} and started a new one"
-                    )
-                )
+        for run_id, row_id in rows.items():
+            run = self._runs.get(run_id)
+            if run is None:
+                continue
+            if diff.states.get(run_id) == _ENDED:
+                self._forget(run_id, run)
+            else:
+                run.row_id = row_id
+        self._welcome(outbox, diff)
         self._settle_futures(diff, claimed)
         for owner, lost_ms in lost:
             owner.report(
@@ -463,6 +518,16 @@ class OutboxWriter:
                     f"unsent windows, {lost_ms} active ms"
                 )
             )
+
+    def _stamps(self) -> list[tuple[str, int, int]]:
+        """The instant of every clock whose runs are counting: until here they count."""
+        stamps = []
+        for stamp, counting in self._counting.items():
+            if counting > 0:
+                clock = self._clocks[stamp]
+                reading = clock.read()
+                stamps.append((stamp, clock.wall_ms(reading.timeline_ms), reading.suspended_ms))
+        return stamps
 
     @staticmethod
     def _claim_all(
@@ -479,56 +544,71 @@ class OutboxWriter:
             claimed.append((future, rows))
         return claimed
 
-    def _drain_queue(self) -> bool:
-        """Fold everything told so far into the diff. True if the stop order was among it."""
-        stop = False
-        queue = self._queue
-        while queue:
-            stop = self._take(queue.popleft()) or stop
-        return stop
+    def _rows(self, diff: _Diff) -> list[WindowRow]:
+        rows = []
+        for (run_id, started_at_ms), (owner_id, ended, elapsed, body, sent) in diff.adds.items():
+            owner = self._known.get(owner_id)
+            if owner is None:
+                continue  # pragma: no cover - an owner always joins before it stores
+            rows.append(
+                WindowRow(
+                    owner=owner_id,
+                    backend=owner.backend,
+                    identity=owner.identity,
+                    run_id=run_id,
+                    started_at_ms=started_at_ms,
+                    ended_at_ms=ended,
+                    elapsed_ms=elapsed,
+                    body=body,
+                    sent_at=sent,
+                )
+            )
+        return rows
 
-    def _write_checkpoints(
-        self, outbox: Outbox, snapshots: dict[str, Snapshot | None], diff: _Diff
-    ) -> dict[str, Snapshot | None]:
-        """Bring the file's checkpoints in line with the snapshots; what each now holds."""
-        stored_until: dict[str, int] = {}
-        for (run_id, _), row in diff.adds.items():
-            stored_until[run_id] = max(stored_until.get(run_id, 0), row.ended_at_ms)
-        puts: list[CheckpointRow] = []
-        moves: list[tuple[str, int, int, int]] = []
-        drops: list[str] = list(diff.dropped)
-        written: dict[str, Snapshot | None] = {}
-        for run_id, snapshot in snapshots.items():
-            watch = self._watched.get(run_id)
-            if watch is None:
+    def _write_checkpoints(self, outbox: Outbox, diff: _Diff) -> dict[str, int | None]:
+        """Write the runs' changed open windows: a new row the first time, then a move of
+        that row, and its end drops it. Returns the new row of each run written (None for
+        an ended run)."""
+        rows: dict[str, int | None] = {}
+        moves: list[tuple[int, int, int, int, int, int]] = []
+        drops: list[int] = []
+        for run_id, state in diff.states.items():
+            run = self._runs.get(run_id)
+            if run is None:
                 continue
-            if snapshot is not None and snapshot[0] < stored_until.get(run_id, snapshot[0]):
-                snapshot = None  # read before a cut whose window is in this transaction
-            if snapshot == watch.written:
+            if isinstance(state, str):  # ended
+                if run.row_id is not None:
+                    drops.append(run.row_id)
+                rows[run_id] = None  # forgotten once this transaction is on disk
                 continue
-            written[run_id] = snapshot
-            if snapshot is None:
-                drops.append(run_id)
-            elif watch.written is None:
-                owner = watch.owner
-                puts.append(
+            start, as_of, active, counting, suspended = state
+            if run.row_id is not None:
+                moves.append((run.row_id, start, as_of, active, int(counting), suspended))
+            elif active or counting:
+                owner = self._known[run.owner]
+                rows[run_id] = outbox.put_checkpoint(
                     CheckpointRow(
-                        owner=owner.owner,
+                        owner=run.owner,
                         backend=owner.backend,
                         identity=owner.identity,
                         run_id=run_id,
-                        started_at_ms=snapshot[0],
-                        ended_at_ms=snapshot[1],
-                        elapsed_ms=snapshot[2],
-                        template=watch.template,
+                        started_at_ms=start,
+                        ended_at_ms=as_of,
+                        elapsed_ms=active,
+                        template=run.template,
+                        running=bool(counting),
+                        suspended_ms=suspended,
+                        stamp=run.stamp,
                     )
                 )
-            else:
-                moves.append((run_id, *snapshot))
         outbox.drop_checkpoints(drops)
-        outbox.put_checkpoints(puts)
         outbox.move_checkpoints(moves)
-        return written
+        return rows
+
+    def _forget(self, run_id: str, run: _Run) -> None:
+        del self._runs[run_id]
+        if run.counting:
+            self._counting[run.stamp] -= 1
 
     def _make_room(self, outbox: Outbox, diff: _Diff) -> list[tuple[OutboxOwner, int]]:
         self._stored_since_room_check += len(diff.adds)
@@ -536,11 +616,25 @@ class OutboxWriter:
             return []
         self._stored_since_room_check = 0
         lost = []
+        told: dict[str, OutboxOwner] = {}  # one owner per backend hears of a loss
         for owner in self._owners.values():
-            lost_ms = outbox.make_room(owner.owner, owner.backend)
+            told.setdefault(owner.backend, owner)
+        for backend, owner in told.items():
+            lost_ms = outbox.make_room(backend)
             if lost_ms:
                 lost.append((owner, lost_ms))
         return lost
+
+    def _welcome(self, outbox: Outbox, diff: _Diff) -> None:
+        for owner in diff.joins:
+            self._owners[owner.owner] = owner
+            if outbox.set_aside is not None:
+                owner.report(
+                    OutboxError(
+                        f"the outbox {self.path} was unreadable or not ours; kept it as "
+                        f"{outbox.set_aside} and started a new one"
+                    )
+                )
 
     def _settle_futures(
         self,
@@ -551,6 +645,7 @@ class OutboxWriter:
             claim.set_result(rows)
         for owner, left in diff.leaves:
             self._owners.pop(owner.owner, None)
+            self._known.pop(owner.owner, None)
             left.set_result(None)
         for flushed in diff.flushes:
             flushed.set_result(None)
@@ -558,7 +653,8 @@ class OutboxWriter:
     def _failed(self, diff: _Diff, exc: sqlite3.Error, now: float) -> None:
         """Keep the diff for the next try, after a growing wait; tell the owners."""
         self._failures += 1
-        self._diff = _merge(diff, self._diff)
+        diff.absorb(self._diff)
+        self._diff = diff
         self._retry_wait = min(RETRY_CAP, max(CHECKPOINT_INTERVAL, self._retry_wait * 2))
         self._retry_at = now + self._retry_wait
         kind = type(exc).__name__
@@ -577,7 +673,8 @@ class OutboxWriter:
     def _discard_for_broken_outbox(self) -> None:
         """Without a usable file, windows live in memory only: tell each owner once."""
         diff, self._diff = self._diff, _Diff()
-        self._watched.clear()
+        self._runs.clear()
+        self._counting.clear()
         for owner in diff.joins:
             self._owners[owner.owner] = owner
             error = OutboxError(
@@ -592,28 +689,6 @@ class OutboxWriter:
     def _stop(self) -> concurrent.futures.Future[None]:
         self._put(self._stop_order, wake=True)
         return self._stopped
-
-
-def _merge(older: _Diff, newer: _Diff) -> _Diff:
-    """A failed transaction's diff, with what was told since on top."""
-    merged = older
-    for key, row in newer.adds.items():
-        merged.adds[key] = row
-    for key, at in newer.sent.items():
-        if key in merged.adds:
-            merged.adds[key] = attrs.evolve(merged.adds[key], sent_at=at)
-        else:
-            merged.sent.setdefault(key, at)
-    for key in newer.removes:
-        if merged.adds.pop(key, None) is None:
-            merged.removes.add(key)
-        merged.sent.pop(key, None)
-    merged.joins += newer.joins
-    merged.claims += newer.claims
-    merged.leaves += newer.leaves
-    merged.flushes += newer.flushes
-    merged.dropped += newer.dropped
-    return merged
 
 
 # -- one writer per file per process ---------------------------------------------------

@@ -13,9 +13,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from timeback_client._models import Course, Window
-from timeback_client._outbox import CheckpointRow, Outbox, OutboxError, WindowRow, identity_of
+from timeback_client._outbox import (
+    CheckpointRow,
+    Outbox,
+    OutboxError,
+    WindowRow,
+    identity_of,
+    open_window,
+)
 
 BACKEND = "https://app.example/api/timeback"
 IDENTITY = identity_of(BACKEND, {"Authorization": "Bearer secret-token"}, {"sid": "cookie-value"})
@@ -67,7 +76,9 @@ class Owner:
         with self.outbox.transaction():
             self.outbox.mark_sent([(time.time(), w.run_id, w.started_at_ms)])
 
-    def checkpoint(self, w: Window) -> None:
+    def checkpoint(
+        self, w: Window, *, running: bool = False, suspended_ms: int = 0, stamp: str | None = None
+    ) -> None:
         template = json.dumps(
             {"id": w.activity_id, "name": w.name, "course": w.course.to_json(), "runId": w.run_id}
         ).encode()
@@ -80,9 +91,12 @@ class Owner:
             ended_at_ms=w.ended_at_ms,
             elapsed_ms=w.elapsed_ms,
             template=template,
+            running=running,
+            suspended_ms=suspended_ms,
+            stamp=stamp,
         )
         with self.outbox.transaction():
-            self.outbox.put_checkpoints([row])
+            self.checkpoint_row = self.outbox.put_checkpoint(row)
 
     def claim(
         self, identity: str = IDENTITY, backend: str = BACKEND
@@ -99,7 +113,7 @@ class Owner:
 
     def make_room(self) -> int:
         with self.outbox.transaction():
-            return self.outbox.make_room(self.owner, self.backend)
+            return self.outbox.make_room(self.backend)
 
     def pending(self) -> list[dict[str, object]]:
         return [json.loads(r.body) for r in self.outbox.pending(self.owner)]
@@ -200,19 +214,85 @@ def test_moving_a_checkpoint_rewrites_only_its_numbers(tmp_path: Path) -> None:
     moved = window(RUN, 0, 1_700, paused=300)
     with first.outbox.transaction():
         first.outbox.move_checkpoints(
-            [(RUN, moved.started_at_ms, moved.ended_at_ms, moved.elapsed_ms)]
+            [(first.checkpoint_row, moved.started_at_ms, moved.ended_at_ms, moved.elapsed_ms, 0, 0)]
         )
     kill(path, first)
     assert Owner(path).claim() == [(RUN, 1_700, moved.to_bytes())]
 
 
-def test_a_window_and_the_dropped_checkpoint_it_replaces_go_together(tmp_path: Path) -> None:
+def test_a_running_checkpoint_counts_until_its_process_s_last_stamp_minus_suspend(
+    tmp_path: Path,
+) -> None:
+    """As of its last change the open window held 900 ms and was counting; the process
+    stamped its clock 5 s later, 1.5 s of which the machine spent suspended: the window
+    a crash leaves counts 900 + 5,000 - 1,500 ms, and ends at the stamp."""
+    path = tmp_path / "outbox.sqlite3"
+    first = Owner(path)
+    as_of = window(RUN, 0, 900, paused=100)
+    first.checkpoint(as_of, running=True, suspended_ms=2_000, stamp="p1")
+    with first.outbox.transaction():
+        first.outbox.stamp("p1", as_of.ended_at_ms + 5_000, 3_500)
+    kill(path, first)
+    replayed = window(RUN, 0, 900 + 5_000 - 1_500, paused=100 + 1_500)
+    assert Owner(path).claim() == [(RUN, 4_400, replayed.to_bytes())]
+
+
+def test_a_running_checkpoint_without_a_later_stamp_counts_what_it_says(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    first = Owner(path)
+    as_of = window(RUN, 0, 900)
+    first.checkpoint(as_of, running=True, stamp="p1")
+    with first.outbox.transaction():
+        first.outbox.stamp("p1", as_of.ended_at_ms - 10, 0)  # older than the change
+    kill(path, first)
+    assert Owner(path).claim() == [(RUN, 900, as_of.to_bytes())]
+
+
+@given(
+    start=st.integers(0, 10**6),
+    active=st.integers(0, 10**6),
+    paused=st.integers(0, 10**6),
+    running=st.booleans(),
+    suspended=st.integers(0, 10**6),
+    stamp=st.one_of(st.none(), st.tuples(st.integers(0, 4 * 10**6), st.integers(0, 3 * 10**6))),
+)
+def test_the_open_window_a_crash_leaves_keeps_every_invariant(
+    start: int,
+    active: int,
+    paused: int,
+    running: bool,
+    suspended: int,
+    stamp: tuple[int, int] | None,
+) -> None:
+    """Whatever the stamp: the window never ends before its change, never counts more
+    active time than the time between its start and its end, and adds up."""
+    as_of = start + active + paused
+    begin, end, counted = open_window((start, as_of, active, int(running), suspended), stamp)
+    assert begin == start
+    assert end >= as_of
+    assert active <= counted <= end - start
+    if not running:
+        assert (end, counted) == (as_of, active)
+
+
+def test_an_empty_checkpoint_is_not_replayed(tmp_path: Path) -> None:
+    """A paused activity's open window holds no active time: its row is kept, empty."""
+    path = tmp_path / "outbox.sqlite3"
+    first = Owner(path)
+    first.checkpoint(window(RUN, 0, 900))
+    with first.outbox.transaction():
+        first.outbox.move_checkpoints([(first.checkpoint_row, 0, 0, 0, 0, 0)])
+    kill(path, first)
+    assert Owner(path).claim() == []
+
+
+def test_a_window_and_the_emptied_checkpoint_it_replaces_go_together(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
     first = Owner(path)
     first.checkpoint(window(RUN, 0, 900))
     cut = window(RUN, 0, 1_000)
     with first.outbox.transaction():
-        first.outbox.drop_checkpoints([RUN])
+        first.outbox.move_checkpoints([(first.checkpoint_row, 0, 0, 0, 0, 0)])
         first.outbox.add(
             [
                 WindowRow(

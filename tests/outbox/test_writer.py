@@ -14,6 +14,7 @@ import pytest
 from outbox_kit import AUTH, COURSE, STUDENTS, stored_windows, synced
 
 from timeback_client import AsyncTimeback, Engine, SystemClock, Timeback, TimeOptions
+from timeback_client._outbox import open_window
 from timeback_client.emulator import Emulator
 
 pytestmark = pytest.mark.anyio
@@ -22,13 +23,23 @@ BASE = "http://emulator.localhost/api/timeback"
 
 
 def checkpoints(path: Path) -> list[tuple[str, int]]:
+    """The open windows a crash now would replay: ``(run_id, active ms)``."""
     db = sqlite3.connect(path)
     try:
-        return [
-            (str(r[0]), int(r[1])) for r in db.execute("SELECT run_id, elapsed_ms FROM checkpoints")
-        ]
+        rows = db.execute(
+            "SELECT run_id, c.started_at_ms, c.ended_at_ms, c.elapsed_ms, running, "
+            "c.suspended_ms, s.wall_ms, s.suspended_ms FROM checkpoints AS c "
+            "LEFT JOIN stamps AS s ON s.stamp = c.stamp"
+        ).fetchall()
     finally:
         db.close()
+    replayed = []
+    for run_id, *numbers, alive, asleep in rows:
+        stamp = None if alive is None else (alive, asleep)
+        _, _, active = open_window(tuple(numbers), stamp)  # type: ignore[arg-type]
+        if active:
+            replayed.append((str(run_id), active))
+    return replayed
 
 
 def test_a_running_activity_makes_at_most_one_transaction_a_second(tmp_path: Path) -> None:
@@ -90,6 +101,9 @@ def test_the_open_window_is_checkpointed_within_a_second(tmp_path: Path) -> None
     assert [run_id for run_id, _ in written] == [activity.run_id]
     assert measured - 1_200 <= written[0][1] <= measured
     assert checkpoints(path) == []  # the activity ended: its last window replaced it
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM checkpoints").fetchone() == (0,)
+    db.close()
 
 
 async def test_many_clients_of_a_process_share_one_writer_and_its_transactions(
