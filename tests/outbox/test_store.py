@@ -413,3 +413,46 @@ def test_identity_is_a_one_way_fingerprint() -> None:
     assert one == identity_of(BACKEND, {"authorization": "Bearer a", "Accept": "x"}, {})
     assert "Bearer" not in one
     assert os.sep not in one
+
+
+def test_an_outbox_of_schema_version_1_is_migrated_and_its_time_replayed(tmp_path: Path) -> None:
+    """A file written by the previous release: its checkpoints held the open window's
+    exact numbers. Opened now, it gains the new columns in place, and what a dead process
+    left there is replayed exactly as before."""
+    path = tmp_path / "outbox.sqlite3"
+    db = sqlite3.connect(path)
+    version_1 = (
+        "CREATE TABLE owners (owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,"
+        " lease_until REAL NOT NULL);"
+        "CREATE TABLE windows (row_id INTEGER PRIMARY KEY AUTOINCREMENT, backend TEXT NOT NULL,"
+        " identity TEXT NOT NULL, run_id TEXT NOT NULL, started_at_ms INTEGER NOT NULL,"
+        " ended_at_ms INTEGER NOT NULL, elapsed_ms INTEGER NOT NULL, body BLOB NOT NULL,"
+        " owner TEXT NOT NULL, sent_at REAL, UNIQUE (run_id, started_at_ms));"
+        "CREATE INDEX windows_owner ON windows (owner);"
+        "CREATE TABLE checkpoints (run_id TEXT PRIMARY KEY, backend TEXT NOT NULL,"
+        " identity TEXT NOT NULL, started_at_ms INTEGER NOT NULL, ended_at_ms INTEGER NOT NULL,"
+        " elapsed_ms INTEGER NOT NULL, body BLOB NOT NULL, owner TEXT NOT NULL);"
+        f"PRAGMA application_id={0x54424B31}; PRAGMA user_version=1;"
+    )
+    db.executescript(version_1)
+    open_part = window(RUN, 0, 900, paused=100)
+    db.execute(
+        "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            RUN,
+            BACKEND,
+            IDENTITY,
+            open_part.started_at_ms,
+            open_part.ended_at_ms,
+            900,
+            open_part.to_bytes(),
+            "gone",
+        ),
+    )
+    db.commit()
+    db.close()
+    assert Owner(path).claim() == [(RUN, 900, open_part.to_bytes())]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (2,)
+    assert "running" in {row[1] for row in db.execute("PRAGMA table_info(checkpoints)")}
+    db.close()
