@@ -433,7 +433,8 @@ class Runner:
             f"Fresh interpreters, {n} of each kind interleaved, medians. `-X importtime` = "
             "the cumulative time the interpreter reports for the module itself; *wall* = the "
             f'whole `python -c "import X"` minus `python -c pass` '
-            f"({result['python_startup_ms']:.1f} ms).",
+            f"({result['python_startup_ms']:.1f} ms). Both from bytecode (the SDK's modules are "
+            "compiled first, as pip does on install).",
             "",
             "| module | -X importtime | wall |",
             "|---|---|---|",
