@@ -67,7 +67,8 @@ async def test_a_window_after_completion_is_a_reused_run(
     await send(client, window(run_id, "13:00:00.000", "13:00:15.000"))
     (problem,) = emulator.problems()
     assert (problem.run_id, problem.rule) == (run_id, "heartbeat-after-completion")
-    assert "12:30:00" in problem.evidence
+    # Written as every instant of the emulator's own: milliseconds and Z.
+    assert "completed at 2026-11-25T12:30:00.000Z;" in problem.evidence
 
 
 async def test_two_different_completions_on_one_run(emulator: Emulator) -> None:
@@ -129,7 +130,7 @@ async def test_problems_over_http(client: httpx.AsyncClient, emulator: Emulator)
     async with httpx.AsyncClient(transport=emulator.transport(), base_url="http://e") as http:
         body = (await http.get("/_emulator/problems")).json()
     (problem,) = body["problems"]
-    assert problem["run"] == run_id
+    assert problem["runId"] == run_id  # the name every other answer uses
     assert problem["rule"] == "window-arithmetic"
     assert problem["evidence"]
 

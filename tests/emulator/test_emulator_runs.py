@@ -14,7 +14,7 @@ from emulator_bodies import ADA, completion, new_run, window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from timeback_client.emulator import Emulator, Run
+from timeback_client.emulator import Emulator, UnknownRun
 
 pytestmark = pytest.mark.anyio
 
@@ -62,25 +62,47 @@ async def test_completion_shows_on_the_run(client: httpx.AsyncClient, emulator: 
     assert [event.kind for event in run.events] == ["heartbeat", "completion"]
 
 
-def test_an_unknown_run_is_empty(emulator: Emulator) -> None:
-    run = emulator.run("never-seen")
-    assert run == Run(
-        run_id="never-seen",
-        students=(),
-        activities=(),
-        active_ms=0,
-        inactive_ms=0,
-        windows=(),
-        sessions=0,
-        completed=False,
-        events=(),
-    )
+def test_an_unknown_run_is_a_clear_error_not_an_empty_run(emulator: Emulator) -> None:
+    """A mistyped runId would otherwise fail a test as ``0 == 5``."""
+    with pytest.raises(UnknownRun, match="no heartbeat or record\\(\\) for run 'never-seen'"):
+        emulator.run("never-seen")
+    with pytest.raises(LookupError):
+        emulator.run("a/b/c")
 
 
-def test_runs_are_frozen_values(emulator: Emulator) -> None:
-    run = emulator.run("x")
+async def test_an_unknown_run_names_the_runs_it_has(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    run_id = new_run()
+    await send(client, window(run_id))
+    with pytest.raises(UnknownRun, match=run_id):
+        emulator.run(run_id[:-1] + "0")
+
+
+async def test_an_unknown_run_is_404_over_http(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    async with httpx.AsyncClient(transport=emulator.transport(), base_url="http://e") as http:
+        for path in ("/_emulator/runs/never-seen", "/_emulator/runs/a/b/c"):
+            response = await http.get(path)
+            assert response.status_code == 404, path
+        body = (await http.get("/_emulator/runs/never-seen")).json()
+    assert body["error"]["code"] == "UNKNOWN_RUN"
+
+
+async def test_runs_are_frozen_values_with_a_short_repr(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    run_id = new_run()
+    await send(client, window(run_id, elapsed_ms=15000))
+    run = emulator.run(run_id)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         run.active_ms = 5  # type: ignore[misc]
+    shown = repr(run)
+    assert shown == (
+        f"<Run {run_id} active_ms=15000 inactive_ms=0 windows=1 sessions=1 completed=False>"
+    )
+    assert "caliper" not in shown
 
 
 async def test_runs_in_order_of_first_appearance(

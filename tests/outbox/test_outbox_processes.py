@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import anyio
+import pytest
 from outbox_kit import (
     STUDENTS,
     TALLY,
@@ -23,7 +24,7 @@ from outbox_kit import (
 
 from timeback_client import AsyncTimeback
 from timeback_client._writer import CHECKPOINT_INTERVAL
-from timeback_client.emulator import Emulator
+from timeback_client.emulator import Emulator, UnknownRun
 
 # A kill may cost the time since the last checkpoint: the checkpoint interval, plus what a
 # busy machine adds to one write (measured: a few ms; CI gets a margin).
@@ -110,7 +111,8 @@ def test_two_processes_share_one_outbox_and_a_third_replays_the_killed_one(
                 assert {r.token for r in wire.requests if r.run_id == a_run["run_id"]} == {
                     "tok-unknown"
                 }
-                assert emulator.run(a_run["run_id"]).windows == ()
+                with pytest.raises(UnknownRun):  # nothing of it was ever accepted
+                    emulator.run(a_run["run_id"])
                 assert emulator.run(b_run["run_id"]).windows != ()
                 killed_at = boottime_ms()
                 a.kill()

@@ -19,9 +19,9 @@ Pieces: ``Emulator`` (the facade), ``Course`` (configured courses), ``Fault`` an
 from ._app import SESSION_COOKIE
 from ._catalog import Course
 from ._emulator import DEFAULT_MOUNT, Emulator
-from ._faults import Fault, Faults
+from ._faults import Fault, FaultFields, Faults
 from ._problems import RULES, Problem
-from ._runs import Run, Window
+from ._runs import Run, UnknownRun, Window
 from ._serve import add_cli_arguments, run_from_args, serve
 from ._store import SentEvent
 from ._validation import RecordRejected
@@ -33,11 +33,13 @@ __all__ = [
     "Course",
     "Emulator",
     "Fault",
+    "FaultFields",
     "Faults",
     "Problem",
     "RecordRejected",
     "Run",
     "SentEvent",
+    "UnknownRun",
     "Window",
     "add_cli_arguments",
     "run_from_args",

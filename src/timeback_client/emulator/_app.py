@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 
 from ._backend import MALFORMED_JSON, UNAUTHORIZED, Answer, Backend
 from ._faults import Fault, FaultMiddleware, Faults
+from ._runs import UnknownRun
 from ._validation import RecordRejected, Rejection
 
 if TYPE_CHECKING:
@@ -111,7 +112,13 @@ def build_app(
         return JSONResponse({"runs": [run.to_json() for run in emulator.runs()]})
 
     async def run(request: Request) -> Response:
-        return JSONResponse(emulator.run(request.path_params["run_id"]).to_json())
+        try:
+            found = emulator.run(request.path_params["run_id"])
+        except UnknownRun as exc:
+            return JSONResponse(
+                {"error": {"code": "UNKNOWN_RUN", "message": str(exc)}}, status_code=404
+            )
+        return JSONResponse(found.to_json())
 
     async def events(_request: Request) -> Response:
         return JSONResponse({"events": [event.to_json() for event in emulator.events()]})
@@ -147,7 +154,7 @@ def build_app(
             Route(heartbeat_path, heartbeat, methods=["POST"]),
             Route("/_emulator/record", record, methods=["POST"]),
             Route("/_emulator/runs", runs, methods=["GET"]),
-            Route("/_emulator/runs/{run_id:path}", run, methods=["GET"]),
+            Route("/_emulator/runs/{run_id}", run, methods=["GET"]),
             Route("/_emulator/events", events, methods=["GET"]),
             Route("/_emulator/problems", problems, methods=["GET"]),
             Route("/_emulator/faults", fault_queue, methods=["GET", "POST", "DELETE"]),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -23,6 +23,7 @@ from ._validation import (
     RecordInput,
     RecordRejected,
     Rejection,
+    format_instant,
     internal_error,
     resolve_record_course,
     validate_heartbeat,
@@ -66,11 +67,6 @@ def sourced_id_for(email: str) -> str:
 
 def _new_urn() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
-
-
-def _iso_ms(moment: datetime) -> str:
-    """``2026-11-25T10:00:00.123Z``, the vendor's ``_now_iso`` format."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class Backend:
@@ -151,7 +147,7 @@ class Backend:
             ended_at=beat.ended_at,
             active_ms=beat.elapsed_ms,
             inactive_ms=beat.paused_ms,
-            received_at=_iso_ms(self._clock()),
+            received_at=format_instant(self._clock()),
             caliper=caliper,
         )
 
@@ -170,7 +166,7 @@ class Backend:
         course_id = course.course_id(self._env)
         if not course_id:
             raise RecordRejected(self._not_synced(course))
-        now = _iso_ms(self._clock())
+        now = format_instant(self._clock())
         ended_at = record.ended_at or now
         sourced_id = record.timeback_id or sourced_id_for(record.email)
         # Like the vendor, the completion is sent before the time-spent event is even

@@ -17,7 +17,7 @@ from ._backend import Backend
 from ._catalog import Catalog, Course, Environment
 from ._faults import Faults
 from ._problems import Problem, find_problems
-from ._runs import Run, build_run
+from ._runs import Run, UnknownRun, build_run
 from ._serve import DEFAULT_HOST, serve_in_thread
 from ._store import SentEvent, Store
 from ._transport import EmulatorTransport
@@ -190,8 +190,16 @@ class Emulator:
     # ── inspection ─────────────────────────────────────────────────────────────────────
 
     def run(self, run_id: str) -> Run:
-        """What was recorded for one run; an empty run for a runId never seen."""
-        return build_run(run_id, self._store.events(run_id))
+        """What was recorded for one run.
+
+        Raises:
+            UnknownRun: no heartbeat and no ``record()`` ever named this runId (a mistyped
+                or unsent runId, not a run with no time).
+        """
+        events = self._store.events(run_id)
+        if not events:
+            raise UnknownRun(run_id, known=self._store.run_ids())
+        return build_run(run_id, events)
 
     def runs(self) -> tuple[Run, ...]:
         """Every run, in order of first appearance."""

@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import anyio
 import attrs
@@ -51,6 +51,20 @@ def _check_positive(_instance: object, _attribute: object, value: int) -> None:
 def _check_delay(_instance: object, _attribute: object, value: float) -> None:
     if not value >= 0:
         raise ValueError(f"delay must be >= 0 seconds, not {value}")
+
+
+class FaultFields(TypedDict, total=False):
+    """The fields of a `Fault`, for `Faults.add`."""
+
+    count: int
+    status: int | None
+    code: str | None
+    message: str | None
+    body: Any
+    retry_after: float | None
+    delay: float
+    drop: bool
+    after_processing: bool
 
 
 @attrs.frozen(kw_only=True)
@@ -193,8 +207,8 @@ class Faults:
         self._lock = threading.Lock()
         self._queue: deque[Fault] = deque()
 
-    def add(self, fault: Fault | None = None, **fields: Any) -> Fault:
-        """Queue a fault, given as a ``Fault`` or as its fields.
+    def add(self, fault: Fault | None = None, **fields: Unpack[FaultFields]) -> Fault:
+        """Queue a fault, given as a ``Fault`` or as its fields (see `Fault`).
 
         Returns:
             The queued fault.

@@ -14,7 +14,7 @@ import attrs
 
 from ._runs import Window, windows_of
 from ._store import SentEvent
-from ._validation import parse_instant
+from ._validation import format_instant, parse_instant
 
 DOUBLE_COUNTING = "double-counting"
 HEARTBEAT_AFTER_COMPLETION = "heartbeat-after-completion"
@@ -54,7 +54,7 @@ class Problem:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form served by ``GET /_emulator/problems``."""
-        return {"run": self.run_id, "rule": self.rule, "evidence": self.evidence}
+        return {"runId": self.run_id, "rule": self.rule, "evidence": self.evidence}
 
 
 def find_problems(run_id: str, events: Sequence[SentEvent]) -> tuple[Problem, ...]:
@@ -104,7 +104,7 @@ def _after_completion(events: Sequence[SentEvent], windows: Sequence[Window]) ->
             yield (
                 HEARTBEAT_AFTER_COMPLETION,
                 f"window {window.started_at}..{window.ended_at} starts after the run was "
-                f"completed at {completed_at.isoformat()}; a new attempt needs a fresh runId",
+                f"completed at {format_instant(completed_at)}; a new attempt needs a fresh runId",
             )
 
 

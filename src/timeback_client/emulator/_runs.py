@@ -12,6 +12,22 @@ from ._store import SentEvent
 from ._validation import parse_instant
 
 
+class UnknownRun(LookupError):
+    """No heartbeat and no ``record()`` ever named this runId.
+
+    Attributes:
+        run_id: the runId asked for.
+    """
+
+    def __init__(self, run_id: str, *, known: Sequence[str] = ()) -> None:
+        seen = ", ".join(known[:3]) + (", ..." if len(known) > 3 else "")
+        super().__init__(
+            f"no heartbeat or record() for run {run_id!r}; "
+            + (f"runs seen: {seen}" if known else "no run seen yet")
+        )
+        self.run_id = run_id
+
+
 @attrs.frozen(kw_only=True)
 class Window:
     """One accepted heartbeat window.
@@ -96,10 +112,16 @@ class Run:
     activities: tuple[str, ...]
     active_ms: int
     inactive_ms: int
-    windows: tuple[Window, ...]
+    windows: tuple[Window, ...] = attrs.field(repr=False)
     sessions: int
     completed: bool
-    events: tuple[SentEvent, ...]
+    events: tuple[SentEvent, ...] = attrs.field(repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Run {self.run_id} active_ms={self.active_ms} inactive_ms={self.inactive_ms} "
+            f"windows={len(self.windows)} sessions={self.sessions} completed={self.completed}>"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The camelCase JSON form served by ``GET /_emulator/runs/{runId}``."""

@@ -182,25 +182,65 @@ def _student(text: str) -> tuple[str, str]:
     return token, email
 
 
+class _Students(argparse.Action):
+    """``--student``, repeatable; the same token twice is refused (not overridden)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        assert isinstance(values, tuple)
+        token, email = values
+        students: dict[str, str] = getattr(namespace, self.dest) or {}
+        if token in students:
+            parser.error(
+                f"argument --student: token {token!r} is given twice "
+                f"({students[token]} and {email}); give each student a token of their own"
+            )
+        students[token] = email
+        setattr(namespace, self.dest, students)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0 to 65535; 0: any free one)")
+    return port
+
+
+def _mount(text: str) -> str:
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r} does not start with '/' (e.g. /api/timeback)")
+    return text
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``timeback-client emulator`` options to a parser.
 
     Options: ``--port`` (8787), ``--host`` (127.0.0.1), ``--student TOKEN=EMAIL``
     (repeatable), ``--db FILE``, ``--mount`` (``/api/timeback``).
     """
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8787)")
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (default 8787)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address (default 127.0.0.1)")
     parser.add_argument(
         "--student",
         dest="students",
         metavar="TOKEN=EMAIL",
         type=_student,
-        action="append",
+        action=_Students,
         help="a student the emulator knows by bearer token or session cookie (repeatable;"
         " default demo-token=student@example.edu)",
     )
     parser.add_argument("--db", metavar="FILE", help="SQLite file kept across restarts")
-    parser.add_argument("--mount", default=None, help="mount path (default /api/timeback)")
+    parser.add_argument(
+        "--mount", type=_mount, default=None, help="mount path (default /api/timeback)"
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -209,7 +249,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     Returns:
         The process exit status.
     """
-    students = dict(args.students) if args.students else None
+    students = args.students or None
     try:
         serve(port=args.port, students=students, db=args.db, host=args.host, mount=args.mount)
     except OSError as exc:

@@ -196,6 +196,15 @@ class Store:
                 rows = self._db.execute(_SELECT_RUN, (run_id,)).fetchall()
         return tuple(_event_from_row(row) for row in rows)
 
+    def run_ids(self) -> list[str]:
+        """Every runId seen, in order of first appearance."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run_id FROM events WHERE run_id IS NOT NULL "
+                "GROUP BY run_id ORDER BY min(seq)"
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def clear(self) -> None:
         """Forget every event and dedupe key."""
         with self._lock:

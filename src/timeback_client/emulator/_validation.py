@@ -97,6 +97,11 @@ def vendor_epoch_ms(iso: str) -> int:
     return int(parsed.timestamp() * 1000)
 
 
+def format_instant(moment: datetime) -> str:
+    """``2026-11-25T10:00:00.123Z``: how the emulator writes every instant of its own."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def parse_instant(iso: str) -> datetime | None:
     """An aware datetime for a wire timestamp, or None when it is not a real instant."""
     try:
