@@ -43,4 +43,5 @@ def test_the_command_is_installed_and_rejects_a_bad_speed() -> None:
         check=False,
     )
     assert done.returncode == 2
-    assert "--speed must be positive" in done.stderr
+    assert "argument --speed: 0 is not a positive, finite number" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -121,13 +121,17 @@ def test_delivery_errors_are_counted_by_kind_and_fail_the_run() -> None:
     [
         (["--token", "t"], "--token only goes with --server"),
         (["--server", "http://127.0.0.1:9/api/timeback"], "--server needs --token"),
-        (["--speed", "0"], "speed"),
+        (["--speed", "0"], "argument --speed: 0 is not a positive, finite number"),
+        (["--speed", "inf"], "argument --speed: inf is not a positive, finite number"),
     ],
 )
 def test_the_cli_refuses_inconsistent_options(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(["simulate", "--students", "1", "--minutes", "1", *argv])
+    try:
+        status = main(["simulate", "--students", "1", "--minutes", "1", *argv])
+    except SystemExit as exit_:  # argparse's own refusal of a value
+        status = exit_.code
 
     assert status == 2
     assert message in capsys.readouterr().err

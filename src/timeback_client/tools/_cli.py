@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 __all__ = ["main"]
 
 _NEEDS_EMULATOR = "this command needs the emulator extra: pip install 'timeback-client[emulator]'"
+
+
+def _positive(text: str) -> float:
+    """A positive, finite number (of seconds, minutes, or times real time)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive, finite number")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
+def _version() -> str:
+    try:
+        return version("timeback-client")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="timeback-client",
         description="Timeback activity time tracking outside the browser.",
     )
+    parser.add_argument("--version", action="version", version=f"timeback-client {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -28,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--speed",
-        type=float,
+        type=_positive,
         default=100.0,
         help="how much faster than real time the lesson runs (default 100)",
     )
@@ -59,13 +90,15 @@ def _parser() -> argparse.ArgumentParser:
             "--server the emulator runs in its own process and is checked too."
         ),
     )
-    simulate.add_argument("--students", type=int, required=True, help="how many students")
-    simulate.add_argument("--minutes", type=float, required=True, help="lesson minutes to simulate")
+    simulate.add_argument("--students", type=_count, required=True, help="how many students")
     simulate.add_argument(
-        "--interval", type=float, default=15.0, help="heartbeat interval, lesson seconds (15)"
+        "--minutes", type=_positive, required=True, help="lesson minutes to simulate"
     )
     simulate.add_argument(
-        "--speed", type=float, default=10.0, help="lesson time runs this much faster (10)"
+        "--interval", type=_positive, default=15.0, help="heartbeat interval, lesson seconds (15)"
+    )
+    simulate.add_argument(
+        "--speed", type=_positive, default=10.0, help="lesson time runs this much faster (10)"
     )
     simulate.add_argument("--server", help="a backend mount URL (default: our emulator)")
     simulate.add_argument("--token", help="the bearer token to send to --server")

@@ -15,8 +15,10 @@ With ``scaled_time`` the emulator's own "now" (the time of a completion recorded
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -157,17 +159,22 @@ class EmulatorProcess:
 
 
 def _readline_within(process: subprocess.Popen[str], timeout: float) -> str:
-    """The child's first line, or an error if it exits or stays silent too long."""
-    import selectors
+    """The child's first line, or an error if it stays silent too long.
 
-    assert process.stdout is not None
-    if sys.platform == "win32":  # pragma: no cover - pipes cannot be selected there
-        return process.stdout.readline()
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise RuntimeError(f"the emulator process said nothing within {timeout:g} s")
-    return process.stdout.readline()
+    A reader thread, rather than ``select``: pipes cannot be selected on Windows, and a
+    plain ``readline`` there would wait for ever on a child that hangs.
+    """
+    stdout = process.stdout
+    assert stdout is not None
+    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    reader = threading.Thread(
+        target=lambda: lines.put(stdout.readline()), name="emulator-startup", daemon=True
+    )
+    reader.start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        raise RuntimeError(f"the emulator process said nothing within {timeout:g} s") from None
 
 
 def main() -> None:

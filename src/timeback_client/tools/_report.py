@@ -8,9 +8,10 @@ terminal (or prints a line now and then when the output is not one).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import attrs
 
@@ -91,7 +92,10 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """Nothing given up, every simulated ms delivered, and (emulator) no problem."""
+        """Something was simulated, nothing given up, every simulated ms delivered, and
+        (emulator) no problem. A run that simulated nothing is never OK."""
+        if self.simulated_active_ms == 0 or not self.delivered:
+            return False
         if self.final_errors or self.flushed_active_ms != self.simulated_active_ms:
             return False
         if self.emulator is None:
@@ -240,13 +244,18 @@ def render_text(report: Report) -> str:
             + (", ".join(f"{k}: {v}" for k, v in sorted(emulator.problems.items())) or "none"),
             *(f"    {example}" for example in emulator.problem_examples),
         ]
-    lines += [
-        "",
-        "OK: every simulated millisecond was delivered exactly once."
-        if report.ok
-        else "NOT OK: see above.",
-    ]
+    verdict = "OK: every simulated millisecond was delivered exactly once."
+    if not report.ok:
+        verdict = (
+            "NOT OK: nothing was simulated (give the students more --minutes)."
+            if report.simulated_active_ms == 0
+            else "NOT OK: see above."
+        )
+    lines += ["", verdict]
     return "\n".join(lines)
+
+
+_CLEAR_TO_END: Final = "\x1b[K"  # ANSI: erase from the cursor to the end of the line
 
 
 class ProgressLine:
@@ -273,11 +282,19 @@ class ProgressLine:
         filled = round(max(0.0, min(1.0, fraction)) * 20)
         line = f"[{'#' * filled}{'.' * (20 - filled)}] {fraction:4.0%} {text}"
         if self._tty:
-            self._out.write("\r" + line.ljust(self._width))
+            # Cut to the terminal's width (read again each time: windows are resized) and
+            # clear the rest of the line: a line that wrapped would leave a trail.
+            self._out.write("\r" + line[: self._columns() - 1] + _CLEAR_TO_END)
             self._width = len(line)
         else:
             self._out.write(line + "\n")
         self._out.flush()
+
+    def _columns(self) -> int:
+        try:
+            return max(20, os.get_terminal_size(self._out.fileno()).columns)
+        except (OSError, AttributeError, ValueError):
+            return 80
 
     def done(self, text: str) -> None:
         """Finish the bar with a last line."""
@@ -289,7 +306,7 @@ class ProgressLine:
     def note(self, text: str) -> None:
         """A line of its own (a phase: starting the emulator, fetching totals)."""
         if self._tty and self._width:
-            self._out.write("\r" + " " * self._width + "\r")
+            self._out.write("\r" + _CLEAR_TO_END)
             self._width = 0
         self._out.write(text + "\n")
         self._out.flush()

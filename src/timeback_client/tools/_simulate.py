@@ -500,6 +500,20 @@ def _report(
     )
 
 
+def _unreachable(server: str) -> str | None:
+    """Why the backend cannot be reached (None: it answers, whatever the status)."""
+    try:
+        httpx.post(
+            server.rstrip("/") + "/activity/heartbeat",
+            content=b"{}",
+            headers={"content-type": "application/json"},
+            timeout=5.0,
+        )
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc or 'no answer within 5 s'}"
+    return None
+
+
 def run_simulation(
     config: Simulation,
     *,
@@ -516,6 +530,14 @@ def run_simulation(
     if config.server is not None and config.token is None:
         print("--server needs --token (the bearer token the backend knows)", file=err or sys.stderr)
         return 2
+    if config.server is not None:
+        problem = _unreachable(config.server)
+        if problem is not None:
+            print(
+                f"timeback-client simulate: cannot reach --server {config.server}: {problem}",
+                file=err or sys.stderr,
+            )
+            return 2
     report = simulate(config, progress_out=err)
     stream = out or sys.stdout
     if as_json:

@@ -1,0 +1,138 @@
+"""The ``timeback-client`` command: bad arguments get one line naming them and exit 2,
+never a traceback; and what it reports is true."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from timeback_client.tools._cli import main
+from timeback_client.tools._report import ProgressLine
+
+COMMAND = [sys.executable, "-m", "timeback_client"]
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMAND, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["emulator", "--port", "-1"], "--port"),
+        (["emulator", "--port", "70000"], "--port"),
+        (["emulator", "--port", "http"], "--port"),
+        (["emulator", "--mount", "noslash"], "--mount"),
+        (["emulator", "--student", "a=x@example.edu", "--student", "a=y@example.edu"], "--student"),
+        (["demo", "--speed", "inf"], "--speed"),
+        (["demo", "--speed", "0"], "--speed"),
+        (["simulate", "--students", "3", "--minutes", "1", "--speed", "inf"], "--speed"),
+        (["simulate", "--students", "0", "--minutes", "1"], "--students"),
+        (["simulate", "--students", "3", "--minutes", "nan"], "--minutes"),
+    ],
+)
+def test_a_bad_argument_is_one_line_naming_it_and_exit_status_2(
+    args: list[str], named: str
+) -> None:
+    done = run(*args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert named in last
+    assert last.startswith("timeback-client")
+
+
+def test_version() -> None:
+    done = run("--version")
+    assert done.returncode == 0
+    assert re.fullmatch(r"timeback-client \d+\.\d+\.\d+\S*\n", done.stdout)
+
+
+def test_simulate_against_an_unreachable_server_says_so_within_seconds() -> None:
+    started = time.monotonic()
+    done = run(
+        "simulate",
+        "--students",
+        "5",
+        "--minutes",
+        "1",
+        "--server",
+        "http://127.0.0.1:9/api/timeback",
+        "--token",
+        "t",
+    )
+    assert time.monotonic() - started < 20
+    assert done.returncode == 2
+    assert "cannot reach --server" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_simulation_of_nothing_is_never_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    """A hundredth of a lesson minute: no student even arrives. That is no success."""
+    status = main(["simulate", "--students", "2", "--minutes", "0.01", "--speed", "50"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "NOT OK: nothing was simulated" in out
+
+
+def test_the_progress_line_fits_an_80_column_terminal_and_redraws_in_place() -> None:
+    """In a real pseudo-terminal of 80 columns, a long status never wraps: every redraw
+    is one line of at most 79 characters, cleared to its end."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    with os.fdopen(slave, "w", buffering=1, closefd=True) as tty:
+        assert tty.isatty()
+        line = ProgressLine(tty, interval=0)
+        for step in range(5):
+            line.update(step / 4, "students active 123, paused 45, idle 6; " * 4)
+        line.note("fetching the emulator's totals and problems")
+        line.done("all done")
+        tty.flush()
+        written = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            written += chunk
+            if b"all done" in written:
+                break
+    os.close(master)
+    text = written.decode()
+    for segment in re.split(r"[\r\n]", text):
+        visible = segment.replace("\x1b[K", "")
+        assert len(visible) <= 79, visible
+    assert text.count("\x1b[K") >= 5
+
+
+def test_the_emulator_process_startup_wait_ends_even_when_the_child_is_silent(
+    tmp_path: Path,
+) -> None:
+    """Reading the child's first line has a deadline on every OS (a reader thread, not
+    ``select``, which Windows pipes do not support)."""
+    from timeback_client.tools._emulator_process import _readline_within
+
+    with subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            started = time.monotonic()
+            with pytest.raises(RuntimeError, match=r"said nothing within 0\.5 s"):
+                _readline_within(child, 0.5)
+            assert time.monotonic() - started < 3
+        finally:
+            child.kill()
