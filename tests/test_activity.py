@@ -346,13 +346,16 @@ async def test_start_while_an_activity_runs_is_a_lifecycle_error(session: Sessio
 
 
 @pytest.mark.parametrize("method", ["pause", "resume", "touch"])
-async def test_changing_an_ended_activity_is_a_lifecycle_error(
-    session: Session, method: str
-) -> None:
+async def test_changing_an_ended_activity_does_nothing(session: Session, method: str) -> None:
+    """A GUI's handlers may call after the lesson ended: nothing is lost, nothing raised."""
     activity = session.start()
+    await session.clock.advance(3)
     await activity.end()
-    with pytest.raises(LifecycleError, match=rf"{method}\(\) after end\(\)"):
-        getattr(activity, method)()
+    getattr(activity, method)()
+    await session.clock.advance(30)
+    assert session.windows == [(0, 3_000, 3_000, 0)]
+    assert activity.is_ended
+    assert not activity.is_paused
 
 
 async def test_start_before_the_client_is_open_says_to_use_async_with() -> None:

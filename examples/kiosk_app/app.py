@@ -325,8 +325,13 @@ class Kiosk:
             return
         key = f"roster:{name}" if name in self.roster else "token:" + _digest(token)
         self.student = Student(name=name, key=key, token=token)
+        # identity=: the student, not the token. Tokens expire; a lesson left in the
+        # outbox by a crash is replayed to the same identity after the student signs in
+        # again with a new one.
         self.timeback = Timeback(
-            self.backend.base_url, headers={"Authorization": f"Bearer {token}"}
+            self.backend.base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            identity=key,
         )
         self._who.configure(text=name)
         self._sign_out.pack(side="right", padx=(0, 16))

@@ -35,7 +35,16 @@ from ._errors import (
     UserResolutionError,
     ValidationError,
 )
-from ._models import SUBJECTS, Course, ErrorContext, TimeOptions, Window, run_id_for
+from ._models import (
+    SUBJECTS,
+    Course,
+    CourseFields,
+    ErrorContext,
+    Subject,
+    TimeOptions,
+    Window,
+    run_id_for,
+)
 from ._sync import Activity, Timeback
 from ._writer import OutboxStatistics
 
@@ -48,6 +57,7 @@ __all__ = [
     "BackendConfigurationError",
     "Clock",
     "Course",
+    "CourseFields",
     "DeliveryError",
     "DuplicateRiskError",
     "Engine",
@@ -63,6 +73,7 @@ __all__ = [
     "ResponseError",
     "ServerUnavailableError",
     "Statistics",
+    "Subject",
     "SystemClock",
     "TimeOptions",
     "Timeback",

@@ -27,7 +27,7 @@ from typing import Any, Final
 import anyio
 
 from ._clock import Reading
-from ._errors import DeliveryError, LifecycleError, UndeliveredError
+from ._errors import DeliveryError, UndeliveredError
 from ._ledger import Cut
 from ._models import Course, ErrorContext, TimeOptions, Window
 from ._pipeline import Pipeline, call_safely
@@ -124,8 +124,8 @@ class AsyncActivity:
         )
         if send_time:
             pipeline.start_run(self.run_id, self, self.template, self._open_window())
+        # The caller kicks, once it holds no lock: posted work may run app callbacks.
         pipeline.post(pipeline.scheduler.update, self)
-        pipeline.kick()
 
     # -- state ------------------------------------------------------------------------
 
@@ -157,21 +157,23 @@ class AsyncActivity:
     # -- the app's calls ------------------------------------------------------------------
 
     def pause(self) -> None:
-        """Stop counting active time; the time so far is sent at once. Idempotent."""
-        self._change("pause", Timekeeper.pause)
+        """Stop counting active time; the time so far is sent at once. Idempotent; does
+        nothing once the activity has ended."""
+        self._change(Timekeeper.pause)
 
     def resume(self) -> None:
         """Count active time again. After a pause longer than ``abandon_after``, tracking
-        restarts from a clean slate (the gap is not reported)."""
-        self._change("resume", Timekeeper.resume)
+        restarts from a clean slate (the gap is not reported). Does nothing once the
+        activity has ended."""
+        self._change(Timekeeper.resume)
 
     def touch(self) -> None:
         """Tell the activity that the student did something (a key, a click, a scroll).
 
         Resets the idle timer, and resumes an activity that paused itself for idleness
-        (not one paused by `pause()`).
+        (not one paused by `pause()`). Does nothing once the activity has ended.
         """
-        self._change("touch", Timekeeper.touch)
+        self._change(Timekeeper.touch)
 
     async def end(self) -> None:
         """Send the last window and wait (at most ``flush_timeout``) for delivery.
@@ -194,13 +196,12 @@ class AsyncActivity:
         with anyio.CancelScope(shield=True):
             await self.end()
 
-    def _change(self, method: str, transition: Callable[[Timekeeper, Reading], Step]) -> None:
+    def _change(self, transition: Callable[[Timekeeper, Reading], Step]) -> None:
         with self._lock:
             if self._time.ended:
-                raise LifecycleError(
-                    f"{method}() after end(): activity {self.id!r} (run {self.run_id}) has "
-                    "ended. Start a new activity, with the same run_id to resume this run."
-                )
+                # Nothing is lost by a late call (a GUI's key or focus handler after the
+                # lesson ended): it does nothing, and raises nothing into the app.
+                return
             self._apply(transition(self._time, self._clock.read()))
         self._pipeline.kick()
 

@@ -7,9 +7,10 @@ import ipaddress
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import attrs
@@ -19,7 +20,14 @@ from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallbac
 from ._clock import Clock
 from ._engine import DEFAULT_TIMEOUT, Engine, EngineStatistics
 from ._errors import DeliveryError, LifecycleError, TimebackError, ValidationError
-from ._models import Course, ErrorContext, TimeOptions, normalize_run_id
+from ._models import (
+    Course,
+    CourseFields,
+    ErrorContext,
+    TimeOptions,
+    check_sendable,
+    normalize_run_id,
+)
 from ._outbox import default_outbox_path, identity_of
 from ._pipeline import Pipeline, call_safely
 from ._sender import Endpoint
@@ -82,8 +90,8 @@ class ActivityNamespace:
         *,
         id: str,  # noqa: A002 - the contract's name for the activity slug
         name: str,
-        course: Course | Mapping[str, Any],
-        run_id: str | None = None,
+        course: Course | CourseFields,
+        run_id: str | uuid.UUID | None = None,
         time: bool | TimeOptions = True,
         on_error: ErrorCallback | None = None,
         on_flush: FlushCallback | None = None,
@@ -175,8 +183,10 @@ class AsyncTimeback:
         outbox: the SQLite file that keeps windows until the backend has them, so a crash
             or an hour offline loses nothing (default: in the user's cache directory);
             None keeps them in memory only.
-        identity: whose windows these are, for replaying them after a crash only as the
-            same student (default: a one-way fingerprint of the credentials).
+        identity: a stable id of the student (e.g. your user id): windows left by a crash
+            are replayed only to the same identity. The default, a one-way fingerprint of
+            the credentials, changes when a token is refreshed, so a kiosk whose tokens
+            expire should pass it.
         on_error: ``on_error(error, context)`` for problems that belong to no running
             activity: windows replayed from earlier sessions, the outbox itself.
 
@@ -230,13 +240,16 @@ class AsyncTimeback:
         self.activity = ActivityNamespace(self)
         self._endpoint = Endpoint(
             url=heartbeat_url(self.base_url),
-            headers=httpx.Headers(headers or {}),
-            cookies=httpx.Cookies(cookies) if cookies else None,
+            headers=_headers({} if headers is None else headers),
+            cookies=None if cookies is None else _cookies(cookies),
             auth=_auth(auth),
         )
         if outbox is DEFAULT_OUTBOX:
             outbox = default_outbox_path()
         self._outbox_path = None if outbox is None else os.fspath(outbox)
+        if identity is not None:
+            _check_text("identity", identity, '"student-42"')
+        self._explicit_identity = identity is not None
         self._identity = identity or identity_of(
             self.base_url, self._endpoint.headers, dict(self._endpoint.cookies or {})
         )
@@ -280,9 +293,14 @@ class AsyncTimeback:
             identity=self._identity,
             outbox=self._outbox_path,
             report=self._report,
+            explicit_identity=self._explicit_identity,
         )
-        await self._pipeline.open()
         self._state = "open"
+        try:
+            await self._pipeline.open()
+        except BaseException:
+            await self.aclose()  # cancelled while opening: leave nothing behind
+            raise
         return self
 
     def _running_pipeline(self) -> Pipeline:
@@ -346,12 +364,15 @@ class AsyncTimeback:
         Windows held back by a 401 are sent again with the new credentials. Safe to call
         from any thread; returns at once.
         """
-        if headers is not None:
-            self._endpoint.headers = httpx.Headers(headers)
+        checked_headers = None if headers is None else _headers(headers)
+        checked_cookies = None if cookies is None else _cookies(cookies)
+        checked_auth = None if auth is None else _auth(auth)
+        if checked_headers is not None:
+            self._endpoint.headers = checked_headers
         if cookies is not None:
-            self._endpoint.cookies = httpx.Cookies(cookies) if cookies else None
-        if auth is not None:
-            self._endpoint.auth = _auth(auth)
+            self._endpoint.cookies = checked_cookies
+        if checked_auth is not None:
+            self._endpoint.auth = checked_auth
         self._endpoint.version += 1
         pipeline = self._pipeline
         if pipeline is not None:
@@ -359,11 +380,75 @@ class AsyncTimeback:
             pipeline.kick()
 
 
+# RFC 9110: a field name is a token; a value is visible ASCII, spaces and tabs.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_FIELD_TEXT = frozenset(map(chr, range(0x20, 0x7F))) | {"\t"}
+# What a Cookie header can carry without being split or failing to encode.
+_COOKIE_TEXT = frozenset(map(chr, range(0x20, 0x7F))) - {";"}
+
+
+def _headers(headers: object) -> httpx.Headers:
+    """Headers that can go on the wire, or a `ValidationError` naming the one that cannot
+    (checked here, not found by a background send)."""
+    if not isinstance(headers, Mapping):
+        raise ValidationError(
+            "headers",
+            f"{type(headers).__name__} is not a mapping",
+            'Pass e.g. {"Authorization": "Bearer <token>"}.',
+        )
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
+            raise ValidationError(
+                "headers", f"{name!r} is not a header name", "Use letters, digits and '-'."
+            )
+        if not isinstance(value, str) or not set(value) <= _FIELD_TEXT:
+            raise ValidationError(
+                f"headers[{name!r}]",
+                "is not a header value (text in visible ASCII, no line breaks)",
+                "Pass the value as the server expects it, e.g. a token as is.",
+            )
+    return httpx.Headers(headers)
+
+
+def _cookies(cookies: object) -> httpx.Cookies | None:
+    """Cookies that can go on the wire (None for none), or a `ValidationError`."""
+    pairs: list[tuple[object, object]]
+    if isinstance(cookies, httpx.Cookies):
+        pairs = [(cookie.name, cookie.value) for cookie in cookies.jar]
+    elif isinstance(cookies, Mapping):
+        pairs = list(cookies.items())
+    else:
+        raise ValidationError(
+            "cookies",
+            f"{type(cookies).__name__} is not a mapping",
+            'Pass e.g. {"session": "<value>"} or an httpx.Cookies.',
+        )
+    for name, value in pairs:
+        if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
+            raise ValidationError(
+                "cookies", f"{name!r} is not a cookie name", "Use letters, digits and '-'."
+            )
+        if not isinstance(value, str) or not set(value) <= _COOKIE_TEXT:
+            raise ValidationError(
+                f"cookies[{name!r}]",
+                "is not a cookie value (ASCII text without ';' or line breaks)",
+                "Pass the value the server set, as it set it.",
+            )
+    if not pairs:
+        return None
+    return (
+        cookies
+        if isinstance(cookies, httpx.Cookies)
+        else httpx.Cookies({str(n): str(v) for n, v in pairs})
+    )
+
+
 def _check_text(field: str, value: object, example: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(
             field, f"{value!r} is not a non-empty string", f"Pass e.g. {example}."
         )
+    check_sendable(field, value)
 
 
 def _time_options(time: bool | TimeOptions) -> TimeOptions:
@@ -388,6 +473,7 @@ def _check_base_url(base_url: object) -> str:
     fix = 'Pass the backend mount, e.g. "https://app.example/api/timeback".'
     if not isinstance(base_url, str):
         raise ValidationError("base_url", f"{base_url!r} is not a URL", fix)
+    check_sendable("base_url", base_url)
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:

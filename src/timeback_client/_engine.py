@@ -16,6 +16,7 @@ objects and no task at all.
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 from typing import Final
 
@@ -86,6 +87,21 @@ class Engine:
                 field,
                 "cannot be combined with http_client",
                 f"Set the {field} on your httpx.AsyncClient, or leave http_client out.",
+            )
+        if (
+            timeout is not None
+            and not isinstance(timeout, httpx.Timeout)
+            and (
+                isinstance(timeout, bool)
+                or not isinstance(timeout, int | float)
+                or not math.isfinite(timeout)
+                or timeout <= 0
+            )
+        ):
+            raise ValidationError(
+                "timeout",
+                f"{timeout!r} is not a positive number of seconds",
+                "Pass e.g. 10.0, or an httpx.Timeout.",
             )
         if sender_tasks is None:
             sender_tasks = DEFAULT_SENDER_TASKS

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict
 
 import attrs
 
@@ -19,9 +19,12 @@ from ._errors import ValidationError
 __all__ = [
     "SUBJECTS",
     "Course",
+    "CourseFields",
     "ErrorContext",
+    "Subject",
     "TimeOptions",
     "Window",
+    "check_sendable",
     "format_timestamp",
     "normalize_run_id",
     "run_id_for",
@@ -76,6 +79,30 @@ def _check_code(_: object, attribute: attrs.Attribute[Any], value: str | None) -
             f"{value!r} is not a non-empty string",
             'Pass the course code as text, e.g. "CS-101", or give subject and grade.',
         )
+    if value is not None:
+        check_sendable("course.code", value)
+
+
+def check_sendable(field: str, value: str) -> None:
+    """Refuse text that cannot go into a heartbeat's JSON as UTF-8: a lone surrogate, which
+    is what ``os.fsdecode`` gives for a file name that is not UTF-8."""
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            field,
+            f"{value!r} holds a lone surrogate ({exc.object[exc.start : exc.end]!r} at "
+            f"{exc.start}), which cannot be sent as UTF-8",
+            "Pass clean text; for a file name, decode it with errors='replace'.",
+        ) from None
+
+
+class CourseFields(TypedDict, total=False):
+    """A course as a mapping: ``{"subject": "Math", "grade": 3}`` or ``{"code": "CS-101"}``."""
+
+    subject: Subject
+    grade: int
+    code: str
 
 
 @attrs.frozen(kw_only=True)
@@ -86,7 +113,7 @@ class Course:
     vendor's server does.
     """
 
-    subject: str | None = attrs.field(default=None, validator=_check_subject)
+    subject: Subject | None = attrs.field(default=None, validator=_check_subject)
     grade: int | None = attrs.field(default=None, validator=_check_grade)
     code: str | None = attrs.field(default=None, validator=_check_code)
 
@@ -99,7 +126,7 @@ class Course:
             )
 
     @classmethod
-    def from_value(cls, value: Course | Mapping[str, Any]) -> Course:
+    def from_value(cls, value: Course | CourseFields | Mapping[str, Any]) -> Course:
         """Accept a `Course` or a mapping such as ``{"subject": "Math", "grade": 3}``."""
         if isinstance(value, Course):
             return value

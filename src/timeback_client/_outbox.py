@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -456,6 +456,31 @@ class Outbox:
         db.execute("UPDATE windows SET owner = ? WHERE owner = ?", (owner, claim))
         return taken
 
+    def waiting_for_others(self, backend: str, identity: str) -> tuple[int, int]:
+        """What earlier owners left for this backend under other identities (which a claim
+        does not take): ``(windows, active ms)``, open windows counted up to their stamp."""
+        db = self._db
+        count, active_ms = db.execute(
+            "SELECT count(*), coalesce(sum(elapsed_ms), 0) FROM windows "
+            "WHERE backend = ? AND identity != ? "
+            "AND owner NOT IN (SELECT owner FROM owners)",
+            (backend, identity),
+        ).fetchone()
+        for *numbers, running, asleep, alive, asleep_then in db.execute(
+            "SELECT c.started_at_ms, c.ended_at_ms, c.elapsed_ms, running, c.suspended_ms, "
+            "s.wall_ms, s.suspended_ms "
+            "FROM checkpoints AS c LEFT JOIN stamps AS s ON s.stamp = c.stamp "
+            "WHERE backend = ? AND identity != ? "
+            "AND owner NOT IN (SELECT owner FROM owners)",
+            (backend, identity),
+        ):
+            stamp = None if alive is None else (alive, asleep_then)
+            elapsed = open_window((*numbers, running, asleep), stamp)[2]
+            if elapsed > 0:
+                count += 1
+                active_ms += elapsed
+        return int(count), int(active_ms)
+
     # -- windows --------------------------------------------------------------------
 
     def add(self, rows: Iterable[WindowRow]) -> None:
@@ -677,13 +702,43 @@ def _check_ours(db: sqlite3.Connection) -> None:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host still runs."""
+    if sys.platform == "win32":  # pragma: no cover - tested with a fake kernel32
+        return windows_process_alive(pid)
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: a check, nothing is sent
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # someone else's process: alive
+    except OSError:
+        return False
     return True
+
+
+_STILL_ACTIVE: Final = 259
+_ERROR_ACCESS_DENIED: Final = 5
+_PROCESS_QUERY_LIMITED_INFORMATION: Final = 0x1000
+
+
+def windows_process_alive(pid: int, kernel32: Any = None) -> bool:
+    """`_process_alive` on Windows, through the Win32 API (``os.kill(pid, 0)`` there would
+    send Ctrl-C to a process group). ``kernel32``: the DLL, or a stand-in in tests."""
+    import ctypes
+
+    if kernel32 is None:  # pragma: no cover - Windows only
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+    if not handle:
+        # Another user's process cannot be opened, yet it runs.
+        return bool(kernel32.GetLastError() == _ERROR_ACCESS_DENIED)
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True  # could not tell: taken as alive (its lease still expires)
+        return code.value == _STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def _merge_bodies(first: bytes, second: bytes) -> bytes | None:

@@ -84,6 +84,7 @@ class Pipeline:
         identity: whose windows these are (the outbox replays them only to the same).
         outbox: the outbox file, or None to keep windows in memory only.
         report: tells the client's ``on_error`` of a problem that belongs to no activity.
+        explicit_identity: whether the app named the identity (see `OutboxOwner`).
     """
 
     __slots__ = (
@@ -112,6 +113,7 @@ class Pipeline:
         identity: str,
         outbox: str | None,
         report: ClientReport,
+        explicit_identity: bool = False,
     ) -> None:
         self.scheduler = scheduler
         self.sender = sender
@@ -127,7 +129,11 @@ class Pipeline:
         self._claim: concurrent.futures.Future[list[StoredWindow]] | None = None
         if outbox is not None:
             self._owner = OutboxOwner(
-                outbox_writer(outbox), backend=backend, identity=identity, report=self._report_soon
+                outbox_writer(outbox),
+                backend=backend,
+                identity=identity,
+                report=self._report_soon,
+                explicit_identity=explicit_identity,
             )
             # What earlier sessions left comes back when the writer has read it (`open`
             # waits for that, briefly).

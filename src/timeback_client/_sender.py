@@ -338,19 +338,25 @@ class HeartbeatSender:
         finally:
             self._in_flight -= 1
         run.busy = False
-        self._apply(run, delivery, outcome)
+        try:
+            self._apply(run, delivery, outcome)
+        except Exception:
+            # A defect in what the outcome is handed to must not end this task (and with
+            # it the engine's task group, which is the app's): log it, and go on.
+            logger.exception("timeback: handling a heartbeat's answer raised; tracking goes on")
+            self._schedule(run, self.clock.read().timeline_ms)
 
     async def _post(self, delivery: Delivery) -> Outcome:
         endpoint = delivery.endpoint
         delivery.sent_version = endpoint.version
-        request = self.http.build_request(
-            "POST",
-            endpoint.url,
-            content=delivery.body,
-            headers=endpoint.request_headers(),
-            cookies=endpoint.cookies or None,
-        )
         try:
+            request = self.http.build_request(
+                "POST",
+                endpoint.url,
+                content=delivery.body,
+                headers=endpoint.request_headers(),
+                cookies=endpoint.cookies or None,
+            )
             auth = httpx.USE_CLIENT_DEFAULT if endpoint.auth is None else endpoint.auth
             response = await self.http.send(request, auth=auth, stream=True)
             try:
@@ -365,8 +371,9 @@ class HeartbeatSender:
             # A transport that decodes eagerly (httpx.MockTransport) raises DecodingError here.
             return Retry(_no_answer(exc))
         except Exception as exc:
-            # An app's own transport or httpx.Auth flow failed: never let it take the
-            # client's task group (and the app) down; keep the window and try again.
+            # An app's own transport or httpx.Auth flow failed, or the request could not be
+            # built: never let it take the client's task group (and the app) down; keep
+            # the window and try again.
             logger.exception("timeback heartbeat: the transport or auth flow raised")
             return Retry(_no_answer(exc))
         return classify(response.status_code, response.headers, body)
@@ -438,11 +445,21 @@ class HeartbeatSender:
         delivery.listener.failed(delivery, error, will_retry=will_retry)
 
 
+_SILENT_ERRORS: Final[dict[type[Exception], str]] = {
+    httpx.ReadTimeout: "no answer within the read timeout",
+    httpx.WriteTimeout: "the request could not be written within the write timeout",
+    httpx.ConnectTimeout: "no connection within the connect timeout",
+    httpx.PoolTimeout: "no free connection in the pool within the pool timeout",
+}
+
+
 def _no_answer(exc: Exception) -> NetworkError:
     # No connection means the request never left; anything later, and the server may have it.
     never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    # httpx's timeouts often carry no message: say what happened rather than nothing.
+    detail = str(exc) or _SILENT_ERRORS.get(type(exc), "no detail given")
     error = NetworkError(
-        f"no answer from the backend: {type(exc).__name__}: {exc}", maybe_received=not never_sent
+        f"no answer from the backend: {type(exc).__name__}: {detail}", maybe_received=not never_sent
     )
     error.__cause__ = exc
     return error

@@ -13,6 +13,7 @@ import atexit
 import functools
 import os
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -25,8 +26,8 @@ import httpx
 from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
 from ._client import DEFAULT_OUTBOX, AsyncTimeback, ClientErrorCallback, Statistics, _Default
 from ._clock import Clock
-from ._errors import LifecycleError
-from ._models import Course, TimeOptions
+from ._errors import LifecycleError, ValidationError
+from ._models import Course, CourseFields, TimeOptions
 
 __all__ = ["Activity", "SyncActivityNamespace", "Timeback"]
 
@@ -186,8 +187,8 @@ class SyncActivityNamespace:
         *,
         id: str,  # noqa: A002 - the contract's name for the activity slug
         name: str,
-        course: Course | Mapping[str, Any],
-        run_id: str | None = None,
+        course: Course | CourseFields,
+        run_id: str | uuid.UUID | None = None,
         time: bool | TimeOptions = True,
         on_error: ErrorCallback | None = None,
         on_flush: FlushCallback | None = None,
@@ -200,7 +201,7 @@ class SyncActivityNamespace:
         SDK's background thread: a GUI hands them to its own thread (Tk:
         ``root.after(0, ...)``; Qt: a queued signal).
         """
-        runtime = self._timeback._runtime()
+        runtime = self._timeback._open_runtime()
         started = runtime.client.activity.start(
             id=id,
             name=name,
@@ -281,6 +282,10 @@ class Timeback:
         on_error: ClientErrorCallback | None = None,
         backend: str = "asyncio",
     ) -> None:
+        if backend not in ("asyncio", "trio"):
+            raise ValidationError(
+                "backend", f"{backend!r} is not an event loop", 'Pass "asyncio" or "trio".'
+            )
         self._make_client = functools.partial(
             AsyncTimeback,
             base_url,
@@ -311,6 +316,13 @@ class Timeback:
             self._rebuild_after_fork()
         return self._current_runtime
 
+    def _open_runtime(self) -> _Runtime:
+        """The runtime, for a call that needs the client open."""
+        runtime = self._runtime()
+        if self._closed:
+            raise LifecycleError("this Timeback is closed; make a new one")
+        return runtime
+
     def _rebuild_after_fork(self) -> None:
         if self._shared_pool:
             raise LifecycleError(
@@ -326,7 +338,7 @@ class Timeback:
 
     def statistics(self) -> Statistics:
         """A snapshot of the client's queues and outbox (see `AsyncTimeback.statistics`)."""
-        return self._runtime().client.statistics()
+        return self._open_runtime().client.statistics()
 
     @property
     def portal(self) -> anyio.from_thread.BlockingPortal:
@@ -342,7 +354,7 @@ class Timeback:
     ) -> None:
         """Replace the credentials; windows held back by a 401 are sent again. Returns at
         once."""
-        self._runtime().client.update_credentials(headers=headers, cookies=cookies, auth=auth)
+        self._open_runtime().client.update_credentials(headers=headers, cookies=cookies, auth=auth)
 
     def close(self) -> None:
         """End the running activity, wait (at most ``flush_timeout``) for delivery, and stop

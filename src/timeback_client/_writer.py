@@ -174,9 +174,12 @@ class OutboxOwner:
         backend: the client's base URL.
         identity: whose windows these are.
         report: tells the client of a problem (must be safe to call from any thread).
+        explicit_identity: whether the app named the identity (``identity=``); if not, a
+            claim also says what waits for other identities (new credentials, a token
+            refreshed since a crash).
     """
 
-    __slots__ = ("backend", "identity", "owner", "report", "writer")
+    __slots__ = ("backend", "explicit_identity", "identity", "owner", "report", "writer")
 
     def __init__(
         self,
@@ -185,12 +188,14 @@ class OutboxOwner:
         backend: str,
         identity: str,
         report: Callable[[TimebackError], None],
+        explicit_identity: bool = False,
     ) -> None:
         self.writer = writer
         self.owner = uuid.uuid4().hex
         self.backend = backend
         self.identity = identity
         self.report = report
+        self.explicit_identity = explicit_identity
         writer._put(functools.partial(writer._join, self), wake=True)
 
     def watch(self, run_id: str, template: bytes, clock: Clock, state: OpenWindow) -> None:
@@ -542,6 +547,20 @@ class OutboxWriter:
             rows = [] if key in done else outbox.claim_orphans(owner.owner, *key)
             done.add(key)
             claimed.append((future, rows))
+            if not owner.explicit_identity:
+                windows, active_ms = outbox.waiting_for_others(*key)
+                if windows:
+                    owner.report(
+                        OutboxError(
+                            f"{windows} window(s), {active_ms} active ms, left in the outbox "
+                            "by earlier sessions of this backend wait for other credentials: "
+                            "without identity=, windows are replayed only under the credentials "
+                            "they were made with, so a token refreshed since a crash leaves "
+                            "them waiting. Pass identity= (a stable id of the student, e.g. "
+                            "your user id) to the client, so that what a crash leaves is "
+                            "replayed whatever the token"
+                        )
+                    )
         return claimed
 
     def _rows(self, diff: _Diff) -> list[WindowRow]:

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -24,6 +25,7 @@ from timeback_client._outbox import (
     WindowRow,
     identity_of,
     open_window,
+    windows_process_alive,
 )
 
 BACKEND = "https://app.example/api/timeback"
@@ -456,3 +458,46 @@ def test_an_outbox_of_schema_version_1_is_migrated_and_its_time_replayed(tmp_pat
     assert db.execute("PRAGMA user_version").fetchone() == (2,)
     assert "running" in {row[1] for row in db.execute("PRAGMA table_info(checkpoints)")}
     db.close()
+
+
+class FakeKernel32:
+    """The few Win32 calls the outbox makes to see whether a process runs."""
+
+    def __init__(self, *, opens: bool, exit_code: int = 259, last_error: int = 87) -> None:
+        self.opens = opens
+        self.exit_code = exit_code
+        self.last_error = last_error
+        self.closed: list[int] = []
+
+    def OpenProcess(self, access: int, inherit: bool, pid: int) -> int:
+        assert access == 0x1000  # PROCESS_QUERY_LIMITED_INFORMATION: no rights to harm
+        return 42 if self.opens else 0
+
+    def GetExitCodeProcess(self, handle: int, code: Any) -> int:
+        code._obj.value = self.exit_code
+        return 1
+
+    def GetLastError(self) -> int:
+        return self.last_error
+
+    def CloseHandle(self, handle: int) -> int:
+        self.closed.append(handle)
+        return 1
+
+
+@pytest.mark.parametrize(
+    ("kernel32", "alive"),
+    [
+        (FakeKernel32(opens=True, exit_code=259), True),  # STILL_ACTIVE
+        (FakeKernel32(opens=True, exit_code=0), False),  # exited
+        (FakeKernel32(opens=False, last_error=87), False),  # no such process
+        (FakeKernel32(opens=False, last_error=5), True),  # another user's, running
+    ],
+)
+def test_on_windows_liveness_is_asked_of_the_win32_api_never_os_kill(
+    kernel32: FakeKernel32, alive: bool
+) -> None:
+    """On Windows, os.kill(pid, 0) sends Ctrl-C to a process group: the outbox asks
+    OpenProcess and GetExitCodeProcess instead, and closes what it opened."""
+    assert windows_process_alive(4321, kernel32) is alive
+    assert kernel32.closed == ([42] if kernel32.opens else [])

@@ -112,10 +112,12 @@ class Presence:
             return False
         try:
             method()
+            ended = self.activity.is_ended  # ended by the app since: the call did nothing
         except RuntimeError:
-            # LifecycleError (a RuntimeError): ended by the app since our last look; a bare
-            # RuntimeError: its client was closed and the SDK's thread is gone. Either way
-            # let go, and never raise into the toolkit's event loop.
+            # Its client was closed and the SDK's thread is gone: let go, and never raise
+            # into the toolkit's event loop.
+            ended = True
+        if ended:
             self._ended()
             return False
         return True
