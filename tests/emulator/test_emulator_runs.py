@@ -75,8 +75,9 @@ async def test_an_unknown_run_names_the_runs_it_has(
 ) -> None:
     run_id = new_run()
     await send(client, window(run_id))
+    mistyped = run_id[:-1] + ("1" if run_id.endswith("0") else "0")
     with pytest.raises(UnknownRun, match=run_id):
-        emulator.run(run_id[:-1] + "0")
+        emulator.run(mistyped)
 
 
 async def test_an_unknown_run_is_404_over_http(
