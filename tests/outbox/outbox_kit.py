@@ -311,6 +311,8 @@ class Tally:
         self.windows_twice = 0
         self.kill_losses_ms: list[int] = []
         self.offline_attempts: list[int] = []
+        self.power_cuts: list[str] = []
+        self.power_cuts_normal: list[str] = []
 
     def add(self, delivery: Delivery, **faults: int) -> None:
         self.windows_sent += delivery.windows
@@ -321,8 +323,9 @@ class Tally:
         )
 
     def lines(self) -> list[str]:
+        cuts = self.power_cuts + self.power_cuts_normal
         if not self.windows_sent and not self.faults:
-            return []
+            return cuts
         worst = max(self.kill_losses_ms, default=None)
         return [
             "faults tried: "
@@ -332,6 +335,7 @@ class Tally:
             f"windows counted twice: {self.windows_twice}",
             f"loss on SIGKILL, ms: {self.kill_losses_ms} (worst {worst})",
             f"attempts during an hour offline: {self.offline_attempts}",
+            *cuts,
         ]
 
 
