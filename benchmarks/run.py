@@ -120,10 +120,23 @@ class Runner:
                             str(seconds),
                         )
                     )
-            bare = [r["cpu_ms_per_heartbeat"] for r in runs["bare"]]
+            all_bare = [r["cpu_ms_per_heartbeat"] for r in runs["bare"]]
+            # A run with no window delivered in its stretch (a machine too busy to start
+            # its students in time) has no figure: it and its pair are left out, and said.
+            bare = [b for b in all_bare if b is not None]
             for mode in modes:
-                values = [r["cpu_ms_per_heartbeat"] for r in runs[mode]]
-                pairs = [v / b for v, b in zip(values, bare, strict=True)]
+                every = [r["cpu_ms_per_heartbeat"] for r in runs[mode]]
+                values = [v for v in every if v is not None]
+                pairs = [
+                    v / b
+                    for v, b in zip(every, all_bare, strict=True)
+                    if v is not None and b is not None
+                ]
+                if len(values) < len(every):
+                    self.log(f"   {mode}: {len(every) - len(values)} run(s) delivered nothing")
+                if not pairs:
+                    lines.append(f"| {k:,} | {interval:g} s | {CPU_LABELS[mode]} | no figure |")
+                    continue
                 ratio = median(pairs)
                 goal = goals.get(mode)
                 verdict = "" if goal is None else _ok(ratio <= goal)
@@ -247,7 +260,7 @@ class Runner:
         ]
         for n, interval, seconds, goal in configs:
             self.log(f"3. punctuality: {n} at {interval} s for {seconds} s x {repeats}")
-            args = (
+            args: tuple[str, ...] = (
                 self.url,
                 self.origin,
                 "--activities",
@@ -278,8 +291,8 @@ class Runner:
             )
         if not self.quick:
             n, interval, seconds, goal = configs[-1]
-            args = (self.url, self.origin, "--activities", str(n), "--interval", str(interval))
-            args += ("--seconds", str(seconds))
+            args = (self.url, self.origin, "--activities", str(n))
+            args += ("--interval", str(interval), "--seconds", str(seconds))
             self.log(f"3. diagnosis: {n} at {interval} s without outbox, and with gc.freeze()")
             none = child("bench_punctuality.py", *args, "--no-outbox")
             frozen = child("bench_punctuality.py", *args, "--freeze")
@@ -473,21 +486,31 @@ def _disk_section(runner: Runner) -> None:
         "against the emulator in the same process (in memory, over no socket: every byte the "
         f"process writes is the outbox's), over {seconds} s after {warmup} s. Transactions "
         "from `Timeback.statistics()`; bytes and write calls from `/proc/self/io` (`wchar`, "
-        "`syscw`, `write_bytes`). The bare row is the floor a per-second checkpoint can reach "
-        "with SQLite's defaults, run in the same way.",
+        "`syscw`, `write_bytes`); `fsync`/`fdatasync` calls counted by `strace` attached "
+        "for the stretch. Every commit is synced (`synchronous=FULL`). The bare row is the "
+        "floor a per-second checkpoint can reach with SQLite's defaults and the same "
+        "durability, run in the same way.",
         "",
-        "| client | transactions/s | wchar | write calls / 30 s | write_bytes | goal | met |",
-        "|---|---|---|---|---|---|---|",
+        "| client | transactions/s | syncs/s | wchar | write calls / 30 s | write_bytes | goal "
+        "| met |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for mode, r in runs.items():
         goal, met = "", ""
+        syncs = r.get("syncs_per_s")
         if mode == "running":
-            ok = r["transactions_per_s"] <= 1.0 and r["wchar_per_s"] <= 4000
-            goal, met = "<= 1 transaction/s, <= 4 KB/s", _ok(ok)
+            ok = (
+                r["transactions_per_s"] <= 1.0
+                and r["wchar_per_s"] <= 4000
+                and (syncs is None or syncs <= 1.05)  # a second's edge may hold one more
+            )
+            goal, met = "<= 1 transaction/s, <= 1 sync/s, <= 4 KB/s", _ok(ok)
             runner.summary.append(
                 (
                     "7. disk, one kiosk activity running",
-                    f"{r['transactions_per_s']:.2f} tx/s, {r['wchar_per_s'] / 1000:.1f} KB/s",
+                    f"{r['transactions_per_s']:.2f} tx/s, "
+                    + ("" if syncs is None else f"{syncs:.2f} syncs/s, ")
+                    + f"{r['wchar_per_s'] / 1000:.1f} KB/s",
                     f"{runs['bare']['wchar_per_s'] / 1000:.1f} KB/s (bare sqlite3)",
                     goal,
                     met,
@@ -495,6 +518,7 @@ def _disk_section(runner: Runner) -> None:
             )
         lines.append(
             f"| {labels[mode]} | {r['transactions_per_s']:.2f} | "
+            f"{'-' if syncs is None else f'{syncs:.2f}'} | "
             f"{r['wchar_per_s'] / 1000:.2f} KB/s | {r['syscw_per_30s']:.0f} | "
             f"{r['write_bytes_per_s'] / 1000:.2f} KB/s | {goal} | {met} |"
         )
