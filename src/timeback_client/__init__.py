@@ -15,7 +15,7 @@ with Timeback("https://app.example/api/timeback", headers={"Authorization": "Bea
 import types as _types
 
 from ._activity import AsyncActivity
-from ._client import AsyncTimeback, Statistics
+from ._client import AsyncTimeback, Statistics, Undelivered
 from ._clock import Clock, Reading, SystemClock, VirtualClock
 from ._engine import Engine, EngineStatistics
 from ._errors import (
@@ -78,6 +78,7 @@ __all__ = [
     "TimeOptions",
     "Timeback",
     "TimebackError",
+    "Undelivered",
     "UndeliveredError",
     "UserResolutionError",
     "ValidationError",

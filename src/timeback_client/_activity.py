@@ -221,6 +221,15 @@ class AsyncActivity:
         self._pipeline.kick()
         return True
 
+    def _cut(self) -> None:
+        """Cut the open window at the caller's instant, so the time so far goes now (for
+        the client's ``flush()``): the next window starts where this one ends."""
+        with self._lock:
+            if self._time.ended or not self._send_time:
+                return
+            self._apply(self._time.cut(self._clock.read()))
+        self._pipeline.kick()
+
     def _end_soon(self) -> None:
         """End now and follow delivery in the background (for a thread that must not wait)."""
         if self._finish():
@@ -291,7 +300,8 @@ class AsyncActivity:
     # -- what the pipeline tells us (RunListener) ----------------------------------------
 
     def delivered(self, window: Window, *, duplicate: bool) -> None:
-        """A window reached the backend: ``on_flush(elapsed_ms)``."""
+        """A window reached the backend (or, with the client disabled, was cut):
+        ``on_flush(elapsed_ms)``."""
         call_safely("on_flush", self._on_flush, window.elapsed_ms)
 
     def failed(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import enum
 import ipaddress
 import logging
+import math
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -25,6 +28,7 @@ from ._models import (
     CourseFields,
     ErrorContext,
     TimeOptions,
+    Window,
     check_sendable,
     normalize_run_id,
 )
@@ -37,10 +41,12 @@ from ._writer import OutboxStatistics
 __all__ = [
     "DEFAULT_OUTBOX",
     "DEFAULT_TIMEOUT",
+    "DISABLED_ENV",
     "ActivityNamespace",
     "AsyncTimeback",
     "ClientErrorCallback",
     "Statistics",
+    "Undelivered",
 ]
 
 logger = logging.getLogger("timeback_client")
@@ -53,6 +59,14 @@ class _Default(enum.Enum):
 DEFAULT_OUTBOX: Final = _Default.OUTBOX
 ClientErrorCallback = Callable[[TimebackError, ErrorContext], object]
 
+# ``TIMEBACK_DISABLED``: a client not told ``enabled=`` sends and stores nothing while it
+# is set to a yes. The words are sentry-python's (``env_to_bool``), case-insensitive. Any
+# other value is refused rather than guessed at: read as "no", a developer's run would
+# send to the real backend; read as "yes", a kiosk would silently record no time.
+DISABLED_ENV: Final = "TIMEBACK_DISABLED"
+_YES: Final = frozenset({"1", "true", "t", "yes", "y", "on"})
+_NO: Final = frozenset({"", "0", "false", "f", "no", "n", "off"})
+
 
 @attrs.frozen(kw_only=True)
 class Statistics:
@@ -61,11 +75,37 @@ class Statistics:
     Attributes:
         engine: the engine's queues and work (shared with its other clients, if any).
         outbox: the outbox writer's (shared by every client of the process on the same
-            file), or None for ``outbox=None``.
+            file), or None for ``outbox=None`` and for a disabled client.
+        enabled: False for a disabled client, which sends and stores nothing.
     """
 
     engine: EngineStatistics
     outbox: OutboxStatistics | None
+    enabled: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class Undelivered:
+    """What ``flush()`` could not deliver before its timeout: falsy when it delivered all.
+
+    The SDK goes on trying these windows (they are in the outbox, if the client has one),
+    except those held for new credentials after a 401, which wait for
+    ``update_credentials()``. Windows the backend refused for good are not here: they
+    were reported to ``on_error``.
+
+    Attributes:
+        windows: the windows still undelivered, oldest first per run.
+    """
+
+    windows: tuple[Window, ...] = ()
+
+    @property
+    def active_ms(self) -> int:
+        """The active milliseconds they carry (for a "3 minutes waiting to send")."""
+        return sum(window.elapsed_ms for window in self.windows)
+
+    def __len__(self) -> int:
+        return len(self.windows)
 
 
 class ActivityNamespace:
@@ -109,7 +149,8 @@ class ActivityNamespace:
             time: True (default options), False (no heartbeats: the server reports time
                 itself), or `TimeOptions`.
             on_error: ``on_error(error, context)`` for each delivery problem.
-            on_flush: ``on_flush(elapsed_ms)`` for each window the backend accepted.
+            on_flush: ``on_flush(elapsed_ms)`` for each window the backend accepted (for
+                a disabled client, each window as it is cut: there is no backend).
             on_pause: called when the activity pauses (by `pause()` or for idleness).
             on_resume: called when it resumes.
 
@@ -189,8 +230,17 @@ class AsyncTimeback:
             expire should pass it.
         on_error: ``on_error(error, context)`` for problems that belong to no running
             activity: windows replayed from earlier sessions, the outbox itself.
+        enabled: False: send and store nothing (for developers' runs and an app's CI);
+            activities, callbacks, totals and the clock work as usual, ``on_flush`` is
+            called for each window as it is cut, and no outbox file is opened or made.
+            None (the default): enabled unless the environment variable
+            ``TIMEBACK_DISABLED`` is a yes (``1``, ``true``, ``yes``, ``on``; case does
+            not matter). An explicit True or False wins over the variable.
 
     Credentials are passed through to httpx and never logged or stored.
+
+    Raises:
+        ValidationError: an argument, or ``TIMEBACK_DISABLED``, is not acceptable.
     """
 
     def __init__(
@@ -209,8 +259,10 @@ class AsyncTimeback:
         outbox: str | os.PathLike[str] | _Default | None = DEFAULT_OUTBOX,
         identity: str | None = None,
         on_error: ClientErrorCallback | None = None,
+        enabled: bool | None = None,
     ) -> None:
         self.base_url = _check_base_url(base_url)
+        self._enabled = _enabled(enabled)
         if engine is not None:
             if not isinstance(engine, Engine):
                 raise ValidationError("engine", f"{engine!r} is not an Engine", "Pass Engine().")
@@ -244,7 +296,13 @@ class AsyncTimeback:
             cookies=None if cookies is None else _cookies(cookies),
             auth=_auth(auth),
         )
-        if outbox is DEFAULT_OUTBOX:
+        if not self._enabled:
+            outbox = None  # nothing is stored: not even the default place is looked up
+            logger.info(
+                "timeback: disabled (%s): nothing is sent or stored",
+                "enabled=False" if enabled is False else DISABLED_ENV,
+            )
+        elif outbox is DEFAULT_OUTBOX:
             outbox = default_outbox_path()
         self._outbox_path = None if outbox is None else os.fspath(outbox)
         if identity is not None:
@@ -263,14 +321,27 @@ class AsyncTimeback:
         return self._engine.clock
 
     @property
+    def enabled(self) -> bool:
+        """Whether the client sends and stores windows (see ``enabled=``)."""
+        return self._enabled
+
+    @property
     def engine(self) -> Engine:
         """The engine this client runs on (its own, or the one it was given)."""
         return self._engine
 
     def statistics(self) -> Statistics:
-        """A snapshot of the engine's queues and of the outbox (while the client is open)."""
+        """A snapshot of the engine's queues and of the outbox (while the client is open).
+
+        A disabled client has no outbox (``outbox`` is None) and says ``enabled=False``;
+        it adds nothing to its engine's queues or attempts.
+        """
         pipeline = self._running_pipeline()
-        return Statistics(engine=self._engine.statistics(), outbox=pipeline.outbox_statistics())
+        return Statistics(
+            engine=self._engine.statistics(),
+            outbox=pipeline.outbox_statistics(),
+            enabled=self._enabled,
+        )
 
     async def __aenter__(self) -> AsyncTimeback:
         if self._state != "new":
@@ -294,6 +365,7 @@ class AsyncTimeback:
             outbox=self._outbox_path,
             report=self._report,
             explicit_identity=self._explicit_identity,
+            enabled=self._enabled,
         )
         self._state = "open"
         try:
@@ -351,6 +423,90 @@ class AsyncTimeback:
             # Outside the shield: the engine's task group was entered before it.
             if self._own_engine:
                 await self._engine.aclose()
+
+    # A timeout argument, not the caller's cancel scope: a cancelled flush could not say
+    # what it left undelivered, and the answer is the point.
+    async def flush(self, timeout: float | None = None) -> Undelivered:  # noqa: ASYNC109
+        """Deliver what is pending now, without ending the activity: before a logout, a
+        sleep or a lesson switch.
+
+        The running activity's time so far is cut into a window at the instant of the
+        call (the next window starts where it ends: nothing is counted twice), then
+        `flush` waits until every window of this client is delivered, or ``timeout``
+        passes. Windows left undelivered are on disk in the outbox by then, if the timeout
+        allows. It never raises for a network failure: it returns what is undelivered,
+        and the SDK goes on trying.
+
+        Args:
+            timeout: the most seconds to wait (0: cut, and do not wait); None: the
+                running (or latest) activity's ``flush_timeout``.
+
+        Returns:
+            What is still undelivered (empty, and falsy, when everything was delivered).
+
+        Raises:
+            ValidationError: ``timeout`` is not a number of seconds >= 0.
+            LifecycleError: the client is not open.
+        """
+        deadline = time.monotonic() + self._flush_seconds(timeout)
+        self._cut()
+        return await self._deliver(deadline)
+
+    def _flush_seconds(self, timeout: object) -> float:
+        if timeout is None:
+            return self.activity.flush_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout < 0
+        ):
+            raise ValidationError(
+                "timeout",
+                f"{timeout!r} is not a number of seconds >= 0",
+                "Pass e.g. 5.0, or None for the activity's flush_timeout.",
+            )
+        return float(timeout)
+
+    def _cut(self) -> None:
+        """The first half of `flush`, at the caller's instant and on its thread."""
+        self._running_pipeline()
+        current = self.activity.current
+        if current is not None:
+            current._cut()
+
+    async def _deliver(self, deadline: float) -> Undelivered:
+        """The second half of `flush`, in the loop: wait until ``deadline``
+        (``time.monotonic()``) for delivery."""
+        pipeline = self._running_pipeline()
+        remaining = max(0.0, deadline - time.monotonic())
+        return Undelivered(windows=await pipeline.flush(anyio.current_time() + remaining))
+
+    def _deliver_soon(self, deadline: float) -> concurrent.futures.Future[Undelivered]:
+        """`_deliver`, started from any thread without waiting for the loop (which an
+        app's callback may be blocking): the answer comes in the future."""
+        pipeline = self._running_pipeline()
+        future: concurrent.futures.Future[Undelivered] = concurrent.futures.Future()
+
+        async def deliver() -> None:
+            try:
+                answer = await self._deliver(deadline)
+            except Exception as exc:  # closed meanwhile: the caller's, not the engine's
+                future.set_exception(exc)
+            except BaseException:
+                future.set_result(self._undelivered())  # the engine is closing
+                raise
+            else:
+                future.set_result(answer)
+
+        pipeline.post(pipeline.spawn, deliver)
+        pipeline.kick()
+        return future
+
+    def _undelivered(self) -> Undelivered:
+        """What is undelivered now (from any thread; for a flush whose wait was cut short)."""
+        pipeline = self._pipeline
+        return Undelivered(windows=() if pipeline is None else pipeline.undelivered())
 
     def update_credentials(
         self,
@@ -440,6 +596,30 @@ def _cookies(cookies: object) -> httpx.Cookies | None:
         cookies
         if isinstance(cookies, httpx.Cookies)
         else httpx.Cookies({str(n): str(v) for n, v in pairs})
+    )
+
+
+def _enabled(enabled: object) -> bool:
+    """``enabled=`` if given, else what ``TIMEBACK_DISABLED`` says (see `DISABLED_ENV`)."""
+    if enabled is not None:
+        if not isinstance(enabled, bool):
+            raise ValidationError(
+                "enabled",
+                f"{enabled!r} is not True, False or None",
+                f"Pass False to send and store nothing, or leave it out to follow {DISABLED_ENV}.",
+            )
+        return enabled
+    value = os.environ.get(DISABLED_ENV, "")
+    word = value.strip().lower()
+    if word in _YES:
+        return False
+    if word in _NO:
+        return True
+    raise ValidationError(
+        DISABLED_ENV,
+        f"{value!r} is not a yes or a no",
+        "Set it to 1 (or true, yes, on) to send and store nothing, or to 0 or nothing to "
+        "send; or pass enabled= to the client.",
     )
 
 

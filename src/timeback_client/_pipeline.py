@@ -15,6 +15,10 @@ The sender reports each attempt's outcome back here, and only here: the pipeline
 the writer (a first attempt, a final answer) and the activity that owns the run (its
 ``on_flush`` and ``on_error``). Windows left by earlier sessions come back from the
 outbox at open (`open`) and take the same route, reported to the client's ``on_error``.
+
+A disabled client (``enabled=False``) has a pipeline that sends and stores nothing: it has
+no outbox, hands no window to the sender, and answers each window itself, in the loop,
+as it is cut (the activity's ``on_flush``), so an app behaves as it would in production.
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ class Pipeline:
         outbox: the outbox file, or None to keep windows in memory only.
         report: tells the client's ``on_error`` of a problem that belongs to no activity.
         explicit_identity: whether the app named the identity (see `OutboxOwner`).
+        enabled: False: send and store nothing (``outbox`` is then ignored); each window
+            is answered here, as it is cut.
     """
 
     __slots__ = (
@@ -96,6 +102,7 @@ class Pipeline:
         "_report",
         "_task_group",
         "backend",
+        "enabled",
         "endpoint",
         "identity",
         "scheduler",
@@ -114,8 +121,10 @@ class Pipeline:
         outbox: str | None,
         report: ClientReport,
         explicit_identity: bool = False,
+        enabled: bool = True,
     ) -> None:
         self.scheduler = scheduler
+        self.enabled = enabled
         self.sender = sender
         self._task_group = task_group
         self.endpoint = endpoint
@@ -127,7 +136,7 @@ class Pipeline:
         self._closed = False
         self._owner: OutboxOwner | None = None
         self._claim: concurrent.futures.Future[list[StoredWindow]] | None = None
-        if outbox is not None:
+        if outbox is not None and enabled:
             self._owner = OutboxOwner(
                 outbox_writer(outbox),
                 backend=backend,
@@ -183,6 +192,9 @@ class Pipeline:
 
         Called under the activity's lock, from any thread; never waits.
         """
+        if not self.enabled:
+            self.scheduler.post(self._answer_locally, window)
+            return
         delivery = Delivery(window=window, endpoint=self.endpoint, listener=self)
         if self._owner is not None:
             self._owner.store(
@@ -205,6 +217,11 @@ class Pipeline:
     def spawn(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
         """Run ``func()`` as a task of the engine (in the loop)."""
         self._task_group.start_soon(func)
+
+    def undelivered(self) -> tuple[Window, ...]:
+        """The windows of this client that the backend does not have yet, oldest first per
+        run. A copy, safe to take from any thread."""
+        return tuple(d.window for d in self.sender.undelivered(self.runs))
 
     def forget_settled(self, keep: Iterable[str] = ()) -> None:
         """Let go of ended runs with nothing left to deliver (a kiosk runs for months)."""
@@ -260,7 +277,20 @@ class Pipeline:
         if not will_retry or delivery.attempts <= 1 or isinstance(error, DuplicateRiskError):
             self._report(error, None)
 
-    # -- opening and closing -----------------------------------------------------------
+    def _answer_locally(self, window: Window) -> None:
+        """A disabled client's window: nothing to send it to, so its activity hears of it
+        at once (``on_flush``), as it would once a backend had it."""
+        logger.debug(
+            "timeback window %s+%d of run %s: not sent (the client is disabled)",
+            window.started_at,
+            window.ended_at_ms - window.started_at_ms,
+            window.run_id,
+        )
+        listener = self._listeners.get(window.run_id)
+        if listener is not None:
+            listener.delivered(window, duplicate=False)
+
+    # -- flushing, opening and closing -----------------------------------------------------------
 
     async def open(self) -> None:
         """Wait, at most `OPEN_WAIT` seconds, for the outbox to hand back what earlier
@@ -331,6 +361,30 @@ class Pipeline:
                     await self.scheduler.wait_for(left)
                     if stopped is not None:
                         await self.scheduler.wait_for(stopped)
+
+    async def flush(self, deadline: float) -> tuple[Window, ...]:
+        """Wait (until ``deadline``, in ``anyio.current_time()``) for every window of this
+        client so far, replays included, to be delivered, refused for good, or held for
+        new credentials; and, if some are left, for the outbox to have them on disk (a
+        sleep or a power cut may follow). The client goes on as before.
+
+        Returns the windows still undelivered (the sender keeps trying them).
+        """
+        if self._closed:
+            return ()
+        # Asked first, since a server that is down takes the whole wait: the writer
+        # commits what it was told (every window cut so far) in the meantime.
+        written = None if self._owner is None else self._owner.writer.flush()
+        with anyio.move_on_at(deadline):
+            if self._claim is not None:
+                await self.scheduler.wait_for(self._claim)
+            self.scheduler.kick()  # the replay, and windows posted from other threads
+            await self.sender.settle(self.runs)
+        left = self.undelivered()
+        if left and written is not None:
+            with anyio.move_on_at(deadline):
+                await self.scheduler.wait_for(written)
+        return left
 
     def _report_undelivered(self) -> None:
         """Windows still undelivered at close: kept in the outbox for the next start, or

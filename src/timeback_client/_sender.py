@@ -217,8 +217,12 @@ class HeartbeatSender:
                 self._schedule(run, now)
 
     def undelivered(self, run_ids: Iterable[str]) -> list[Delivery]:
-        """The windows of these runs that the backend does not have yet."""
-        return [d for r in run_ids if (run := self._runs.get(r)) for d in run.pending]
+        """The windows of these runs that the backend does not have yet.
+
+        Each run's queue is copied in one step (``tuple()`` of a deque, in C), so another
+        thread may take this snapshot while the loop changes the queues.
+        """
+        return [d for r in run_ids if (run := self._runs.get(r)) for d in tuple(run.pending)]
 
     async def settle(self, run_ids: Iterable[str]) -> None:
         """Wait until every window of these runs is delivered, failed for good, or held."""

@@ -3,28 +3,38 @@
 The async client runs in an event loop of its own, in a background thread, through
 anyio's blocking portal, so there is one implementation. `start`, `pause`, `resume` and
 `touch` act on the calling thread, at its instant, and hand the rest to that loop without
-waiting for it; only `end()` and `close()` wait, and never longer than ``flush_timeout``
-(``end(wait=False)`` does not wait at all).
+waiting for it; only `end()`, `flush()` and `close()` wait, and never longer than their
+timeout (``end(wait=False)`` does not wait at all).
 """
 
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import functools
+import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 import anyio.from_thread
 import httpx
 
 from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
-from ._client import DEFAULT_OUTBOX, AsyncTimeback, ClientErrorCallback, Statistics, _Default
+from ._client import (
+    DEFAULT_OUTBOX,
+    AsyncTimeback,
+    ClientErrorCallback,
+    Statistics,
+    Undelivered,
+    _Default,
+)
 from ._clock import Clock
 from ._errors import LifecycleError, ValidationError
 from ._models import Course, CourseFields, TimeOptions
@@ -33,6 +43,11 @@ __all__ = ["Activity", "SyncActivityNamespace", "Timeback"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+logger = logging.getLogger("timeback_client")
+
+# How long past its deadline a waiting thread gives the loop's answer to arrive.
+ANSWER_GRACE: Final = 0.25
 
 
 class _Loop:
@@ -65,6 +80,29 @@ class _Loop:
         if self.stopped:
             return None
         return self.portal.call(func)
+
+    def wait_until(
+        self,
+        deadline: float,
+        start: Callable[[], concurrent.futures.Future[T]],
+        fallback: Callable[[], T],
+    ) -> T:
+        """Start work in the loop (``start()`` must not wait for the loop) and wait for
+        its answer, but never much past ``deadline`` (``time.monotonic()``): if the loop
+        cannot answer by then (an app's SDK callback blocks it), ``fallback()`` answers.
+
+        Not the portal: handing it a task waits for the loop to take it.
+        """
+        self.check_process()
+        future = start()
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()) + ANSWER_GRACE)
+        except concurrent.futures.TimeoutError:
+            logger.warning(
+                "timeback: the SDK's thread did not answer in time (an SDK callback may be "
+                "blocking it); answering from what is known"
+            )
+            return fallback()
 
     def stop(self) -> None:
         self._portal_cm.__exit__(None, None, None)
@@ -280,6 +318,7 @@ class Timeback:
         outbox: str | os.PathLike[str] | _Default | None = DEFAULT_OUTBOX,
         identity: str | None = None,
         on_error: ClientErrorCallback | None = None,
+        enabled: bool | None = None,
         backend: str = "asyncio",
     ) -> None:
         if backend not in ("asyncio", "trio"):
@@ -300,6 +339,7 @@ class Timeback:
             outbox=outbox,
             identity=identity,
             on_error=on_error,
+            enabled=enabled,
         )
         self._backend = backend
         self._shared_pool = http_client is not None
@@ -336,9 +376,49 @@ class Timeback:
         self._current_runtime = _Runtime(self._make_client, self._backend)
         _open_clients.add(self)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the client sends and stores windows (see ``enabled=`` of `AsyncTimeback`)."""
+        return self._current_runtime.client.enabled
+
     def statistics(self) -> Statistics:
         """A snapshot of the client's queues and outbox (see `AsyncTimeback.statistics`)."""
         return self._open_runtime().client.statistics()
+
+    def flush(self, timeout: float | None = None) -> Undelivered:
+        """Deliver what is pending now, without ending the activity: before a logout, a
+        sleep or a lesson switch (see `AsyncTimeback.flush`).
+
+        The running activity's time so far is cut at the instant of the call, on the
+        calling thread; then the call waits for delivery, at most ``timeout`` seconds
+        (give or take a quarter of a second for the answer to cross threads), even if an
+        SDK callback is blocking the SDK's thread. Never raises for a network failure.
+
+        Args:
+            timeout: the most seconds to wait (0: do not wait); None: the activity's
+                ``flush_timeout``.
+
+        Returns:
+            What is still undelivered (empty, and falsy, when everything was delivered).
+
+        Raises:
+            ValidationError: ``timeout`` is not a number of seconds >= 0.
+            LifecycleError: the client is closed, or the call comes from an SDK callback
+                (which runs on the thread it would wait for).
+        """
+        runtime = self._open_runtime()
+        loop, client = runtime.loop, runtime.client
+        loop.check_process()
+        if threading.get_ident() == loop.thread_id:
+            raise LifecycleError(
+                "flush() cannot run inside an SDK callback (it waits for the callback's own "
+                "thread); call it from the app's thread"
+            )
+        deadline = time.monotonic() + client._flush_seconds(timeout)
+        client._cut()
+        return loop.wait_until(
+            deadline, functools.partial(client._deliver_soon, deadline), client._undelivered
+        )
 
     @property
     def portal(self) -> anyio.from_thread.BlockingPortal:

@@ -150,6 +150,17 @@ class Timekeeper:
         self._last_input_ms = now.timeline_ms
         return _NOTHING
 
+    def cut(self, now: Reading) -> Step:
+        """Close the open window at ``now`` so the time so far can be delivered (a flush),
+        without pausing or moving the next heartbeat.
+
+        Cuts nothing when ended, or when the open window holds no active time (while
+        paused, the pause's time goes with the next window, as it would have anyway).
+        """
+        if self.ended or self.ledger.open_window(now) is None:
+            return _NOTHING
+        return Step(self.ledger.cut(now))
+
     def finish(self, now: Reading) -> Step:
         """The activity ends: the last window is cut. Later calls do nothing."""
         if self.ended:

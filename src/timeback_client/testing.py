@@ -91,6 +91,7 @@ def timeback(timeback_emulator: Emulator, virtual_clock: VirtualClock) -> Iterat
         transport=timeback_emulator.transport(),
         clock=virtual_clock,
         outbox=None,
+        enabled=True,  # bound to the emulator: TIMEBACK_DISABLED is for real backends
     ) as client:
         yield client
 
@@ -116,5 +117,6 @@ async def async_timeback(
         transport=timeback_emulator.transport(),
         clock=virtual_clock,
         outbox=None,
+        enabled=True,  # bound to the emulator: TIMEBACK_DISABLED is for real backends
     ) as client:
         yield client

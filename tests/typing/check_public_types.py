@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import uuid
 
-from timeback_client import AsyncTimeback, Course, CourseFields, Timeback, TimeOptions
+from timeback_client import (
+    AsyncTimeback,
+    Course,
+    CourseFields,
+    Timeback,
+    TimeOptions,
+    Undelivered,
+)
 from timeback_client.emulator import Faults
 
 
@@ -49,3 +56,14 @@ def course_fields_spell_a_course() -> None:
     Course.from_value(fields)
     wrong: CourseFields = {"subject": "Maths"}  # type: ignore[typeddict-item]
     del wrong
+
+
+async def the_switches(timeback: Timeback, async_timeback: AsyncTimeback) -> None:
+    Timeback("https://app.example/api/timeback", enabled=False)
+    AsyncTimeback("https://app.example/api/timeback", enabled=None)
+    left: Undelivered = timeback.flush(timeout=2.0)
+    left = await async_timeback.flush()
+    waiting_ms: int = left.active_ms + len(left.windows)
+    del waiting_ms
+    timeback.flush(timeout="5")  # type: ignore[arg-type]
+    Timeback("https://app.example/api/timeback", enabled="no")  # type: ignore[arg-type]

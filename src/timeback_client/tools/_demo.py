@@ -77,6 +77,7 @@ class Story:
             transport=self.emulator.transport(),
             clock=self.clock,
             outbox=None,  # the embedded emulator forgets everything when the demo ends
+            enabled=True,  # its backend is embedded: TIMEBACK_DISABLED is for real ones
         ) as timeback:
             activity = timeback.activity.start(
                 **LESSON,
