@@ -12,6 +12,7 @@ with Timeback("https://app.example/api/timeback", headers={"Authorization": "Bea
 ```
 """
 
+import logging as _logging
 import types as _types
 
 from ._activity import AsyncActivity
@@ -31,6 +32,7 @@ from ._errors import (
     ResponseError,
     ServerUnavailableError,
     TimebackError,
+    TimebackWarning,
     UndeliveredError,
     UserResolutionError,
     ValidationError,
@@ -46,7 +48,11 @@ from ._models import (
     run_id_for,
 )
 from ._sync import Activity, Timeback
+from ._version import VERSION as _VERSION
 from ._writer import OutboxStatistics
+
+__version__: str = _VERSION
+"""The installed version (from the package's metadata; ``"0+unknown"`` if not installed)."""
 
 __all__ = [
     "SUBJECTS",
@@ -78,6 +84,7 @@ __all__ = [
     "TimeOptions",
     "Timeback",
     "TimebackError",
+    "TimebackWarning",
     "Undelivered",
     "UndeliveredError",
     "UserResolutionError",
@@ -86,6 +93,11 @@ __all__ = [
     "Window",
     "run_id_for",
 ]
+
+# A library leaves output to the app (the logging HOWTO): without a handler of its own, the
+# SDK's records would reach Python's last-resort handler, which prints warnings on stderr,
+# over a kiosk's terminal or under a notebook cell. An app that configures logging sees them.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 # Public names report the public module, so tracebacks and docs point users there.
 for _name in __all__:

@@ -319,8 +319,17 @@ class AsyncActivity:
     def _report(
         self, error: DeliveryError, operation: str, *, attempts: int, will_retry: bool
     ) -> None:
-        level = logging.DEBUG if will_retry and attempts > 1 else logging.WARNING
-        logger.log(level, "timeback %s for run %s: %s", operation, self.run_id, error)
+        # Told to on_error, a problem is logged only at DEBUG (the app decides what to show);
+        # without it, at WARNING, and only once for a window being retried.
+        retried = operation == "heartbeat" and will_retry and attempts > 1
+        quiet = self._on_error is not None or retried
+        logger.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "timeback %s for run %s: %s",
+            operation,
+            self.run_id,
+            error,
+        )
         context = ErrorContext(
             operation=operation,
             activity_id=self.id,

@@ -22,7 +22,7 @@ import httpx
 from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
 from ._clock import Clock
 from ._engine import DEFAULT_TIMEOUT, Engine, EngineStatistics
-from ._errors import DeliveryError, LifecycleError, TimebackError, ValidationError
+from ._errors import DeliveryError, LifecycleError, TimebackError, ValidationError, warn
 from ._models import (
     Course,
     CourseFields,
@@ -385,8 +385,10 @@ class AsyncTimeback:
         return self._pipeline
 
     def _report(self, error: TimebackError, context: ErrorContext | None = None) -> None:
-        """A problem that belongs to no running activity: log it and tell ``on_error``."""
-        logger.warning("timeback: %s", error)
+        """A problem that belongs to no running activity: tell ``on_error``, or without
+        one, the log (a problem the app is told of is logged only at DEBUG)."""
+        level = logging.WARNING if self._on_error is None else logging.DEBUG
+        logger.log(level, "timeback: %s", error)
         if context is None:
             window = error.window if isinstance(error, DeliveryError) else None
             context = ErrorContext(
@@ -663,10 +665,11 @@ def _check_base_url(base_url: object) -> str:
     if url.query or url.fragment:
         raise ValidationError("base_url", "has a query or fragment", fix)
     if url.scheme == "http" and not _is_loopback(url.host):
-        logger.warning(
-            "timeback base_url %s is plain http: credentials would cross the network "
-            "unencrypted; use https",
-            url.host,
+        # The host only: a URL may carry credentials (user:password@), which are never shown.
+        warn(
+            f"base_url to {url.host} is plain http: the app's credentials and the student's "
+            "time would cross the network unencrypted. Use https:// (plain http is for this "
+            "machine only: localhost, 127.0.0.1, ::1)."
         )
     return base_url.rstrip("/")
 

@@ -16,18 +16,27 @@ TimebackError
     ├── NetworkError                         no answer (connection failed, timeout): retried
     ├── DuplicateRiskError                   unanswered for over 5 minutes: may count twice
     └── UndeliveredError                     windows still undelivered when a flush deadline passed
+
+TimebackWarning (a UserWarning)              an avoidable mistake in how the SDK is called
 ```
 
 Every `DeliveryError` says in ``retryable`` whether the SDK sends the window concerned
 again, and the retry policy (`_wire.classify` and the sender) is what sets it, so the two
 cannot disagree. Delivery errors never escape a public method: they reach the app through
-``on_error(error, context)`` (and the ``timeback_client`` logger), and tracking goes on.
-httpx exceptions are converted to `NetworkError` in one place, the sender.
+``on_error(error, context)`` (or, without one, the ``timeback_client`` logger), and
+tracking goes on. httpx exceptions are converted to `NetworkError` in one place, the sender.
+
+A call that works but is probably a mistake (a plain-http ``base_url`` to another machine)
+issues a `TimebackWarning` through `warnings`, pointing at the app's line, so the app's
+warning filters decide what becomes of it (``-W error`` in its tests).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import sys
+import warnings
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from ._models import Window
@@ -45,10 +54,15 @@ __all__ = [
     "ResponseError",
     "ServerUnavailableError",
     "TimebackError",
+    "TimebackWarning",
     "UndeliveredError",
     "UserResolutionError",
     "ValidationError",
+    "warn",
 ]
+
+# Frames from here down are the SDK's own; a warning is meant for the first frame above.
+_PACKAGE_DIR: Final = os.path.dirname(__file__) + os.sep
 
 
 class TimebackError(Exception):
@@ -238,3 +252,23 @@ class UndeliveredError(DeliveryError):
         super().__init__(message, retryable=retryable)
         self.windows = windows
         self.active_ms = sum(w.elapsed_ms for w in windows)
+
+
+class TimebackWarning(UserWarning):
+    """A call that works but is probably a mistake (e.g. a plain-http ``base_url`` to a
+    host that is not this machine). Issued through `warnings`; filter it as any other."""
+
+
+def warn(message: str) -> None:
+    """Issue a `TimebackWarning` attributed to the app's line that called the SDK.
+
+    The SDK's own frames are skipped however deep the call began (``Timeback`` builds an
+    ``AsyncTimeback``, which checks its arguments), as Python 3.12's ``skip_file_prefixes``
+    would, on every supported Python.
+    """
+    frame = sys._getframe(1)
+    stacklevel = 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        stacklevel += 1
+    warnings.warn(message, TimebackWarning, stacklevel=stacklevel)

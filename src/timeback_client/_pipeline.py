@@ -242,15 +242,6 @@ class Pipeline:
         window = delivery.window
         if self._owner is not None:
             self._owner.settled(_key(window))
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "timeback window %s+%d of run %s: %s after %d attempt(s)",
-                window.started_at,
-                window.ended_at_ms - window.started_at_ms,
-                window.run_id,
-                "duplicate" if duplicate else "accepted",
-                delivery.attempts,
-            )
         listener = self._listeners.get(window.run_id)
         if listener is not None:
             listener.delivered(window, duplicate=duplicate)
@@ -396,8 +387,9 @@ class Pipeline:
         for run_id, deliveries in by_run.items():
             fate = "kept in the outbox for the next start" if kept else "lost"
             error = UndeliveredError(
-                f"{len(deliveries)} window(s) of run {run_id} were not delivered before "
-                f"close: {fate}",
+                f"{len(deliveries)} window(s) of run {run_id} "
+                f"({sum(d.window.elapsed_ms for d in deliveries)} active ms) were not delivered "
+                f"before close: {fate}",
                 windows=tuple(d.window for d in deliveries),
             )
             context = ErrorContext(
@@ -411,7 +403,6 @@ class Pipeline:
             if listener is None:
                 self._report(error, context)
             else:
-                logger.warning("timeback close: %s (%d active ms)", error, error.active_ms)
                 listener.failed(
                     deliveries[0].window,
                     error,

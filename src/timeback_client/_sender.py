@@ -24,6 +24,7 @@ import heapq
 import itertools
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Final, Protocol
@@ -36,12 +37,23 @@ import httpx
 from ._clock import Clock
 from ._errors import DeliveryError, DuplicateRiskError, NetworkError
 from ._models import Window
+from ._version import VERSION
 from ._wire import MAX_ERROR_BODY, Delivered, Held, Outcome, Rejected, Retry, classify
 
-__all__ = ["Backoff", "Delivery", "DeliveryListener", "Endpoint", "HeartbeatSender"]
+__all__ = [
+    "PRODUCT",
+    "Backoff",
+    "Delivery",
+    "DeliveryListener",
+    "Endpoint",
+    "HeartbeatSender",
+    "user_agent",
+]
 
 logger = logging.getLogger("timeback_client")
 
+# The SDK's product token (RFC 9110 User-Agent), first in every heartbeat's User-Agent.
+PRODUCT: Final = f"timeback-client/{VERSION}"
 DEFAULT_SENDER_TASKS: Final = 8
 # How long an idle sender task waits for the next window before it ends, in ms.
 LINGER_MS: Final = 1_000
@@ -78,16 +90,18 @@ class Endpoint:
     cookies: httpx.Cookies | None = None  # None: no cookies (a CookieJar costs memory)
     auth: httpx.Auth | None = None
     version: int = 0  # bumped on new credentials, so a late 401 for old ones is not held
-    _sent_headers: tuple[int, httpx.Headers] | None = attrs.field(default=None, repr=False)
+    _sent_headers: tuple[int, str, httpx.Headers] | None = attrs.field(default=None, repr=False)
 
-    def request_headers(self) -> httpx.Headers:
-        """The headers of a heartbeat request: the app's, and the JSON content type."""
+    def request_headers(self, user_agent: str) -> httpx.Headers:
+        """The headers of a heartbeat request: ``user_agent`` unless the app's headers
+        name their own ``User-Agent``, the app's headers, and the JSON content type."""
         cached = self._sent_headers
-        if cached is None or cached[0] != self.version:
-            merged = httpx.Headers(self.headers)
+        if cached is None or cached[0] != self.version or cached[1] != user_agent:
+            merged = httpx.Headers({"user-agent": user_agent})
+            merged.update(self.headers)  # the app's own User-Agent replaces the SDK's
             merged["content-type"] = "application/json"
-            cached = self._sent_headers = (self.version, merged)
-        return cached[1]
+            cached = self._sent_headers = (self.version, user_agent, merged)
+        return cached[2]
 
 
 @attrs.define(eq=False, slots=True)
@@ -329,8 +343,9 @@ class HeartbeatSender:
         else:
             self.retries += 1
         self._in_flight += 1
+        started = time.perf_counter()
         try:
-            outcome = await self._post(delivery)
+            outcome, status = await self._post(delivery)
         except BaseException:
             # Interrupted (the owner is closing): unanswered, so it goes again.
             run.busy = False
@@ -342,6 +357,8 @@ class HeartbeatSender:
         finally:
             self._in_flight -= 1
         run.busy = False
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_answer(delivery, status, outcome, time.perf_counter() - started)
         try:
             self._apply(run, delivery, outcome)
         except Exception:
@@ -350,7 +367,8 @@ class HeartbeatSender:
             logger.exception("timeback: handling a heartbeat's answer raised; tracking goes on")
             self._schedule(run, self.clock.read().timeline_ms)
 
-    async def _post(self, delivery: Delivery) -> Outcome:
+    async def _post(self, delivery: Delivery) -> tuple[Outcome, int | None]:
+        """Send one attempt: what its answer means, and its HTTP status (None: no answer)."""
         endpoint = delivery.endpoint
         delivery.sent_version = endpoint.version
         try:
@@ -358,7 +376,7 @@ class HeartbeatSender:
                 "POST",
                 endpoint.url,
                 content=delivery.body,
-                headers=endpoint.request_headers(),
+                headers=endpoint.request_headers(user_agent(self.http)),
                 cookies=endpoint.cookies or None,
             )
             auth = httpx.USE_CLIENT_DEFAULT if endpoint.auth is None else endpoint.auth
@@ -373,14 +391,15 @@ class HeartbeatSender:
                 await response.aclose()
         except (httpx.TransportError, httpx.DecodingError) as exc:
             # A transport that decodes eagerly (httpx.MockTransport) raises DecodingError here.
-            return Retry(_no_answer(exc))
+            return Retry(_no_answer(exc)), None
         except Exception as exc:
             # An app's own transport or httpx.Auth flow failed, or the request could not be
             # built: never let it take the client's task group (and the app) down; keep
-            # the window and try again.
-            logger.exception("timeback heartbeat: the transport or auth flow raised")
-            return Retry(_no_answer(exc))
-        return classify(response.status_code, response.headers, body)
+            # the window and try again. The error (its cause attached) is reported like any
+            # other; the traceback is here for whoever follows the windows at DEBUG.
+            logger.debug("timeback heartbeat: the transport or auth flow raised", exc_info=True)
+            return Retry(_no_answer(exc)), None
+        return classify(response.status_code, response.headers, body), response.status_code
 
     def _apply(self, run: _Run, delivery: Delivery, outcome: Outcome) -> None:
         if self._runs.get(run.run_id) is not run:
@@ -447,6 +466,41 @@ class HeartbeatSender:
             retryable=will_retry,
         )
         delivery.listener.failed(delivery, error, will_retry=will_retry)
+
+
+def user_agent(http: httpx.AsyncClient) -> str:
+    """``timeback-client/<version>`` followed by what the pool would send by itself: httpx's
+    own (``python-httpx/<version>``), or the ``User-Agent`` set on a caller-owned client."""
+    underlying = http.headers.get("user-agent")
+    return f"{PRODUCT} {underlying}" if underlying else PRODUCT
+
+
+def _log_answer(delivery: Delivery, status: int | None, outcome: Outcome, latency: float) -> None:
+    """One DEBUG line per attempt: which window, how it went, how long it took. It names
+    the run and the window's time, never the request's headers, cookies or auth."""
+    window = delivery.window
+    match outcome:
+        case Delivered(duplicate=duplicate):
+            result = "duplicate (the backend had it)" if duplicate else "accepted"
+        case Retry(error=error, max_attempts=limit):
+            final = limit is not None and delivery.attempts >= limit
+            result = f"{'given up' if final else 'to retry'}: {type(error).__name__}"
+        case Rejected(error=error):
+            result = f"refused: {type(error).__name__}"
+        case Held(error=error):
+            result = f"held until update_credentials(): {type(error).__name__}"
+    logger.debug(
+        "timeback heartbeat run=%s window=%s elapsed_ms=%d paused_ms=%d attempt=%d "
+        "status=%s latency_ms=%d: %s",
+        window.run_id,
+        window.started_at,
+        window.elapsed_ms,
+        window.paused_ms,
+        delivery.attempts,
+        "none" if status is None else status,
+        round(latency * 1000),
+        result,
+    )
 
 
 _SILENT_ERRORS: Final[dict[type[Exception], str]] = {

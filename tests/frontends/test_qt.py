@@ -43,7 +43,7 @@ def qapp() -> QApplication:
 
 @pytest.fixture
 def timeback(recorder: Recorder) -> Iterator[Timeback]:
-    with Timeback("http://backend.test/api/timeback", transport=recorder.transport) as client:
+    with Timeback("http://backend.localhost/api/timeback", transport=recorder.transport) as client:
         yield client
 
 

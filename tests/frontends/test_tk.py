@@ -22,7 +22,7 @@ COURSE = {"subject": "Math", "grade": 3}
 
 @pytest.fixture
 def timeback(recorder: Recorder) -> Iterator[Timeback]:
-    with Timeback("http://backend.test/api/timeback", transport=recorder.transport) as client:
+    with Timeback("http://backend.localhost/api/timeback", transport=recorder.transport) as client:
         yield client
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+import timeback_client
 from timeback_client import (
     AsyncTimeback,
     Course,
@@ -33,6 +34,8 @@ def accepted(timeback: Timeback, async_timeback: AsyncTimeback) -> None:
     )
     TimeOptions(heartbeat_interval=15, idle_timeout=None)
     Faults().add(status=502, code="INTERNAL_ERROR", count=2)
+    version: str = timeback_client.__version__
+    assert issubclass(timeback_client.TimebackWarning, UserWarning), version
 
 
 def rejected(timeback: Timeback) -> None:

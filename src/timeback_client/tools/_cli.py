@@ -6,7 +6,8 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
+
+from .. import __version__
 
 __all__ = ["main"]
 
@@ -34,19 +35,12 @@ def _count(text: str) -> int:
     return value
 
 
-def _version() -> str:
-    try:
-        return version("timeback-client")
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree
-        return "unknown"
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="timeback-client",
         description="Timeback activity time tracking outside the browser.",
     )
-    parser.add_argument("--version", action="version", version=f"timeback-client {_version()}")
+    parser.add_argument("--version", action="version", version=f"timeback-client {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(

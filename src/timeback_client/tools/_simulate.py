@@ -17,13 +17,10 @@ time the students spent, run by run, and its problem list is reported.
 
 from __future__ import annotations
 
-import logging
 import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Final, TextIO
 
 import anyio
@@ -424,21 +421,6 @@ def _emulator_totals(runs: list[dict[str, Any]], problems: list[dict[str, Any]])
     )
 
 
-@contextmanager
-def _sdk_logs_muted() -> Iterator[None]:
-    """Delivery problems are counted in the report; don't let them scribble over the bar."""
-    logger = logging.getLogger("timeback_client")
-    if logger.handlers or logging.getLogger().handlers:
-        yield  # the host configured logging: leave it alone
-        return
-    handler = logging.NullHandler()
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-
-
 def simulate(config: Simulation, *, progress_out: TextIO | None = None) -> Report:
     """Run a simulation and return its report (blocking)."""
     from ._emulator_process import EmulatorProcess, ScaledTime
@@ -446,25 +428,23 @@ def simulate(config: Simulation, *, progress_out: TextIO | None = None) -> Repor
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     progress = ProgressLine(progress_out or sys.stderr)
     clock = ScaledClock(config.speed)
-    with _sdk_logs_muted():
-        if config.server is not None:
-            outcome = anyio.run(_drive, config, seed, clock, config.server, None, progress)
-            return _report(config, seed, outcome, config.server, None)
-        students = {
-            f"sim-student-{i:05d}": f"student{i:05d}@sim.example.edu"
-            for i in range(config.students)
-        }
-        progress.note(f"starting the emulator in its own process for {config.students} students")
-        with EmulatorProcess(students, scaled_time=ScaledTime.of(clock)) as emulator:
-            outcome = anyio.run(
-                _drive, config, seed, clock, emulator.base_url, emulator.origin, progress
-            )
-            progress.note("fetching the emulator's totals and problems")
-            totals = _emulator_totals(
-                emulator.get_json("/_emulator/runs")["runs"],
-                emulator.get_json("/_emulator/problems")["problems"],
-            )
-        return _report(config, seed, outcome, f"emulator at {emulator.base_url}", totals)
+    if config.server is not None:
+        outcome = anyio.run(_drive, config, seed, clock, config.server, None, progress)
+        return _report(config, seed, outcome, config.server, None)
+    students = {
+        f"sim-student-{i:05d}": f"student{i:05d}@sim.example.edu" for i in range(config.students)
+    }
+    progress.note(f"starting the emulator in its own process for {config.students} students")
+    with EmulatorProcess(students, scaled_time=ScaledTime.of(clock)) as emulator:
+        outcome = anyio.run(
+            _drive, config, seed, clock, emulator.base_url, emulator.origin, progress
+        )
+        progress.note("fetching the emulator's totals and problems")
+        totals = _emulator_totals(
+            emulator.get_json("/_emulator/runs")["runs"],
+            emulator.get_json("/_emulator/problems")["problems"],
+        )
+    return _report(config, seed, outcome, f"emulator at {emulator.base_url}", totals)
 
 
 def _report(
