@@ -199,8 +199,12 @@ class HeartbeatSender:
 
     @property
     def queued(self) -> int:
-        """Windows waiting to be delivered (held ones included)."""
-        return sum(len(run.pending) for run in self._runs.values())
+        """Windows waiting to be delivered (held ones included).
+
+        ``list()`` of the runs is one step (in C), so the blocking client may read this from
+        the app's thread while the loop adds and removes runs.
+        """
+        return sum(len(run.pending) for run in list(self._runs.values()))
 
     @property
     def in_flight(self) -> int:
