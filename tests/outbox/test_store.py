@@ -455,8 +455,9 @@ def test_an_outbox_of_schema_version_1_is_migrated_and_its_time_replayed(tmp_pat
     db.close()
     assert Owner(path).claim() == [(RUN, 900, open_part.to_bytes())]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone() == (2,)
+    assert db.execute("PRAGMA user_version").fetchone() == (3,)
     assert "running" in {row[1] for row in db.execute("PRAGMA table_info(checkpoints)")}
+    assert "source" in {row[1] for row in db.execute("PRAGMA table_info(moves_in)")}
     db.close()
 
 
