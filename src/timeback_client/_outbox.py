@@ -863,7 +863,7 @@ def _check_ours(db: sqlite3.Connection) -> None:
 
 def _process_alive(pid: int) -> bool:
     """Whether process ``pid`` on this host still runs."""
-    if sys.platform == "win32":  # pragma: no cover - tested with a fake kernel32
+    if sys.platform == "win32":
         return windows_process_alive(pid)
     try:
         os.kill(pid, 0)  # signal 0: a check, nothing is sent
@@ -886,7 +886,7 @@ def windows_process_alive(pid: int, kernel32: Any = None) -> bool:
     send Ctrl-C to a process group). ``kernel32``: the DLL, or a stand-in in tests."""
     import ctypes
 
-    if kernel32 is None:  # pragma: no cover - Windows only
+    if kernel32 is None:
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
     handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
     if not handle:
