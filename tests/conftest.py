@@ -6,11 +6,15 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def private_cache(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each test gets its own cache directory, so the default outbox is its own."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+def private_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own state and cache directories, so the default outbox (and
+    its former place) is its own, in child processes too: the XDG variables on Linux,
+    and on macOS and Windows those platformdirs honours there (from 4.8 on)."""
+    state, cache = tmp_path_factory.mktemp("state"), tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("WIN_PD_OVERRIDE_LOCAL_APPDATA", str(state))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("LOCALAPPDATA", str(cache))
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -32,7 +32,8 @@ from ._models import (
     check_sendable,
     normalize_run_id,
 )
-from ._outbox import default_outbox_path, identity_of
+from ._outbox import identity_of
+from ._outbox_home import default_outbox_path
 from ._pipeline import Pipeline, call_safely
 from ._sender import Endpoint
 from ._wire import heartbeat_url
@@ -53,7 +54,7 @@ logger = logging.getLogger("timeback_client")
 
 
 class _Default(enum.Enum):
-    OUTBOX = "the user's cache directory"
+    OUTBOX = "the user's state directory"
 
 
 DEFAULT_OUTBOX: Final = _Default.OUTBOX
@@ -222,8 +223,10 @@ class AsyncTimeback:
         clock: where time comes from (a `VirtualClock` in tests).
         sender_tasks: the most heartbeats in flight at once.
         outbox: the SQLite file that keeps windows until the backend has them, so a crash
-            or an hour offline loses nothing (default: in the user's cache directory);
-            None keeps them in memory only.
+            or an hour offline loses nothing (default: ``timeback-client/outbox.sqlite3``
+            in the user's state directory: ``$XDG_STATE_HOME`` or ``~/.local/state`` on
+            Linux, ``~/Library/Application Support`` on macOS, ``%LOCALAPPDATA%`` on
+            Windows); None keeps them in memory only.
         identity: a stable id of the student (e.g. your user id): windows left by a crash
             are replayed only to the same identity. The default, a one-way fingerprint of
             the credentials, changes when a token is refreshed, so a kiosk whose tokens

@@ -67,7 +67,7 @@ def _system_clocks() -> tuple[Callable[[], int], Callable[[], int]]:
     return time.monotonic_ns, time.monotonic_ns
 
 
-def _windows_unbiased_ns() -> Callable[[], int] | None:  # pragma: no cover - Windows only
+def _windows_unbiased_ns() -> Callable[[], int] | None:
     import ctypes
 
     try:

@@ -8,8 +8,9 @@ loses at most that last second. The next process that opens the outbox for the s
 replays what was left, with the exact bytes first written.
 
 Storage is one SQLite file in WAL mode, private to the user (mode 0600 in a 0700
-directory), written by one connection per process (the writer's). Each client is an
-*owner* with a lease its process renews; rows belong to one owner at a time, and only rows
+directory), written by one connection per process (the writer's); where it lives by
+default, and how what its former place holds reaches it, is `_outbox_home`'s. Each client
+is an *owner* with a lease its process renews; rows belong to one owner at a time, and only rows
 of owners whose lease ran out, whose process is gone, or who left, can be claimed, in one
 transaction. Credentials are never stored: a window keeps only the SHA-256 *identity* of
 the credentials it was sent with, so it is replayed only as the same student.
@@ -29,7 +30,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,12 +42,12 @@ from ._models import Course, Window
 __all__ = [
     "DEFAULT_MAX_WINDOWS",
     "LEASE_SECONDS",
+    "MOVE_PREFIX",
     "CheckpointRow",
     "Outbox",
     "OutboxError",
     "StoredWindow",
     "WindowRow",
-    "default_outbox_path",
     "identity_of",
     "open_window",
     "window_body",
@@ -54,9 +55,11 @@ __all__ = [
 
 DEFAULT_MAX_WINDOWS: Final = 50_000
 LEASE_SECONDS: Final = 15.0
-_SCHEMA_VERSION: Final = 2
+_SCHEMA_VERSION: Final = 3
 _APPLICATION_ID: Final = 0x54424B31  # "TBK1": tells our file from any other SQLite file
 _PAGE_SIZE: Final = 1024
+# Owner names of windows on their way to another outbox file (see `mark_for_move`).
+MOVE_PREFIX: Final = "move-"
 # What a commit waits for: FULL, a sync of the WAL, so a committed window survives a power
 # cut, not only a crash of the process.
 SYNCHRONOUS: Final = "FULL"
@@ -171,17 +174,6 @@ def identity_of(base_url: str, headers: Mapping[str, str], cookies: Mapping[str,
     return digest.hexdigest()
 
 
-def default_outbox_path(app_name: str = "timeback-client") -> Path:
-    """The per-user cache location, by platform convention."""
-    if sys.platform == "win32":  # pragma: no cover - Windows only
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / app_name / "Cache" / "outbox.sqlite3"
-    if sys.platform == "darwin":  # pragma: no cover - macOS only
-        return Path.home() / "Library" / "Caches" / app_name / "outbox.sqlite3"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / app_name / "outbox.sqlite3"
-
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS owners (
     owner TEXT PRIMARY KEY,
@@ -218,6 +210,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 # Version 2: a checkpoint is the open window as of its last change, and whether it was
 # counting then; a stamp, written once a second, says until when its process was alive.
+# Version 3: the moves from another outbox file that reached this one (`record_move`).
 _MIGRATIONS: Final = {
     2: (
         "ALTER TABLE checkpoints ADD COLUMN running INTEGER NOT NULL DEFAULT 0",
@@ -227,6 +220,7 @@ _MIGRATIONS: Final = {
         "wall_ms INTEGER NOT NULL, suspended_ms INTEGER NOT NULL)",
         "CREATE INDEX IF NOT EXISTS checkpoints_owner ON checkpoints (owner)",
     ),
+    3: ("CREATE TABLE IF NOT EXISTS moves_in (marker TEXT PRIMARY KEY, source TEXT NOT NULL)",),
 }
 
 
@@ -256,10 +250,11 @@ class Outbox:
             oldest.
         busy_timeout: how long a write waits for another process's lock before it fails
             (the writer then keeps what it had and tries again later).
+        create: False to open only an existing outbox, and leave any other file alone.
 
     Raises:
-        OutboxError: the file is not an outbox (it is moved aside, and a new one made),
-            or cannot be created.
+        OutboxError: the file is not an outbox (it is moved aside, and a new one made;
+            with ``create=False`` it is left as it is), or cannot be created or opened.
     """
 
     def __init__(
@@ -268,14 +263,21 @@ class Outbox:
         *,
         max_windows: int = DEFAULT_MAX_WINDOWS,
         busy_timeout: float = 10.0,
+        create: bool = True,
     ) -> None:
         self.path = Path(path)
         self.max_windows = max_windows
         self._busy_timeout = busy_timeout
         self.set_aside: Path | None = None
-        self._db = self._open()
+        self._db = self._open() if create else self._open_existing()
 
     # -- opening --------------------------------------------------------------------
+
+    def _open_existing(self) -> sqlite3.Connection:
+        try:
+            return self._connect(create=False)
+        except sqlite3.DatabaseError as exc:
+            raise OutboxError(f"cannot use the outbox {self.path}: {exc}") from exc
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -300,14 +302,22 @@ class Outbox:
         except sqlite3.DatabaseError as exc:
             raise OutboxError(f"cannot create outbox {self.path}: {exc}") from exc
 
-    def _connect(self) -> sqlite3.Connection:
-        # Create the file private before SQLite does, so it is never readable by others.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
+    def _connect(self, *, create: bool = True) -> sqlite3.Connection:
+        if create:
+            # Create the file private before SQLite does, so it is never readable by others.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
         with contextlib.suppress(OSError):
             os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
+        # Without create, SQLite's own "rw" mode: a file gone since it was looked for is
+        # an error, never a new file.
+        name = self.path if create else f"{self.path.absolute().as_uri()}?mode=rw"
         db = sqlite3.connect(
-            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            name,
+            timeout=self._busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=not create,
         )
         try:
             # Look before writing anything (switching to WAL rewrites the header): a file
@@ -422,39 +432,15 @@ class Outbox:
         # Rows taken over carry this mark until they are returned: the owner's own rows,
         # also those of this very transaction, are never among them.
         claim = f"{owner}:claim"
-        # Orphans belong to owners no longer registered: found through the owner index,
-        # not by reading every row of this backend and identity.
-        gone = [
-            row[0]
-            for row in db.execute(
-                "SELECT DISTINCT owner FROM windows WHERE owner NOT IN (SELECT owner FROM owners) "
-                "UNION SELECT DISTINCT owner FROM checkpoints "
-                "WHERE owner NOT IN (SELECT owner FROM owners)"
-            )
-            if row[0] != owner and not row[0].endswith(":claim")
-        ]
+        gone = [name for name in self._gone_owners() if name != owner]
         if not gone:
             return []
         marks = ",".join("?" * len(gone))
-        select = (
-            "SELECT run_id, identity, c.started_at_ms, c.ended_at_ms, c.elapsed_ms, body, "
-            "running, c.suspended_ms, s.wall_ms, s.suspended_ms "
-            "FROM checkpoints AS c LEFT JOIN stamps AS s ON s.stamp = c.stamp "
-            "WHERE backend = ? AND identity = ? AND owner IN (" + marks + ")"
+        self._close_open_windows(
+            "backend = ? AND identity = ? AND owner IN (" + marks + ")",
+            (backend, identity, *gone),
+            claim,
         )
-        orphans = db.execute(select, (backend, identity, *gone)).fetchall()
-        for run_id, ident, *numbers, template, running, asleep, alive, asleep_then in orphans:
-            db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
-            stamp = None if alive is None else (alive, asleep_then)
-            start, end, elapsed = open_window((*numbers, running, asleep), stamp)
-            body = window_body(bytes(template), start, end, elapsed) if elapsed > 0 else None
-            if body is None:
-                continue  # an empty open window, or an unreadable one: nothing to replay
-            db.execute(
-                "INSERT OR IGNORE INTO windows (backend, identity, run_id, started_at_ms, "
-                "ended_at_ms, elapsed_ms, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (backend, ident, run_id, start, end, elapsed, body, claim),
-            )
         db.execute(
             f"UPDATE windows SET owner = ? WHERE owner IN ({marks}) "  # noqa: S608 - only placeholders
             "AND backend = ? AND identity = ?",
@@ -465,6 +451,52 @@ class Outbox:
         )
         db.execute("UPDATE windows SET owner = ? WHERE owner = ?", (owner, claim))
         return taken
+
+    def _gone_owners(self) -> list[str]:
+        """Owners of rows who are no longer registered: found through the owner index, not
+        by reading every row. Names ending in ``:claim`` are rows being taken over (by a
+        claim within its transaction, or by a move, see `mark_for_move`): never orphans."""
+        return [
+            row[0]
+            for row in self._db.execute(
+                "SELECT DISTINCT owner FROM windows WHERE owner NOT IN (SELECT owner FROM owners) "
+                "UNION SELECT DISTINCT owner FROM checkpoints "
+                "WHERE owner NOT IN (SELECT owner FROM owners)"
+            )
+            if not row[0].endswith(":claim")
+        ]
+
+    def _close_open_windows(self, where: str, params: tuple[object, ...], owner: str) -> None:
+        """The checkpoints ``where`` says become windows of ``owner``: each open window up
+        to its process's last stamp (its owner is gone, so it grows no more)."""
+        db = self._db
+        select = (
+            "SELECT run_id, backend, identity, c.started_at_ms, c.ended_at_ms, c.elapsed_ms, "
+            "body, running, c.suspended_ms, s.wall_ms, s.suspended_ms "
+            "FROM checkpoints AS c LEFT JOIN stamps AS s ON s.stamp = c.stamp WHERE " + where
+        )
+        for (
+            run_id,
+            backend,
+            ident,
+            *numbers,
+            template,
+            running,
+            asleep,
+            alive,
+            asleep_then,
+        ) in db.execute(select, params).fetchall():
+            db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
+            stamp = None if alive is None else (alive, asleep_then)
+            start, end, elapsed = open_window((*numbers, running, asleep), stamp)
+            body = window_body(bytes(template), start, end, elapsed) if elapsed > 0 else None
+            if body is None:
+                continue  # an empty open window, or an unreadable one: nothing to replay
+            db.execute(
+                "INSERT OR IGNORE INTO windows (backend, identity, run_id, started_at_ms, "
+                "ended_at_ms, elapsed_ms, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (backend, ident, run_id, start, end, elapsed, body, owner),
+            )
 
     def waiting_for_others(self, backend: str, identity: str) -> tuple[int, int]:
         """What earlier owners left for this backend under other identities (which a claim
@@ -490,6 +522,124 @@ class Outbox:
                 count += 1
                 active_ms += elapsed
         return int(count), int(active_ms)
+
+    # -- moves between outbox files ----------------------------------------------------
+    #
+    # Windows move from one file (the source) to another (the target) in steps, each a
+    # transaction on one file: SQLite makes a transaction atomic across attached files
+    # only outside WAL mode. What a crash between two steps leaves tells the next mover
+    # what happened, so no window is lost or moved twice. `_outbox_home.move_outbox`
+    # drives the steps; these are each file's part.
+
+    def mark_for_move(self, marker: str) -> list[WindowRow]:
+        """(Source.) Take what dead or departed owners left, of every backend and
+        identity, to move it: their open windows become windows, and every window is
+        marked ``<marker>:claim``, registered as an owner of this process. Call it in a
+        transaction, after `forget_dead_owners` and `settle_moves`.
+
+        The ``:claim`` ending keeps every claim away from the marked windows (those of
+        earlier versions too); the registration tells other movers the move is under way.
+        Returns the windows as rows for the target, owned there by ``marker``: an owner
+        that is not registered, so a claim takes them.
+        """
+        gone = self._gone_owners()
+        if not gone:
+            return []
+        mark = f"{marker}:claim"
+        marks = ",".join("?" * len(gone))
+        self._close_open_windows("owner IN (" + marks + ")", tuple(gone), mark)
+        db = self._db
+        db.execute(
+            f"UPDATE windows SET owner = ? WHERE owner IN ({marks})",  # noqa: S608 - only placeholders
+            (mark, *gone),
+        )
+        rows = [
+            WindowRow(
+                owner=marker,
+                backend=backend,
+                identity=identity,
+                run_id=run_id,
+                started_at_ms=started,
+                ended_at_ms=ended,
+                elapsed_ms=elapsed,
+                body=bytes(body),
+                sent_at=sent_at,
+            )
+            for backend, identity, run_id, started, ended, elapsed, body, sent_at in db.execute(
+                "SELECT backend, identity, run_id, started_at_ms, ended_at_ms, elapsed_ms, "
+                "body, sent_at FROM windows WHERE owner = ? ORDER BY row_id",
+                (mark,),
+            )
+        ]
+        if rows:
+            self.register(mark)
+        return rows
+
+    def holds_move(self, marker: str) -> bool:
+        """(Source.) Whether the move is still this process's to finish: no other mover
+        released its windows meanwhile (which it may once the registration lapsed).
+        Ask in the transaction that then drops them."""
+        found = self._db.execute("SELECT 1 FROM owners WHERE owner = ?", (f"{marker}:claim",))
+        return found.fetchone() is not None
+
+    def drop_move(self, marker: str) -> None:
+        """(Source.) The move's windows are in the target: they go from here."""
+        mark = f"{marker}:claim"
+        self._db.execute("DELETE FROM windows WHERE owner = ?", (mark,))
+        self._db.execute("DELETE FROM owners WHERE owner = ?", (mark,))
+
+    def release_move(self, marker: str) -> None:
+        """(Source.) The move's windows did not reach the target: they are left as a
+        departed owner's, to be claimed here or moved again."""
+        mark = f"{marker}:claim"
+        self._db.execute("UPDATE windows SET owner = ? WHERE owner = ?", (marker, mark))
+        self._db.execute("DELETE FROM owners WHERE owner = ?", (mark,))
+
+    def settle_moves(self, landed: Collection[str]) -> list[str]:
+        """(Source.) Finish the moves whose mover is gone (its process died between two
+        steps): the windows of a move in ``landed`` (the target has them) go, those of
+        any other are released. Call it in a transaction, after `forget_dead_owners`.
+
+        Returns the moves of ``landed`` of which nothing is left here: the target may
+        forget them.
+        """
+        db = self._db
+        pattern = f"{MOVE_PREFIX}%:claim"
+        abandoned = [
+            row[0].removesuffix(":claim")
+            for row in db.execute(
+                "SELECT DISTINCT owner FROM windows WHERE owner LIKE ? "
+                "AND owner NOT IN (SELECT owner FROM owners)",
+                (pattern,),
+            )
+        ]
+        for marker in abandoned:
+            if marker in landed:
+                self.drop_move(marker)
+            else:
+                self.release_move(marker)
+        live = {
+            row[0] for row in db.execute("SELECT owner FROM owners WHERE owner LIKE ?", (pattern,))
+        }
+        return [marker for marker in landed if f"{marker}:claim" not in live]
+
+    def record_move(self, marker: str, source: str) -> None:
+        """(Target.) The windows of the move ``marker`` from the file ``source`` are here:
+        call it in the transaction that adds them."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO moves_in (marker, source) VALUES (?, ?)", (marker, source)
+        )
+
+    def moves_in(self, source: str) -> set[str]:
+        """(Target.) The moves from ``source`` that reached this file and are not forgotten."""
+        found = self._db.execute("SELECT marker FROM moves_in WHERE source = ?", (source,))
+        return {row[0] for row in found}
+
+    def forget_moves(self, markers: Iterable[str]) -> None:
+        """(Target.) Moves of which the source holds nothing any more."""
+        self._db.executemany(
+            "DELETE FROM moves_in WHERE marker = ?", [(marker,) for marker in markers]
+        )
 
     # -- windows --------------------------------------------------------------------
 
@@ -713,7 +863,7 @@ def _check_ours(db: sqlite3.Connection) -> None:
 
 def _process_alive(pid: int) -> bool:
     """Whether process ``pid`` on this host still runs."""
-    if sys.platform == "win32":  # pragma: no cover - tested with a fake kernel32
+    if sys.platform == "win32":
         return windows_process_alive(pid)
     try:
         os.kill(pid, 0)  # signal 0: a check, nothing is sent
@@ -736,7 +886,7 @@ def windows_process_alive(pid: int, kernel32: Any = None) -> bool:
     send Ctrl-C to a process group). ``kernel32``: the DLL, or a stand-in in tests."""
     import ctypes
 
-    if kernel32 is None:  # pragma: no cover - Windows only
+    if kernel32 is None:
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
     handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
     if not handle:

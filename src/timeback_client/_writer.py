@@ -45,6 +45,7 @@ import attrs
 from ._clock import Clock
 from ._errors import OutboxError, TimebackError
 from ._outbox import CheckpointRow, Outbox, StoredWindow, WindowRow
+from ._outbox_home import default_outbox_path, former_outbox_path, move_outbox
 
 __all__ = [
     "CHECKPOINT_INTERVAL",
@@ -251,6 +252,8 @@ class OutboxWriter:
     def __init__(self, path: str, *, key: tuple[int, str]) -> None:
         self.path = path
         self._key = key
+        # The default file takes in what earlier versions left in its former place.
+        self._former = _former_of(path)
         self._id = uuid.uuid4().hex  # this writer's stamps, apart from any other's
         # Orders a caller waits for, and what is told of windows and runs, in order: a
         # caller waits only for the first kind, so only that wakes the thread (a wake-up
@@ -422,7 +425,19 @@ class OutboxWriter:
     def _claim(
         self, owner: OutboxOwner, future: concurrent.futures.Future[list[StoredWindow]]
     ) -> None:
+        self._move_former(owner)
         self._diff.claims.append((owner, future))
+
+    def _move_former(self, owner: OutboxOwner) -> None:
+        """Before a claim: what the former default file holds moves into this one, so the
+        claim sees it. A move that fails is reported to the claimant, and the next claim
+        tries again; nothing of it is lost meanwhile."""
+        if self._former is None or self._outbox is None or self._broken is not None:
+            return
+        try:
+            move_outbox(self._former, self._outbox)
+        except OutboxError as exc:
+            owner.report(exc)
 
     def _leave(self, owner: OutboxOwner, future: concurrent.futures.Future[None]) -> None:
         self._diff.leaves.append((owner, future))
@@ -708,6 +723,17 @@ class OutboxWriter:
     def _stop(self) -> concurrent.futures.Future[None]:
         self._put(self._stop_order, wake=True)
         return self._stopped
+
+
+def _former_of(path: str) -> str | None:
+    """The former location of the outbox if ``path`` is the default one, else None."""
+    if path != os.path.realpath(default_outbox_path()):
+        return None
+    try:
+        former = os.path.realpath(former_outbox_path())
+    except RuntimeError:
+        return None  # no home directory: earlier versions had no default outbox either
+    return None if former == path else former
 
 
 # -- one writer per file per process ---------------------------------------------------

@@ -32,7 +32,8 @@ from timeback_client import (
     TimeOptions,
     VirtualClock,
 )
-from timeback_client._outbox import Outbox, OutboxError, WindowRow, default_outbox_path
+from timeback_client._outbox import Outbox, OutboxError, WindowRow
+from timeback_client._outbox_home import default_outbox_path
 from timeback_client._wire import MAX_ERROR_BODY
 from timeback_client.emulator import Emulator
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sqlite3
@@ -455,8 +456,9 @@ def test_an_outbox_of_schema_version_1_is_migrated_and_its_time_replayed(tmp_pat
     db.close()
     assert Owner(path).claim() == [(RUN, 900, open_part.to_bytes())]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone() == (2,)
+    assert db.execute("PRAGMA user_version").fetchone() == (3,)
     assert "running" in {row[1] for row in db.execute("PRAGMA table_info(checkpoints)")}
+    assert "source" in {row[1] for row in db.execute("PRAGMA table_info(moves_in)")}
     db.close()
 
 
@@ -501,3 +503,56 @@ def test_on_windows_liveness_is_asked_of_the_win32_api_never_os_kill(
     OpenProcess and GetExitCodeProcess instead, and closes what it opened."""
     assert windows_process_alive(4321, kernel32) is alive
     assert kernel32.closed == ([42] if kernel32.opens else [])
+
+
+def no_kill(pid: int, signal: int) -> None:
+    raise AssertionError("os.kill on Windows sends Ctrl-C to a process group")
+
+
+@pytest.mark.parametrize(
+    ("kernel32", "taken"),
+    [
+        (FakeKernel32(opens=False, last_error=87), [15_000]),  # the process is gone
+        (FakeKernel32(opens=True, exit_code=259), []),  # it still runs
+    ],
+)
+def test_on_windows_an_exited_process_s_windows_are_claimed_before_its_lease_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel32: FakeKernel32, taken: list[int]
+) -> None:
+    """Another process of this host, its lease still running: on Windows the outbox
+    asks kernel32 (loaded as the Win32 DLL) whether it runs, never os.kill."""
+    path = tmp_path / "outbox.sqlite3"
+    first = Owner(path)
+    first.add(window(RUN, 0, 15_000))
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("UPDATE owners SET pid = 4321 WHERE owner = ?", (first.owner,))
+    db.close()
+    loaded: list[tuple[str, bool]] = []
+
+    def win_dll(name: str, use_last_error: bool = False) -> FakeKernel32:
+        loaded.append((name, use_last_error))
+        return kernel32
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(ctypes, "WinDLL", win_dll, raising=False)
+    monkeypatch.setattr(os, "kill", no_kill)
+    assert [elapsed for _, elapsed, _ in Owner(path).claim()] == taken
+    assert loaded == [("kernel32", True)]
+
+
+def test_a_file_system_that_refuses_modes_still_keeps_the_outbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FAT-formatted stick or a network share may refuse chmod: the outbox works there
+    all the same (as private as the folder it is made in)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    path = tmp_path / "outbox.sqlite3"
+    first = Owner(path)
+    first.add(window(RUN, 0, 15_000))
+    first.leave()
+    assert [elapsed for _, elapsed, _ in Owner(path).claim()] == [15_000]
