@@ -49,6 +49,15 @@ class AsyncActivity:
     `pause`, `resume` and `touch` are plain calls that never wait (and are safe from any
     thread); `end` is awaited. Use it as ``async with timeback.activity.start(...) as
     activity:`` to end it on exit. Callbacks run in the event loop that runs the client.
+
+    Attributes:
+        id (str): the activity's slug, as given to ``start()``.
+        name (str): its display name.
+        course (Course): its course.
+        run_id (str): the run, always a lowercase UUID string: save it to resume the run
+            later.
+        started_at (datetime): when the activity started (aware, UTC).
+        options (TimeOptions): how it tracks time.
     """
 
     __slots__ = (

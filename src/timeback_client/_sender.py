@@ -519,12 +519,30 @@ def _no_answer(exc: Exception) -> NetworkError:
     # No connection means the request never left; anything later, and the server may have it.
     never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
     # httpx's timeouts often carry no message: say what happened rather than nothing.
-    detail = str(exc) or _SILENT_ERRORS.get(type(exc), "no detail given")
+    detail = (
+        str(exc) or _SILENT_ERRORS.get(type(exc)) or _os_error_message(exc) or "no detail given"
+    )
     error = NetworkError(
         f"no answer from the backend: {type(exc).__name__}: {detail}", maybe_received=not never_sent
     )
     error.__cause__ = exc
     return error
+
+
+def _os_error_message(exc: BaseException) -> str:
+    """The message of the first `OSError` down an exception's chain of causes, if any.
+
+    On trio a failed TLS handshake reaches httpx as a ``ConnectError`` with no message:
+    the reason (``CERTIFICATE_VERIFY_FAILED`` ...) is on the `ssl.SSLError` it wraps.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and str(current):
+            return str(current)
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return ""
 
 
 async def _read_at_most(response: httpx.Response, limit: int) -> bytes:

@@ -117,8 +117,12 @@ class Activity:
     network. Only `end()` waits, at most ``flush_timeout``.
 
     Attributes:
-        id, name, course, run_id, started_at, options: as given to ``start()``
-            (``run_id`` always a lowercase UUID string).
+        id: the activity's slug, as given to ``start()``.
+        name: its display name.
+        course: its course.
+        run_id: the run, always a lowercase UUID string: save it to resume the run later.
+        started_at: when the activity started (aware, UTC).
+        options: how it tracks time.
     """
 
     def __init__(self, loop: _Loop, activity: AsyncActivity, client: Timeback) -> None:

@@ -24,12 +24,14 @@ async def test_async(async_timeback, virtual_clock):
 ```
 
 Fixtures:
-    virtual_clock: a `VirtualClock`.
-    timeback_emulator: an `Emulator` (needs the ``emulator`` extra) whose own "now" follows
-        the virtual clock, with one student, `STUDENT_TOKEN` -> `STUDENT_EMAIL`.
-    timeback: a blocking `Timeback` bound to both, closed after the test.
-    advance: ``advance(seconds)`` moves the virtual clock inside ``timeback``'s event loop.
-    async_timeback: an open `AsyncTimeback` bound to both (for ``@pytest.mark.anyio`` tests).
+    - ``virtual_clock``: a `VirtualClock`.
+    - ``timeback_emulator``: an `Emulator` (needs the ``emulator`` extra) whose own "now"
+      follows the virtual clock, with one student, `STUDENT_TOKEN` -> `STUDENT_EMAIL`.
+    - ``timeback``: a blocking `Timeback` bound to both, closed after the test.
+    - ``advance``: ``advance(seconds)`` moves the virtual clock inside ``timeback``'s
+      event loop.
+    - ``async_timeback``: an open `AsyncTimeback` bound to both (for
+      ``@pytest.mark.anyio`` tests).
 """
 
 from __future__ import annotations
