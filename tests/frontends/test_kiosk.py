@@ -19,6 +19,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import time
 import tkinter as tk
 from collections.abc import Callable, Iterator
@@ -38,6 +39,10 @@ from examples.kiosk_app.backend import EmbeddedEmulator, RemoteBackend
 from examples.kiosk_app.progress import ProgressStore
 
 from timeback_client.emulator import Emulator
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux", reason="Tk on a private Xvfb X server, input by xdotool: Linux only"
+)
 
 LESSON = "fractions-halves-quarters"
 ANSWERS = ("3/4", "4", "2/4")
