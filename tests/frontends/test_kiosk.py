@@ -291,8 +291,10 @@ def test_a_scripted_classroom_session(
 def test_against_a_real_backend_finish_leaves_completion_to_it(
     tk_root: tk.Tk, tk_errors: list[BaseException], tmp_path: Path
 ) -> None:
-    emulator = Emulator(students={"t0ken": "grace@school.example"})  # standing in for one
-    with emulator.serve_in_thread() as base_url:
+    with (
+        Emulator(students={"t0ken": "grace@school.example"}) as emulator,  # standing in for one
+        emulator.serve_in_thread() as base_url,
+    ):
         store = ProgressStore(tmp_path / "progress.sqlite3")
         root = tk.Toplevel(tk_root)
         root.geometry("920x600+0+0")

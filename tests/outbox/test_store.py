@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,17 @@ def window(run_id: str, start_ms: int, active: int, paused: int = 0) -> Window:
     )
 
 
+# Every outbox a test opens, closed after it (Python 3.13 warns of an unclosed connection).
+OPENED: list[Outbox] = []
+
+
+@pytest.fixture(autouse=True)
+def close_outboxes() -> Iterator[None]:
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
 class Owner:
     """One client's use of the file, as the outbox writer makes it: an owner row, and its
     windows and checkpoints, each change in a transaction of its own."""
@@ -53,6 +65,7 @@ class Owner:
         self, path: Path, backend: str = BACKEND, identity: str = IDENTITY, **options: int
     ) -> None:
         self.outbox = Outbox(path, **options)  # type: ignore[arg-type]
+        OPENED.append(self.outbox)
         self.owner = uuid.uuid4().hex
         self.backend = backend
         self.identity = identity
@@ -384,6 +397,7 @@ def test_a_foreign_or_corrupt_file_is_set_aside_and_a_new_outbox_made(
     path = tmp_path / "outbox.sqlite3"
     path.write_bytes(content)
     outbox = Outbox(path)
+    OPENED.append(outbox)
     if content:
         assert outbox.set_aside is not None
         assert outbox.set_aside.read_bytes() == content
@@ -398,9 +412,11 @@ def test_another_applications_sqlite_file_is_not_touched(tmp_path: Path) -> None
     db.commit()
     db.close()
     outbox = Outbox(path)
+    OPENED.append(outbox)
     assert outbox.set_aside is not None
     kept = sqlite3.connect(outbox.set_aside)
     assert kept.execute("SELECT text FROM notes").fetchall() == [("keep me",)]
+    kept.close()
 
 
 def test_an_unusable_location_raises_a_clear_error(tmp_path: Path) -> None:
