@@ -3,8 +3,9 @@
     nox -s tests-3.12 -- -k ledger     # one Python; arguments after -- go to pytest
     nox -s lowest lint build           # the other checks
 
-``bash scripts/test.sh`` installs nox and runs every session, several at once; CI runs
-exactly that. Each session makes its own virtualenv under ``.nox/`` with uv.
+``bash scripts/test.sh`` installs nox and runs every session, several at once (the
+test suites, tagged ``suite``, two at a time); CI runs exactly that. Each session makes
+its own virtualenv under ``.nox/`` with uv.
 
 An interpreter the machine lacks is skipped, saying so ("Session tests-3.13 skipped:
 Python interpreter 3.13 not found."), never downloaded; ``--error-on-missing-interpreters``
@@ -58,14 +59,14 @@ def _pyenv_pythons_first() -> None:
 _pyenv_pythons_first()
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=PYTHONS, tags=["suite"])
 def tests(session: nox.Session) -> None:
     """The whole test suite on one Python."""
     session.install(*EVERYTHING)
     session.run("pytest", *session.posargs)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=PYTHONS[0], tags=["suite"])
 def lowest(session: nox.Session) -> None:
     """The whole test suite on the oldest versions pyproject.toml allows.
 
