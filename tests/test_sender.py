@@ -460,20 +460,32 @@ async def test_a_client_on_an_engine_that_is_not_open_says_so() -> None:
 
 
 async def test_a_caller_owned_http_client_is_released_when_its_last_client_closes() -> None:
+    """Nothing of the SDK keeps the caller's client once its clients are closed.
+
+    The clients live and close in a task of their own, checked once it has ended: from
+    Python 3.12 on, asyncio keeps the cancellation a task last received (closing an
+    engine cancels its task group, the closing task included), and with it the frames of
+    its traceback, for as long as that task lives.
+    """
     clock = VirtualClock()
     backend = FakeBackend(clock)
-    http = httpx.AsyncClient(transport=backend.transport)
-    for _ in range(2):  # the same pool serves a new client after the first closed
-        async with AsyncTimeback(BASE, http_client=http, clock=clock) as timeback:
-            activity = _start(timeback)
-            await clock.advance(1)
-            await activity.end()
-    await http.aclose()
+    alive: list[weakref.ref[httpx.AsyncClient]] = []
+
+    async def use_and_close() -> None:
+        http = httpx.AsyncClient(transport=backend.transport)
+        for _ in range(2):  # the same pool serves a new client after the first closed
+            async with AsyncTimeback(BASE, http_client=http, clock=clock) as timeback:
+                activity = _start(timeback)
+                await clock.advance(1)
+                await activity.end()
+        await http.aclose()
+        alive.append(weakref.ref(http))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(use_and_close)
     assert len(backend.seen) == 2
-    alive = weakref.ref(http)
-    del http, timeback, activity
     gc.collect()
-    assert alive() is None
+    assert alive[0]() is None
 
 
 async def test_closing_one_client_of_an_engine_does_not_touch_the_other_s_sends() -> None:

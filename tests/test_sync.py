@@ -110,7 +110,8 @@ def test_start_pause_resume_touch_return_at_once_while_the_server_is_slow(
             durations[name] = max(durations.get(name, 0.0), timed(getattr(activity, name)))
             time.sleep(0.03)
         durations["end(wait=False)"] = timed(lambda: activity.end(wait=False))
-        assert max(durations.values()) < 0.05, durations
+        # Not a speed figure: far under the server's 1 s, so no call waited on it.
+        assert max(durations.values()) < 0.25, durations
         elapsed = activity.elapsed_ms
         close_took = timed(timeback.close)
         assert close_took < 0.5 + 0.3
@@ -257,7 +258,7 @@ def test_end_without_waiting_returns_at_once_and_close_delivers(
             id="lesson-1", name="Fractions", course=COURSE, time=FAST
         )
         time.sleep(0.5)
-        assert timed(lambda: activity.end(wait=False)) < 0.05
+        assert timed(lambda: activity.end(wait=False)) < 0.15  # the server takes 0.3 s
         assert activity.is_ended
         assert timeback.activity.current is None
         elapsed = activity.elapsed_ms

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -195,6 +196,7 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes; Windows has ACLs")
 def test_the_database_file_is_private_to_the_user(tmp_path: Path) -> None:
     path = tmp_path / "emulator.sqlite3"
     Emulator(db=path).close()

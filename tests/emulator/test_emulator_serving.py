@@ -89,6 +89,7 @@ def test_cli_arguments() -> None:
         parser.parse_args(["--student", "no-equals-sign"])
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="select() on a pipe: POSIX only")
 def test_serve_prints_the_url_and_serves_until_stopped() -> None:
     code = (
         "from timeback_client.emulator import serve\n"

@@ -19,6 +19,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import time
 import tkinter as tk
 from collections.abc import Callable, Iterator
@@ -38,6 +39,10 @@ from examples.kiosk_app.backend import EmbeddedEmulator, RemoteBackend
 from examples.kiosk_app.progress import ProgressStore
 
 from timeback_client.emulator import Emulator
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux", reason="Tk on a private Xvfb X server, input by xdotool: Linux only"
+)
 
 LESSON = "fractions-halves-quarters"
 ANSWERS = ("3/4", "4", "2/4")
@@ -286,8 +291,10 @@ def test_a_scripted_classroom_session(
 def test_against_a_real_backend_finish_leaves_completion_to_it(
     tk_root: tk.Tk, tk_errors: list[BaseException], tmp_path: Path
 ) -> None:
-    emulator = Emulator(students={"t0ken": "grace@school.example"})  # standing in for one
-    with emulator.serve_in_thread() as base_url:
+    with (
+        Emulator(students={"t0ken": "grace@school.example"}) as emulator,  # standing in for one
+        emulator.serve_in_thread() as base_url,
+    ):
         store = ProgressStore(tmp_path / "progress.sqlite3")
         root = tk.Toplevel(tk_root)
         root.geometry("920x600+0+0")

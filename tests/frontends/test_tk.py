@@ -5,6 +5,7 @@ The ``window`` fixture (a Toplevel, see conftest) fails a test whose Tk callback
 
 from __future__ import annotations
 
+import sys
 import time
 import tkinter as tk
 from collections.abc import Callable, Iterator
@@ -16,6 +17,10 @@ from timeback_client import Activity, Timeback, TimeOptions
 from timeback_client.integrations import tk as timeback_tk
 
 from .conftest import Recorder
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux", reason="Tk on a private Xvfb X server: Linux only"
+)
 
 COURSE = {"subject": "Math", "grade": 3}
 

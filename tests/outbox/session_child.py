@@ -19,6 +19,7 @@ import os
 import resource
 import signal
 import time
+import warnings
 from typing import Any
 
 from timeback_client import (
@@ -92,7 +93,11 @@ def fork(args: argparse.Namespace) -> None:
     time.sleep(0.4)
     loop_thread = timeback.portal.call(_thread_id)
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a process with threads may deadlock the child:
+        # the SDK's threads are why this test forks: the child must build its own.
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: report through the pipe, never return into the caller
         os.close(read_fd)
         report: dict[str, Any] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -249,6 +250,7 @@ async def stop(server: AbstractContextManager[str]) -> None:
     await anyio.to_thread.run_sync(server.__exit__, None, None, None)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes; Windows has ACLs")
 async def test_outbox_files_are_private_and_hold_no_credential(secrets: dict[str, str]) -> None:
     """A real session with a bearer token, a session cookie and an API key header, in
     the default outbox, ended while the backend is down (so windows stay on disk): every

@@ -3,6 +3,7 @@ close(), forking, and writing to a full disk; the emulator serves on a loopback 
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,11 @@ from outbox_kit import (
 from timeback_client import AsyncTimeback
 from timeback_client._writer import CHECKPOINT_INTERVAL
 from timeback_client.emulator import Emulator, UnknownRun
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux",
+    reason="SIGKILL, fork(), RLIMIT_FSIZE and CLOCK_BOOTTIME as the shared timeline: Linux only",
+)
 
 # A kill may cost the time since the last checkpoint: the checkpoint interval, plus what a
 # busy machine adds to one write (measured: a few ms; CI gets a margin).

@@ -7,9 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
+@pytest.mark.skipif(
+    sys.platform != "linux", reason="the benchmarks read /proc/self and /proc/cpuinfo: Linux only"
+)
 def test_the_quick_benchmark_run_produces_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     done = subprocess.run(

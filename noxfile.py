@@ -1,0 +1,133 @@
+"""The test matrix, the oldest allowed dependencies, the linters and the package.
+
+    nox -s tests-3.12 -- -k ledger     # one Python; arguments after -- go to pytest
+    nox -s lowest lint build           # the other checks
+
+``bash scripts/test.sh`` installs nox and runs every session, several at once (the
+test suites, tagged ``suite``, two at a time); CI runs exactly that. Each session makes
+its own virtualenv under ``.nox/`` with uv.
+
+An interpreter the machine lacks is skipped, saying so ("Session tests-3.13 skipped:
+Python interpreter 3.13 not found."), never downloaded; ``--error-on-missing-interpreters``
+makes that a failure where every Python must be there (GitHub Actions).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import nox
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+# The package with both extras, and the tools its tests and linters use.
+EVERYTHING = (".[emulator,qt]", "--group", "dev")
+
+nox.needs_version = ">=2025.10.14"
+nox.options.default_venv_backend = "uv"
+nox.options.error_on_missing_interpreters = False
+nox.options.download_python = "never"
+nox.options.sessions = [
+    *(f"tests-{python}" for python in PYTHONS),
+    "lowest",
+    "lint",
+    "build",
+    "docs",
+]
+
+
+def _pyenv_pythons_first() -> None:
+    """Put pyenv's interpreters of `PYTHONS`, where it has them, on PATH before its shims.
+
+    pyenv keeps every version under ``$PYENV_ROOT/versions``, but only the selected ones
+    answer through its shims (an unselected ``python3.13`` shim fails).
+    """
+    if sys.platform == "win32":
+        return
+    versions = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    found: list[str] = []
+    for python in PYTHONS:
+        patches = [
+            (int(folder.name.rsplit(".", 1)[1]), folder / "bin")
+            for folder in versions.glob(f"{python}.*")
+            if re.fullmatch(rf"{re.escape(python)}\.\d+", folder.name)
+            and (folder / "bin" / f"python{python}").exists()
+        ]
+        if patches:
+            found.append(str(max(patches)[1]))
+    if found:
+        os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+_pyenv_pythons_first()
+
+
+@nox.session(python=PYTHONS, tags=["suite"])
+def tests(session: nox.Session) -> None:
+    """The whole test suite on one Python."""
+    session.install(*EVERYTHING)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0], tags=["suite"])
+def lowest(session: nox.Session) -> None:
+    """The whole test suite on the oldest versions pyproject.toml allows.
+
+    Every direct dependency (runtime, extras, the `dev` group) at its lower bound, on the
+    oldest Python: the bounds are real.
+    """
+    session.install("--resolution", "lowest-direct", *EVERYTHING)
+    session.run("uv", "pip", "list", "--format", "freeze", silent=False)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff, mypy --strict and actionlint (on nox's own Python, so never skipped)."""
+    session.install(*EVERYTHING, "--group", "nox", "--group", "check")
+    paths = ("src", "tests", "examples", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
+    session.run("mypy", "--strict", "src", "tests/typing/check_public_types.py", "noxfile.py")
+    session.run("actionlint", "-color")
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """The sdist and wheel, twine-checked; the wheel alone in a fresh venv runs the demo.
+
+    The wheel is built from the sdist, so that both hold what they must. The fresh
+    virtualenv is made by venv and filled by pip, as a user would (README's first command).
+    """
+    session.install("--group", "check")
+    with tempfile.TemporaryDirectory() as scratch:
+        dist = Path(scratch, "dist")
+        session.run("uv", "build", "--out-dir", str(dist))
+        (sdist,), (wheel,) = dist.glob("*.tar.gz"), dist.glob("*.whl")
+        session.run("twine", "check", "--strict", str(sdist), str(wheel))
+
+        venv = Path(scratch, "venv")
+        session.run(sys.executable, "-m", "venv", str(venv), external=True)
+        scripts, exe = ("Scripts", ".exe") if sys.platform == "win32" else ("bin", "")
+        pip = [str(venv / scripts / f"python{exe}"), "-m", "pip", "--disable-pip-version-check"]
+        session.run(*pip, "install", "--quiet", f"{wheel}[emulator]", external=True)
+        # Away from the sources, so that only the installed wheel can be imported.
+        session.chdir(scratch)
+        session.run(str(venv / scripts / f"timeback-client{exe}"), "demo", external=True)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built with ``--strict``: a broken link or reference fails."""
+    session.install("-e", ".", "--group", "docs")
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        f"{session.create_tmp()}/site",
+        env={"NO_MKDOCS_2_WARNING": "1"},
+    )
