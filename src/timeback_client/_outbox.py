@@ -748,6 +748,14 @@ class Outbox:
             ).fetchone()
         return int(row[0])
 
+    def summary(self) -> tuple[int, int, int | None]:
+        """Every window stored, every owner's: how many, their active ms, and the start
+        (wall ms) of the oldest, or None."""
+        count, active, oldest = self._db.execute(
+            "SELECT count(*), coalesce(sum(elapsed_ms), 0), min(started_at_ms) FROM windows"
+        ).fetchone()
+        return int(count), int(active), None if oldest is None else int(oldest)
+
     def pending(self, owner: str) -> list[StoredWindow]:
         """An owner's stored windows, oldest first."""
         return self._rows("WHERE owner = ? ORDER BY row_id", (owner,))

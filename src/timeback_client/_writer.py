@@ -30,6 +30,8 @@ from __future__ import annotations
 import atexit
 import collections
 import concurrent.futures
+import contextlib
+import datetime
 import functools
 import logging
 import os
@@ -98,6 +100,11 @@ class OutboxStatistics:
         transactions: transactions committed so far.
         failures: transactions that failed so far (a locked or failing disk).
         usable: False when the file could not be opened (windows stay in memory).
+        stored: windows in the file waiting for the backend's answer, as of the last
+            transaction (every client's and process's that shares the file).
+        stored_ms: the active milliseconds they carry: what a kiosk shows as "3 minutes
+            waiting to send".
+        oldest: when the oldest of them started (aware, UTC), or None.
     """
 
     path: str
@@ -107,6 +114,9 @@ class OutboxStatistics:
     transactions: int
     failures: int
     usable: bool
+    stored: int = 0
+    stored_ms: int = 0
+    oldest: datetime.datetime | None = None
 
 
 @attrs.define(eq=False)
@@ -272,6 +282,11 @@ class OutboxWriter:
         self._broken: BaseException | None = None
         self._transactions = 0
         self._failures = 0
+        # What the file holds (windows, their active ms, the oldest's start), read after
+        # each transaction that changed its windows; replaced whole, so any thread reads
+        # a consistent triple.
+        self._stored: tuple[int, int, int | None] = (0, 0, None)
+        self._summary_stale = True
         self._retry_at = 0.0
         self._retry_wait = 0.0
         self._last_tick = 0.0
@@ -296,6 +311,11 @@ class OutboxWriter:
             transactions=self._transactions,
             failures=self._failures,
             usable=self._broken is None,
+            stored=self._stored[0],
+            stored_ms=self._stored[1],
+            oldest=None
+            if self._stored[2] is None
+            else datetime.datetime.fromtimestamp(self._stored[2] / 1000, datetime.UTC),
         )
 
     def flush(self) -> concurrent.futures.Future[None]:
@@ -519,6 +539,11 @@ class OutboxWriter:
             return
         self._transactions += 1
         self._retry_wait = 0.0
+        if self._summary_stale or diff.adds or diff.removes or claimed or lost:
+            self._summary_stale = True  # until read: a figure of statistics() only
+            with contextlib.suppress(sqlite3.Error):
+                self._stored = outbox.summary()
+                self._summary_stale = False
         if renew:
             self._last_renewal = now
         for run_id, row_id in rows.items():
