@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import nox
@@ -108,6 +109,10 @@ def build(session: nox.Session) -> None:
         session.run("uv", "build", "--out-dir", str(dist))
         (sdist,), (wheel,) = dist.glob("*.tar.gz"), dist.glob("*.whl")
         session.run("twine", "check", "--strict", str(sdist), str(wheel))
+        with zipfile.ZipFile(wheel) as archive:
+            licenses = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        if not licenses:
+            session.error(f"{wheel.name} does not ship the LICENSE")
 
         venv = Path(scratch, "venv")
         session.run(sys.executable, "-m", "venv", str(venv), external=True)
