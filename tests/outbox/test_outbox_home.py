@@ -165,6 +165,23 @@ def window(run: str, start_s: int, active_s: int) -> Window:
     )
 
 
+# Every outbox a test opens through the helpers below, closed after the test (Python 3.13
+# warns of a connection left to the garbage collector, and warnings fail the run).
+_OPENED: list[Outbox] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_opened() -> Iterator[None]:
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
+def opened(outbox: Outbox) -> Outbox:
+    _OPENED.append(outbox)
+    return outbox
+
+
 class Earlier:
     """A client of an earlier version on the former file: an owner with its windows and
     the open window of its run, each written as that version's writer writes them."""
@@ -173,7 +190,7 @@ class Earlier:
         self, path: Path, *, backend: str = BACKEND, identity: str = IDENTITY, run: str = ""
     ) -> None:
         self.path = path
-        self.outbox = Outbox(path)
+        self.outbox = opened(Outbox(path))
         self.owner = uuid.uuid4().hex
         self.backend, self.identity = backend, identity
         self.run = run or str(uuid.uuid4())
@@ -253,7 +270,7 @@ class Claimant:
     """A client of this version on the new file: claims, and delivers what it claimed."""
 
     def __init__(self, path: Path, identity: str = IDENTITY, backend: str = BACKEND) -> None:
-        self.outbox = Outbox(path)
+        self.outbox = opened(Outbox(path))
         self.owner = uuid.uuid4().hex
         self.identity, self.backend = identity, backend
         self.delivered: list[bytes] = []
@@ -449,7 +466,7 @@ def test_a_move_the_target_refuses_gives_the_windows_back_at_once(
     """The new file is locked by another process past the wait: the move is reported and
     the windows are a departed owner's again (not held for a lease), moved next time."""
     left_by_a_dead_process(former)
-    target = Outbox(tmp_path / "state" / "outbox.sqlite3", busy_timeout=0.05)
+    target = opened(Outbox(tmp_path / "state" / "outbox.sqlite3", busy_timeout=0.05))
     locker = sqlite3.connect(target.path, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")
     with pytest.raises(OutboxError, match="they stay there"):
