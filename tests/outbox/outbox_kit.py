@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ import anyio
 import attrs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from timeback_client._models import Window
+from timeback_client._outbox import CheckpointRow, Outbox, WindowRow, identity_of
 from timeback_client._writer import flush_outbox
 from timeback_client.emulator import Emulator
 from timeback_client.emulator._serve import serve_in_thread
@@ -296,6 +299,97 @@ def children(*specs: tuple[str, ...]) -> Iterator[list[Child]]:
 def boottime_ms() -> int:
     """The timeline `SystemClock` reads on Linux (it counts through suspend)."""
     return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // 1_000_000
+
+
+# -- an outbox used directly, as the writer uses it ------------------------------------------
+
+BACKEND: Final = "https://app.example/api/timeback"
+IDENTITY: Final = identity_of(
+    BACKEND, {"Authorization": "Bearer secret-token"}, {"sid": "cookie-value"}
+)
+# Every outbox a test opens through these helpers; tests/outbox/conftest.py closes them
+# after each test (Python 3.13 warns of an unclosed connection, and warnings fail).
+OPENED: Final[list[Outbox]] = []
+
+
+class Owner:
+    """One client's use of the file, as the outbox writer makes it: an owner row, and its
+    windows and checkpoints, each change in a transaction of its own."""
+
+    def __init__(
+        self, path: Path, backend: str = BACKEND, identity: str = IDENTITY, **options: int
+    ) -> None:
+        self.outbox = Outbox(path, **options)  # type: ignore[arg-type]
+        OPENED.append(self.outbox)
+        self.owner = uuid.uuid4().hex
+        self.backend = backend
+        self.identity = identity
+        with self.outbox.transaction():
+            self.outbox.register(self.owner)
+
+    def add(self, w: Window, *, sent: bool = False) -> None:
+        row = WindowRow(
+            owner=self.owner,
+            backend=self.backend,
+            identity=self.identity,
+            run_id=w.run_id,
+            started_at_ms=w.started_at_ms,
+            ended_at_ms=w.ended_at_ms,
+            elapsed_ms=w.elapsed_ms,
+            body=w.to_bytes(),
+            sent_at=time.time() if sent else None,
+        )
+        with self.outbox.transaction():
+            self.outbox.add([row])
+
+    def mark_sent(self, w: Window) -> None:
+        with self.outbox.transaction():
+            self.outbox.mark_sent([(time.time(), w.run_id, w.started_at_ms)])
+
+    def checkpoint(
+        self, w: Window, *, running: bool = False, suspended_ms: int = 0, stamp: str | None = None
+    ) -> None:
+        template = json.dumps(
+            {"id": w.activity_id, "name": w.name, "course": w.course.to_json(), "runId": w.run_id}
+        ).encode()
+        row = CheckpointRow(
+            owner=self.owner,
+            backend=self.backend,
+            identity=self.identity,
+            run_id=w.run_id,
+            started_at_ms=w.started_at_ms,
+            ended_at_ms=w.ended_at_ms,
+            elapsed_ms=w.elapsed_ms,
+            template=template,
+            running=running,
+            suspended_ms=suspended_ms,
+            stamp=stamp,
+        )
+        with self.outbox.transaction():
+            self.checkpoint_row = self.outbox.put_checkpoint(row)
+
+    def claim(
+        self, identity: str | None = None, backend: str | None = None
+    ) -> list[tuple[str, int, bytes]]:
+        """(run_id, elapsed_ms, body) of each window taken over, in replay order (for the
+        owner's own backend and identity unless told others)."""
+        with self.outbox.transaction():
+            self.outbox.forget_dead_owners()
+            rows = self.outbox.claim_orphans(
+                self.owner, backend or self.backend, identity or self.identity
+            )
+        return [(r.run_id, r.elapsed_ms, r.body) for r in rows]
+
+    def leave(self) -> None:
+        with self.outbox.transaction():
+            self.outbox.release(self.owner)
+
+    def make_room(self) -> int:
+        with self.outbox.transaction():
+            return self.outbox.make_room(self.backend)
+
+    def pending(self) -> list[dict[str, object]]:
+        return [json.loads(r.body) for r in self.outbox.pending(self.owner)]
 
 
 # -- the figures for the issue note ------------------------------------------------------

@@ -4,14 +4,12 @@ process holds the former file and wherever a mover stops."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +21,10 @@ import platformdirs
 import pytest
 from outbox_kit import (
     AUTH,
+    OPENED,
     STUDENTS,
     TALLY,
+    Owner,
     WireLog,
     boottime_ms,
     check_delivery,
@@ -38,11 +38,8 @@ from outbox_kit import (
 from timeback_client import AsyncTimeback, TimebackError, VirtualClock
 from timeback_client._models import Course, Window
 from timeback_client._outbox import (
-    CheckpointRow,
     Outbox,
     OutboxError,
-    StoredWindow,
-    WindowRow,
     identity_of,
 )
 from timeback_client._outbox_home import default_outbox_path, former_outbox_path, move_outbox
@@ -165,80 +162,19 @@ def window(run: str, start_s: int, active_s: int) -> Window:
     )
 
 
-# Every outbox a test opens through the helpers below, closed after the test (Python 3.13
-# warns of a connection left to the garbage collector, and warnings fail the run).
-_OPENED: list[Outbox] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_opened() -> Iterator[None]:
-    yield
-    while _OPENED:
-        _OPENED.pop().close()
-
-
-def opened(outbox: Outbox) -> Outbox:
-    _OPENED.append(outbox)
-    return outbox
-
-
-class Earlier:
+class Earlier(Owner):
     """A client of an earlier version on the former file: an owner with its windows and
     the open window of its run, each written as that version's writer writes them."""
 
     def __init__(
         self, path: Path, *, backend: str = BACKEND, identity: str = IDENTITY, run: str = ""
     ) -> None:
+        super().__init__(path, backend, identity)
         self.path = path
-        self.outbox = opened(Outbox(path))
-        self.owner = uuid.uuid4().hex
-        self.backend, self.identity = backend, identity
         self.run = run or str(uuid.uuid4())
-        with self.outbox.transaction():
-            self.outbox.register(self.owner)
-
-    def add(self, w: Window, *, sent: bool = False) -> None:
-        with self.outbox.transaction():
-            self.outbox.add([self._row(w, sent)])
-
-    def _row(self, w: Window, sent: bool) -> WindowRow:
-        return WindowRow(
-            owner=self.owner,
-            backend=self.backend,
-            identity=self.identity,
-            run_id=w.run_id,
-            started_at_ms=w.started_at_ms,
-            ended_at_ms=w.ended_at_ms,
-            elapsed_ms=w.elapsed_ms,
-            body=w.to_bytes(),
-            sent_at=time.time() if sent else None,
-        )
-
-    def checkpoint(self, w: Window) -> None:
-        template = json.dumps(
-            {"id": w.activity_id, "name": w.name, "course": w.course.to_json(), "runId": w.run_id}
-        ).encode()
-        row = CheckpointRow(
-            owner=self.owner,
-            backend=self.backend,
-            identity=self.identity,
-            run_id=w.run_id,
-            started_at_ms=w.started_at_ms,
-            ended_at_ms=w.ended_at_ms,
-            elapsed_ms=w.elapsed_ms,
-            template=template,
-        )
-        with self.outbox.transaction():
-            self.outbox.put_checkpoint(row)
-
-    def claim(self) -> list[StoredWindow]:
-        with self.outbox.transaction():
-            self.outbox.forget_dead_owners()
-            return self.outbox.claim_orphans(self.owner, self.backend, self.identity)
 
     def leave(self) -> None:
-        with self.outbox.transaction():
-            self.outbox.release(self.owner)
+        super().leave()
         self.outbox.close()
 
     def die(self) -> None:
@@ -270,7 +206,8 @@ class Claimant:
     """A client of this version on the new file: claims, and delivers what it claimed."""
 
     def __init__(self, path: Path, identity: str = IDENTITY, backend: str = BACKEND) -> None:
-        self.outbox = opened(Outbox(path))
+        self.outbox = Outbox(path)
+        OPENED.append(self.outbox)
         self.owner = uuid.uuid4().hex
         self.identity, self.backend = identity, backend
         self.delivered: list[bytes] = []
@@ -466,7 +403,8 @@ def test_a_move_the_target_refuses_gives_the_windows_back_at_once(
     """The new file is locked by another process past the wait: the move is reported and
     the windows are a departed owner's again (not held for a lease), moved next time."""
     left_by_a_dead_process(former)
-    target = opened(Outbox(tmp_path / "state" / "outbox.sqlite3", busy_timeout=0.05))
+    target = Outbox(tmp_path / "state" / "outbox.sqlite3", busy_timeout=0.05)
+    OPENED.append(target)
     locker = sqlite3.connect(target.path, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")
     with pytest.raises(OutboxError, match="they stay there"):

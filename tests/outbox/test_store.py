@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sqlite3
 import stat
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from outbox_kit import BACKEND, IDENTITY, OPENED, Owner
 
 from timeback_client._models import Course, Window
 from timeback_client._outbox import (
-    CheckpointRow,
     Outbox,
     OutboxError,
     WindowRow,
@@ -29,9 +25,6 @@ from timeback_client._outbox import (
     open_window,
     windows_process_alive,
 )
-
-BACKEND = "https://app.example/api/timeback"
-IDENTITY = identity_of(BACKEND, {"Authorization": "Bearer secret-token"}, {"sid": "cookie-value"})
 
 
 def window(run_id: str, start_ms: int, active: int, paused: int = 0) -> Window:
@@ -45,94 +38,6 @@ def window(run_id: str, start_ms: int, active: int, paused: int = 0) -> Window:
         elapsed_ms=active,
         paused_ms=paused,
     )
-
-
-# Every outbox a test opens, closed after it (Python 3.13 warns of an unclosed connection).
-OPENED: list[Outbox] = []
-
-
-@pytest.fixture(autouse=True)
-def close_outboxes() -> Iterator[None]:
-    yield
-    while OPENED:
-        OPENED.pop().close()
-
-
-class Owner:
-    """One client's use of the file, as the outbox writer makes it: an owner row, and its
-    windows and checkpoints, each change in a transaction of its own."""
-
-    def __init__(
-        self, path: Path, backend: str = BACKEND, identity: str = IDENTITY, **options: int
-    ) -> None:
-        self.outbox = Outbox(path, **options)  # type: ignore[arg-type]
-        OPENED.append(self.outbox)
-        self.owner = uuid.uuid4().hex
-        self.backend = backend
-        self.identity = identity
-        with self.outbox.transaction():
-            self.outbox.register(self.owner)
-
-    def add(self, w: Window, *, sent: bool = False) -> None:
-        row = WindowRow(
-            owner=self.owner,
-            backend=self.backend,
-            identity=self.identity,
-            run_id=w.run_id,
-            started_at_ms=w.started_at_ms,
-            ended_at_ms=w.ended_at_ms,
-            elapsed_ms=w.elapsed_ms,
-            body=w.to_bytes(),
-            sent_at=time.time() if sent else None,
-        )
-        with self.outbox.transaction():
-            self.outbox.add([row])
-
-    def mark_sent(self, w: Window) -> None:
-        with self.outbox.transaction():
-            self.outbox.mark_sent([(time.time(), w.run_id, w.started_at_ms)])
-
-    def checkpoint(
-        self, w: Window, *, running: bool = False, suspended_ms: int = 0, stamp: str | None = None
-    ) -> None:
-        template = json.dumps(
-            {"id": w.activity_id, "name": w.name, "course": w.course.to_json(), "runId": w.run_id}
-        ).encode()
-        row = CheckpointRow(
-            owner=self.owner,
-            backend=self.backend,
-            identity=self.identity,
-            run_id=w.run_id,
-            started_at_ms=w.started_at_ms,
-            ended_at_ms=w.ended_at_ms,
-            elapsed_ms=w.elapsed_ms,
-            template=template,
-            running=running,
-            suspended_ms=suspended_ms,
-            stamp=stamp,
-        )
-        with self.outbox.transaction():
-            self.checkpoint_row = self.outbox.put_checkpoint(row)
-
-    def claim(
-        self, identity: str = IDENTITY, backend: str = BACKEND
-    ) -> list[tuple[str, int, bytes]]:
-        """(run_id, elapsed_ms, body) of each window taken over, in replay order."""
-        with self.outbox.transaction():
-            self.outbox.forget_dead_owners()
-            rows = self.outbox.claim_orphans(self.owner, backend, identity)
-        return [(r.run_id, r.elapsed_ms, r.body) for r in rows]
-
-    def leave(self) -> None:
-        with self.outbox.transaction():
-            self.outbox.release(self.owner)
-
-    def make_room(self) -> int:
-        with self.outbox.transaction():
-            return self.outbox.make_room(self.backend)
-
-    def pending(self) -> list[dict[str, object]]:
-        return [json.loads(r.body) for r in self.outbox.pending(self.owner)]
 
 
 def kill(path: Path, owner: Owner) -> None:
