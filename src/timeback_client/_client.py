@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Final
 
@@ -548,6 +548,27 @@ _FIELD_TEXT = frozenset(map(chr, range(0x20, 0x7F))) | {"\t"}
 _COOKIE_TEXT = frozenset(map(chr, range(0x20, 0x7F))) - {";"}
 
 
+def _check_pairs(
+    field: str,
+    noun: str,
+    pairs: Iterable[tuple[object, object]],
+    allowed: frozenset[str],
+    allowed_text: str,
+    fix: str,
+) -> None:
+    """Each name an RFC 9110 token and each value text of ``allowed``, or a
+    `ValidationError` naming the one that is not."""
+    for name, value in pairs:
+        if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
+            raise ValidationError(
+                field, f"{name!r} is not a {noun} name", "Use letters, digits and '-'."
+            )
+        if not isinstance(value, str) or not set(value) <= allowed:
+            raise ValidationError(
+                f"{field}[{name!r}]", f"is not a {noun} value ({allowed_text})", fix
+            )
+
+
 def _headers(headers: object) -> httpx.Headers:
     """Headers that can go on the wire, or a `ValidationError` naming the one that cannot
     (checked here, not found by a background send)."""
@@ -557,17 +578,14 @@ def _headers(headers: object) -> httpx.Headers:
             f"{type(headers).__name__} is not a mapping",
             'Pass e.g. {"Authorization": "Bearer <token>"}.',
         )
-    for name, value in headers.items():
-        if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
-            raise ValidationError(
-                "headers", f"{name!r} is not a header name", "Use letters, digits and '-'."
-            )
-        if not isinstance(value, str) or not set(value) <= _FIELD_TEXT:
-            raise ValidationError(
-                f"headers[{name!r}]",
-                "is not a header value (text in visible ASCII, no line breaks)",
-                "Pass the value as the server expects it, e.g. a token as is.",
-            )
+    _check_pairs(
+        "headers",
+        "header",
+        headers.items(),
+        _FIELD_TEXT,
+        "text in visible ASCII, no line breaks",
+        "Pass the value as the server expects it, e.g. a token as is.",
+    )
     return httpx.Headers(headers)
 
 
@@ -584,17 +602,14 @@ def _cookies(cookies: object) -> httpx.Cookies | None:
             f"{type(cookies).__name__} is not a mapping",
             'Pass e.g. {"session": "<value>"} or an httpx.Cookies.',
         )
-    for name, value in pairs:
-        if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
-            raise ValidationError(
-                "cookies", f"{name!r} is not a cookie name", "Use letters, digits and '-'."
-            )
-        if not isinstance(value, str) or not set(value) <= _COOKIE_TEXT:
-            raise ValidationError(
-                f"cookies[{name!r}]",
-                "is not a cookie value (ASCII text without ';' or line breaks)",
-                "Pass the value the server set, as it set it.",
-            )
+    _check_pairs(
+        "cookies",
+        "cookie",
+        pairs,
+        _COOKIE_TEXT,
+        "ASCII text without ';' or line breaks",
+        "Pass the value the server set, as it set it.",
+    )
     if not pairs:
         return None
     return (
