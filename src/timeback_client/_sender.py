@@ -482,6 +482,8 @@ def user_agent(http: httpx.AsyncClient) -> str:
 def _log_answer(delivery: Delivery, status: int | None, outcome: Outcome, latency: float) -> None:
     """One DEBUG line per attempt: which window, how it went, how long it took. It names
     the run and the window's time, never the request's headers, cookies or auth."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return  # every heartbeat passes here: build nothing for a line nobody reads
     window = delivery.window
     match outcome:
         case Delivered(duplicate=duplicate):
