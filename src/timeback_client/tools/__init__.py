@@ -3,6 +3,8 @@
 - ``timeback-client demo``: the stateful story against an embedded emulator (`_demo`);
 - ``timeback-client simulate``: a school of students against a backend (`_simulate`),
   and its report (`_report`);
+- the simulated student both load tools drive, a plan of steps (`students`, public, so
+  that a load test can bring its own behaviour and catalogue);
 - the emulator in a process of its own, for load runs and benchmarks (`_emulator_process`);
 - the command line itself (`_cli`).
 

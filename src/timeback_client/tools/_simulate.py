@@ -21,6 +21,7 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Final, TextIO
 
 import anyio
@@ -34,46 +35,25 @@ from .._engine import Engine
 from .._errors import DeliveryError
 from .._models import ErrorContext, TimeOptions
 from ._report import EmulatorTotals, ProgressLine, Report, render_text
+from .students import (
+    BUILTIN_LESSONS,
+    Behaviour,
+    Complete,
+    End,
+    Lesson,
+    Pause,
+    Plan,
+    Resume,
+    Start,
+    Step,
+    Touch,
+    Wait,
+    student_plan,
+)
 
 __all__ = ["Behaviour", "Simulation", "TimedTransport", "run_simulation"]
 
-_LESSONS: Final[tuple[dict[str, Any], ...]] = (
-    {
-        "id": "fractions-1",
-        "name": "Fractions: halves and quarters",
-        "course": {"subject": "Math", "grade": 3},
-    },
-    {
-        "id": "main-idea-2",
-        "name": "Finding the main idea",
-        "course": {"subject": "Reading", "grade": 4},
-    },
-    {
-        "id": "cells-1",
-        "name": "Cells and what they do",
-        "course": {"subject": "Science", "grade": 6},
-    },
-    {"id": "loops-1", "name": "Loops", "course": {"code": "CS-101"}},
-)
 _MS: Final = 1000
-
-
-@attrs.frozen(kw_only=True)
-class Behaviour:
-    """How simulated students behave, in lesson seconds (chances are per step)."""
-
-    arrival_spread: float = 60.0  # arrivals are spread over this (or one interval, if longer)
-    session_mean: float = 480.0  # a session lasts this long on average, then they leave
-    work_mean: float = 90.0  # a stretch of work lasts this long on average
-    touch_every: tuple[float, float] = (3.0, 12.0)  # input while working
-    break_chance: float = 0.10
-    break_length: tuple[float, float] = (20.0, 120.0)
-    idle_chance: float = 0.08
-    idle_timeout: float = 60.0
-    idle_extra: tuple[float, float] = (5.0, 60.0)  # how long past idle_timeout they stay away
-    away_length: tuple[float, float] = (60.0, 300.0)  # between sessions
-    complete_chance: float = 0.03  # a session ends with the lesson completed
-    record_after: float = 2.0  # the server records the completion this long after end()
 
 
 @attrs.frozen(kw_only=True)
@@ -181,12 +161,12 @@ class _School:
         self.delivered += 1
         self.flushed_ms += elapsed_ms
 
-    async def complete(self, email: str, lesson: dict[str, Any], run_id: str) -> None:
+    async def complete(self, email: str, lesson: Lesson, run_id: str) -> None:
         """The app's server records the completion of ``run_id`` (never the client)."""
         assert self.hook is not None
         body = {
             "user": {"email": email},
-            "activity": lesson,
+            "activity": {"id": lesson.id, "name": lesson.name, "course": lesson.course},
             "metrics": {
                 "total_questions": 10,
                 "correct_questions": 8,
@@ -213,14 +193,14 @@ class _School:
 
 
 class _Student:
-    """One student: a token, an app session at a time, and a seeded mind of their own."""
+    """One student: a token, an app session at a time, and the shared student plan."""
 
     def __init__(self, school: _School, index: int, seed: int) -> None:
         self.school = school
         self.index = index
+        self.seed = seed
         self.token = f"sim-student-{index:05d}"
         self.email = f"student{index:05d}@sim.example.edu"
-        self.rng = random.Random(seed * 1_000_003 + index)  # noqa: S311 - behaviour, not secrets
         self.activity: AsyncActivity | None = None
         self.away = True
 
@@ -248,70 +228,85 @@ class _Student:
             flush_timeout=config.flush_timeout,
         )
 
-    async def _follow(self, tb: AsyncTimeback) -> None:
-        school, rng, behaviour = self.school, self.rng, self.school.config.behaviour
-        await school.wait(rng.uniform(0, max(behaviour.arrival_spread, school.config.interval)))
-        lesson = _LESSONS[self.index % len(_LESSONS)]
-        run_id: str | None = None
-        while not school.over():
-            activity = tb.activity.start(
-                **lesson,
-                run_id=run_id,
-                time=self._options(),
-                on_error=school.on_error,
-                on_flush=school.on_flush,
-                on_pause=self._on_pause,
-            )
-            school.sessions += 1
-            school.resumed_sessions += run_id is not None
-            run_id = activity.run_id
-            self.activity, self.away = activity, False
-            await self._session(activity)
-            await activity.end()
-            self.activity, self.away = None, True
-            school.run_ms[run_id] = school.run_ms.get(run_id, 0) + activity.elapsed_ms
-            if school.hook is not None and rng.random() < behaviour.complete_chance:
-                await school.wait(behaviour.record_after)
-                if school.over():
-                    return
-                await school.complete(self.email, lesson, run_id)
-                # A new attempt needs a fresh runId: the next lesson, a new run.
-                lesson = _LESSONS[(_LESSONS.index(lesson) + 1) % len(_LESSONS)]
-                run_id = None
-            await school.wait(rng.uniform(*behaviour.away_length))
+    def _plan(self) -> Plan:
+        config = self.school.config
+        # Arrivals spread over at least one interval, so heartbeats do not come in step.
+        behaviour = attrs.evolve(
+            config.behaviour,
+            arrival_spread=max(config.behaviour.arrival_spread, config.interval),
+        )
+        return student_plan(
+            index=self.index,
+            seed=self.seed,
+            behaviour=behaviour,
+            lessons=BUILTIN_LESSONS,
+            can_complete=self.school.hook is not None,
+        )
 
-    async def _session(self, activity: AsyncActivity) -> None:
-        school, rng, behaviour = self.school, self.rng, self.school.config.behaviour
-        session_end = school.now_ms() + round(rng.expovariate(1 / behaviour.session_mean) * _MS)
-        while school.now_ms() < session_end and not school.over():
-            step = rng.random()
-            if step < behaviour.break_chance:
-                activity.pause()
-                await school.wait(rng.uniform(*behaviour.break_length))
-                if not school.over():
-                    activity.resume()
-            elif step < behaviour.break_chance + behaviour.idle_chance:
-                # No input at all: the SDK pauses the activity itself after idle_timeout.
-                await school.wait(behaviour.idle_timeout + rng.uniform(*behaviour.idle_extra))
-                if not school.over():
-                    activity.touch()
-            else:
-                work_end = min(
-                    school.now_ms() + round(rng.expovariate(1 / behaviour.work_mean) * _MS),
-                    session_end,
-                )
-                while school.now_ms() < work_end and not school.over():
-                    pause_s = min(
-                        rng.uniform(*behaviour.touch_every), (work_end - school.now_ms()) / _MS
-                    )
-                    await school.wait(pause_s)
-                    activity.touch()
+    async def _follow(self, tb: AsyncTimeback) -> None:
+        """Carry out the plan's steps until lesson time is up, then end the open session."""
+        school = self.school
+        plan = self._plan()
+        reply: str | None = None
+        try:
+            while True:
+                step = plan.send(reply)
+                reply = None
+                if isinstance(step, Wait):
+                    await school.wait(step.seconds)
+                    if school.over():
+                        return
+                elif isinstance(step, Start):
+                    reply = self._start(tb, step)
+                elif isinstance(step, End):
+                    await self._end()
+                elif isinstance(step, Complete):
+                    await school.complete(self.email, step.lesson, step.run_id)
+                elif self.activity is not None:
+                    _ACTIONS[type(step)](self.activity)
+        finally:
+            plan.close()
+            await self._end()
+
+    def _start(self, tb: AsyncTimeback, step: Start) -> str:
+        school = self.school
+        lesson = step.lesson
+        activity = tb.activity.start(
+            id=lesson.id,
+            name=lesson.name,
+            course=lesson.course,
+            run_id=step.run_id,
+            time=self._options(),
+            on_error=school.on_error,
+            on_flush=school.on_flush,
+            on_pause=self._on_pause,
+        )
+        school.sessions += 1
+        school.resumed_sessions += step.run_id is not None
+        self.activity, self.away = activity, False
+        return activity.run_id
+
+    async def _end(self) -> None:
+        activity = self.activity
+        if activity is None:
+            return
+        await activity.end()
+        self.activity, self.away = None, True
+        run_ms = self.school.run_ms
+        run_ms[activity.run_id] = run_ms.get(activity.run_id, 0) + activity.elapsed_ms
 
     def _on_pause(self) -> None:
         if self.activity is not None and self.activity.is_idle:
             self.school.idle_pauses += 1
         else:
             self.school.pauses += 1
+
+
+_ACTIONS: Final[dict[type[Step], Callable[[AsyncActivity], object]]] = {
+    Touch: AsyncActivity.touch,
+    Pause: AsyncActivity.pause,
+    Resume: AsyncActivity.resume,
+}
 
 
 @attrs.frozen(kw_only=True)
