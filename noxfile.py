@@ -32,6 +32,7 @@ nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = False
 nox.options.download_python = "never"
 nox.options.sessions = [
+    "e2e",
     *(f"tests-{python}" for python in PYTHONS),
     "lowest",
     "lint",
@@ -66,11 +67,24 @@ def _pyenv_pythons_first() -> None:
 _pyenv_pythons_first()
 
 
+# End-to-end tests (marker ``e2e``: a real browser, a fleet of Locust processes, the
+# vendor's server) exercise no Python-version-specific code of their own beyond what the
+# suites cover, and cost minutes each: they run once, in the `e2e` session.
+NOT_E2E = ("-m", "not e2e")
+
+
 @nox.session(python=PYTHONS, tags=["suite"])
 def tests(session: nox.Session) -> None:
-    """The whole test suite on one Python."""
+    """The whole test suite on one Python, but for the end-to-end tests."""
     session.install(*EVERYTHING)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *NOT_E2E, *session.posargs)
+
+
+@nox.session(python="3.12", tags=["suite"])
+def e2e(session: nox.Session) -> None:
+    """The end-to-end tests (pytest marker ``e2e``), on the Python the vendor's server uses."""
+    session.install(*EVERYTHING)
+    session.run("pytest", "-m", "e2e", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0], tags=["suite"])
@@ -82,7 +96,7 @@ def lowest(session: nox.Session) -> None:
     """
     session.install("--resolution", "lowest-direct", *EVERYTHING)
     session.run("uv", "pip", "list", "--format", "freeze", silent=False)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *NOT_E2E, *session.posargs)
 
 
 @nox.session
