@@ -119,7 +119,7 @@ def test_delivery_errors_are_counted_by_kind_and_fail_the_run() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--token", "t"], "--token only goes with --server"),
+        (["--token", "t"], "--token and --tokens only go with --server"),
         (["--server", "http://127.0.0.1:9/api/timeback"], "--server needs --token"),
         (["--speed", "0"], "argument --speed: 0 is not a positive, finite number"),
         (["--speed", "inf"], "argument --speed: inf is not a positive, finite number"),
