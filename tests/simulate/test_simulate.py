@@ -6,12 +6,15 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from timeback_client.tools._cli import main
 from timeback_client.tools._emulator_process import EmulatorProcess
+from timeback_client.tools._report import render_text
 from timeback_client.tools._simulate import Simulation, run_simulation, simulate
+from timeback_client.tools.students import read_roster
 
 
 def test_every_simulated_millisecond_reaches_the_emulator_exactly_once() -> None:
@@ -135,3 +138,41 @@ def test_the_cli_refuses_inconsistent_options(
 
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_credentials_the_backend_does_not_know_are_named_by_line_never_shown(
+    tmp_path: Path,
+) -> None:
+    """Three students a line each; the backend knows two. The report groups the 401s,
+    names the third line and says what to pass instead, and shows no token."""
+    tokens = tmp_path / "students.txt"
+    tokens.write_text("tok-ada\ntok-bob\nsecret-nobody-knows\n", encoding="utf-8")
+    known = {"tok-ada": "ada@example.edu", "tok-bob": "bob@example.edu"}
+    with EmulatorProcess(known) as server:
+        report = simulate(
+            Simulation(
+                students=6,
+                minutes=1,
+                speed=120,
+                seed=2,
+                server=server.base_url,
+                roster=read_roster(tokens),
+                flush_timeout=0.5,
+            ),
+            progress_out=io.StringIO(),
+        )
+
+    assert [(r.status, r.code) for r in report.refusals] == [(401, "UNAUTHORIZED")]
+    (refusal,) = report.refusals
+    assert refusal.credentials == (f"{tokens} line 3",)
+    assert refusal.given_up == 0  # held for new credentials, not dropped
+    assert not report.ok
+    assert (
+        report.identity_note
+        == f"3 identities from {tokens} for 6 students, round-robin: some students share one"
+    )
+    text = render_text(report)
+    assert f"NOT OK: the backend knows no student by {tokens} line 3: pass --tokens FILE" in text
+    everything = text + json.dumps(report.to_json())
+    assert "secret-nobody-knows" not in everything
+    assert "tok-ada" not in everything

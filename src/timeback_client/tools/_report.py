@@ -182,7 +182,8 @@ class Report:
                 f"{self.students} students, round-robin: some students share one"
             )
         used = min(self.identities, self.students)
-        return f"{used} identities from {self.identities_source}, one per student"
+        noun = "identity" if used == 1 else "identities"
+        return f"{used} {noun} from {self.identities_source}, one per student"
 
     @property
     def why(self) -> list[str]:
@@ -404,7 +405,7 @@ def _refusal_lines(refusals: Sequence[Refusal]) -> list[str]:
         if refusal.status == 401 or refusal.code == "USER_RESOLUTION_FAILED":
             involved.append(f"credentials {_some(refusal.credentials, 6)}")
         lines += [
-            f"  refused {refusal.kind}: {refusal.count} (given up {refusal.given_up})"
+            f"  refused {refusal.kind}: {refusal.count} windows ({refusal.given_up} given up)"
             + "".join(f"; {item}" for item in involved),
             f"    e.g. {refusal.example}",
         ]

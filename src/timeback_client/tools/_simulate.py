@@ -605,12 +605,16 @@ def run_simulation(
     import json
 
     if config.server is None and config.students_roster is not None:
-        print("--token and --tokens only go with --server", file=err or sys.stderr)
+        print(
+            "timeback-client simulate: --token and --tokens only go with --server",
+            file=err or sys.stderr,
+        )
         return 2
     if config.server is not None and config.students_roster is None:
         print(
-            "--server needs --tokens FILE (the deployment's students, a bearer token or a "
-            "session cookie a line) or --token (one identity for every student)",
+            "timeback-client simulate: --server needs --tokens FILE (the deployment's "
+            "students, a bearer token or a session cookie a line) or --token (one identity "
+            "for every student)",
             file=err or sys.stderr,
         )
         return 2
