@@ -98,6 +98,7 @@ BUILTIN_LESSONS: Final[tuple[Lesson, ...]] = (
     ),
     Lesson(id="loops-1", name="Loops", course={"code": "CS-101"}),
 )
+"""The lessons of the built-in catalogue: what the emulator's open catalogue accepts."""
 
 
 @attrs.frozen(kw_only=True)
@@ -162,7 +163,9 @@ class Complete:
 
 
 Step = Wait | Start | Touch | Pause | Resume | End | Complete
+"""One thing a student does next."""
 Plan = Generator[Step, str | None, None]
+"""A student's steps: send the run id back after a `Start`, None after any other step."""
 _MS: Final = 1000
 
 
@@ -255,6 +258,7 @@ class Catalogue:
 
 
 BUILTIN_CATALOGUE: Final = Catalogue(lessons=BUILTIN_LESSONS, source="built-in")
+"""`BUILTIN_LESSONS` as a catalogue: what students take unless told the backend's courses."""
 
 _CONFIG_FIX: Final = "Pass the timeback.config.json that the backend's server SDK reads."
 _SPEC_FIX: Final = 'Write subject:grade, e.g. "Math:3", or code:COURSE, e.g. "code:CS-101".'
