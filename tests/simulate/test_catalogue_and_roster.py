@@ -100,6 +100,11 @@ def test_a_config_gives_one_lesson_per_synced_course_selected_as_a_heartbeat_can
             "courses[1]",
             "repeats Math grade 3",
         ),
+        (
+            {"courses": [{"courseCode": "A", "grade": 3}, {"courseCode": "A", "grade": 4}]},
+            "courses[1]",
+            "repeats A",
+        ),
         ({"courses": [{"subject": "Math", "grade": 3}]}, "timeback.config.json", "no course"),
     ],
 )

@@ -14,7 +14,7 @@ from timeback_client.tools._cli import main
 from timeback_client.tools._emulator_process import EmulatorProcess
 from timeback_client.tools._report import render_text
 from timeback_client.tools._simulate import Simulation, run_simulation, simulate
-from timeback_client.tools.students import read_roster
+from timeback_client.tools.students import courses_from_specs, read_roster
 
 
 def test_every_simulated_millisecond_reaches_the_emulator_exactly_once() -> None:
@@ -176,3 +176,26 @@ def test_credentials_the_backend_does_not_know_are_named_by_line_never_shown(
     everything = text + json.dumps(report.to_json())
     assert "secret-nobody-knows" not in everything
     assert "tok-ada" not in everything
+
+
+def test_students_take_only_the_courses_given() -> None:
+    catalogue = courses_from_specs(["Writing:2", "code:ART-1"])
+    with EmulatorProcess({"school-token": "everyone@example.edu"}) as server:
+        report = simulate(
+            Simulation(
+                students=6,
+                minutes=1,
+                speed=120,
+                seed=4,
+                server=server.base_url,
+                token="school-token",
+                catalogue=catalogue,
+            ),
+            progress_out=io.StringIO(),
+        )
+        runs = server.get_json("/_emulator/runs")["runs"]
+
+    assert report.ok
+    assert report.courses == ("Writing grade 2", 'code "ART-1"')
+    assert {slug for run in runs for slug in run["activities"]} == {"writing-grade-2", "art-1"}
+    assert "all 6 students share one identity (--token)" in render_text(report)

@@ -163,7 +163,7 @@ def test_the_backend_s_own_courses_and_students_get_every_window_accepted(
     assert status == 0, out
     assert report["ok"] is True
     courses = report["config"]["courses"]
-    assert courses["taken"] == ["Math grade 3", "Reading grade 3", "CS-101"]
+    assert courses["taken"] == ["Math grade 3", "Reading grade 3", 'code "CS-101"']
     assert courses["leftOut"] == ["Science grade 4: not synced (no ids)"]
     assert report["config"]["identities"]["count"] == 3
     assert "round-robin" in report["config"]["identities"]["note"]

@@ -573,7 +573,7 @@ def _report(
         emulator=totals,
         refusals=school.refusals(),
         catalogue=config.catalogue.source,
-        courses=tuple(lesson.name for lesson in config.catalogue.lessons),
+        courses=tuple(describe_course(lesson.course) for lesson in config.catalogue.lessons),
         left_out=config.catalogue.left_out,
         identities=None if roster is None else len(roster),
         identities_source=None if roster is None else roster.source,

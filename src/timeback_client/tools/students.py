@@ -310,7 +310,7 @@ def read_catalogue(
         )
     lessons: list[Lesson] = []
     left_out: list[str] = []
-    seen: set[tuple[str, object]] = set()
+    seen: set[tuple[object, ...]] = set()
     for index, raw in enumerate(courses):
         lesson, reason = _configured_lesson(f"{where}: courses[{index}]", raw, environment, seen)
         if lesson is not None:
@@ -351,7 +351,7 @@ def _configured_lesson(
     field: str,
     raw: object,
     environment: str | None,
-    seen: set[tuple[str, object]],
+    seen: set[tuple[object, ...]],
 ) -> tuple[Lesson | None, str | None]:
     """One configured course: its lesson, or (None, why it is left out)."""
     if not isinstance(raw, dict):
@@ -377,16 +377,19 @@ def _configured_lesson(
             "Give it one; the backend's server SDK refuses such a course too.",
         )
     name = code if code else f"{subject} grade {grade}"
-    for key in ([("grade", (subject, grade))] if grade is not None else []) + (
-        [("code", code)] if code else []
-    ):
-        if key in seen:
+    selectors: dict[tuple[object, ...], str] = {}
+    if grade is not None:
+        selectors[("grade", subject, grade)] = f"{subject} grade {grade}"
+    if code:
+        selectors[("code", code)] = code
+    for selector, described in selectors.items():
+        if selector in seen:
             raise ValidationError(
                 field,
-                f"repeats {name}",
+                f"repeats {described}",
                 "List each course once; the backend's server SDK refuses repeats too.",
             )
-        seen.add(key)
+        seen.add(selector)
     ids = raw.get("ids")
     synced = _synced(ids if isinstance(ids, dict) else {}, environment)
     if not synced:
