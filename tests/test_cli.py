@@ -38,6 +38,10 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         (["simulate", "--students", "3", "--minutes", "1", "--speed", "inf"], "--speed"),
         (["simulate", "--students", "0", "--minutes", "1"], "--students"),
         (["simulate", "--students", "3", "--minutes", "nan"], "--minutes"),
+        (["simulate", "--students", "3", "--minutes", "1", "--course", "Math:13"], "--course"),
+        (["simulate", "--students", "3", "--minutes", "1", "--course", "Maths:3"], "--course"),
+        (["simulate", "--students", "3", "--minutes", "1", "--tokens", "/nonexistent"], "--tokens"),
+        (["simulate", "--students", "3", "--minutes", "1", "--token", "a"], "--token"),
     ],
 )
 def test_a_bad_argument_is_one_line_naming_it_and_exit_status_2(
@@ -49,6 +53,30 @@ def test_a_bad_argument_is_one_line_naming_it_and_exit_status_2(
     last = done.stderr.strip().splitlines()[-1]
     assert named in last
     assert last.startswith("timeback-client")
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "named"),
+    [
+        ("--courses", '{"courses": [', "line 1"),
+        ("--courses", '{"courses": [{"subject": "Math", "grade": 13}]}', "courses[0].grade"),
+        ("--courses", '{"courses": [{"subject": "Math", "grade": 3}]}', "no course"),
+        ("--tokens", "# nobody yet\n", "holds no credential"),
+        ("--tokens", "tok-a\nhas a space\n", "line 2"),
+    ],
+)
+def test_a_bad_courses_or_tokens_file_is_refused_at_the_door_naming_line_or_field(
+    tmp_path: Path, option: str, content: str, named: str
+) -> None:
+    path = tmp_path / "input"
+    path.write_text(content, encoding="utf-8")
+    done = run("simulate", "--students", "3", "--minutes", "1", option, str(path))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("timeback-client simulate: error: argument " + option)
+    assert named in last
+    assert "has a space" not in last  # a credential is never echoed
 
 
 def test_version() -> None:

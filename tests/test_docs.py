@@ -20,6 +20,7 @@ import pytest
 import timeback_client
 import timeback_client.emulator
 import timeback_client.testing
+import timeback_client.tools.students
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -45,6 +46,7 @@ PUBLIC_MODULES: dict[str, list[str]] = {
     "timeback_client": list(timeback_client.__all__),
     "timeback_client.emulator": list(timeback_client.emulator.__all__),
     "timeback_client.testing": list(timeback_client.testing.__all__),
+    "timeback_client.tools.students": list(timeback_client.tools.students.__all__),
     "timeback_client.integrations.tk": _static_all(
         SRC / "timeback_client" / "integrations" / "tk.py"
     ),

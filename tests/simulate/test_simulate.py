@@ -6,12 +6,15 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from timeback_client.tools._cli import main
 from timeback_client.tools._emulator_process import EmulatorProcess
+from timeback_client.tools._report import render_text
 from timeback_client.tools._simulate import Simulation, run_simulation, simulate
+from timeback_client.tools.students import courses_from_specs, read_roster
 
 
 def test_every_simulated_millisecond_reaches_the_emulator_exactly_once() -> None:
@@ -119,7 +122,7 @@ def test_delivery_errors_are_counted_by_kind_and_fail_the_run() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--token", "t"], "--token only goes with --server"),
+        (["--token", "t"], "--token and --tokens only go with --server"),
         (["--server", "http://127.0.0.1:9/api/timeback"], "--server needs --token"),
         (["--speed", "0"], "argument --speed: 0 is not a positive, finite number"),
         (["--speed", "inf"], "argument --speed: inf is not a positive, finite number"),
@@ -135,3 +138,64 @@ def test_the_cli_refuses_inconsistent_options(
 
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_credentials_the_backend_does_not_know_are_named_by_line_never_shown(
+    tmp_path: Path,
+) -> None:
+    """Three students a line each; the backend knows two. The report groups the 401s,
+    names the third line and says what to pass instead, and shows no token."""
+    tokens = tmp_path / "students.txt"
+    tokens.write_text("tok-ada\ntok-bob\nsecret-nobody-knows\n", encoding="utf-8")
+    known = {"tok-ada": "ada@example.edu", "tok-bob": "bob@example.edu"}
+    with EmulatorProcess(known) as server:
+        report = simulate(
+            Simulation(
+                students=6,
+                minutes=1,
+                speed=120,
+                seed=2,
+                server=server.base_url,
+                roster=read_roster(tokens),
+                flush_timeout=0.5,
+            ),
+            progress_out=io.StringIO(),
+        )
+
+    assert [(r.status, r.code) for r in report.refusals] == [(401, "UNAUTHORIZED")]
+    (refusal,) = report.refusals
+    assert refusal.credentials == (f"{tokens} line 3",)
+    assert refusal.given_up == 0  # held for new credentials, not dropped
+    assert not report.ok
+    assert (
+        report.identity_note
+        == f"3 identities from {tokens} for 6 students, round-robin: some students share one"
+    )
+    text = render_text(report)
+    assert f"NOT OK: the backend knows no student by {tokens} line 3: pass --tokens FILE" in text
+    everything = text + json.dumps(report.to_json())
+    assert "secret-nobody-knows" not in everything
+    assert "tok-ada" not in everything
+
+
+def test_students_take_only_the_courses_given() -> None:
+    catalogue = courses_from_specs(["Writing:2", "code:ART-1"])
+    with EmulatorProcess({"school-token": "everyone@example.edu"}) as server:
+        report = simulate(
+            Simulation(
+                students=6,
+                minutes=1,
+                speed=120,
+                seed=4,
+                server=server.base_url,
+                token="school-token",
+                catalogue=catalogue,
+            ),
+            progress_out=io.StringIO(),
+        )
+        runs = server.get_json("/_emulator/runs")["runs"]
+
+    assert report.ok
+    assert report.courses == ("Writing grade 2", 'code "ART-1"')
+    assert {slug for run in runs for slug in run["activities"]} == {"writing-grade-2", "art-1"}
+    assert "all 6 students share one identity (--token)" in render_text(report)

@@ -11,6 +11,7 @@ import pytest
 from timeback_client.tools._report import (
     EmulatorTotals,
     ProgressLine,
+    Refusal,
     Report,
     percentile,
     render_text,
@@ -119,6 +120,119 @@ def test_against_another_server_the_report_says_completions_were_skipped() -> No
     assert report.ok
     assert "completions skipped" in render_text(report)
     assert report.to_json()["behaviour"]["completions"] is None
+
+
+def _refusal(status: int, code: str | None, **changes: Any) -> Refusal:
+    values: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "count": 5,
+        "given_up": 5,
+        "courses": (),
+        "fields": (),
+        "credentials": ("students.txt line 2",),
+        "example": f"{status} {code}: a message",
+    }
+    values.update(changes)
+    return Refusal(**values)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "catalogue", "why"),
+    [
+        (
+            _refusal(400, "UNKNOWN_COURSE", courses=("Reading grade 4", "Science grade 6")),
+            "built-in",
+            "the backend does not know Reading grade 4, Science grade 6 (from the built-in "
+            "courses): give simulate the backend's own courses, --courses",
+        ),
+        (
+            _refusal(400, "UNKNOWN_COURSE", courses=("CS-101",)),
+            "old/timeback.config.json",
+            "the backend does not know CS-101 (from old/timeback.config.json)",
+        ),
+        (
+            _refusal(503, "MISSING_SYNCED_COURSE_ID", courses=("Science grade 4",)),
+            "given",
+            "the backend has Science grade 4 but not synced for its environment: sync them",
+        ),
+        (
+            _refusal(500, "AMBIGUOUS_COURSE_SELECTOR", courses=("Math grade 3",)),
+            "given",
+            "the backend's own config lists Math grade 3 twice",
+        ),
+        (
+            _refusal(
+                401,
+                "UNAUTHORIZED",
+                given_up=0,
+                credentials=tuple(f"f line {n}" for n in range(1, 6)),
+            ),
+            "given",
+            "the backend knows no student by f line 1, f line 2, f line 3 and 2 more: pass "
+            "--tokens FILE",
+        ),
+        (
+            _refusal(409, "USER_RESOLUTION_FAILED"),
+            "given",
+            "the backend found no single Timeback user for students.txt line 2",
+        ),
+    ],
+)
+def test_a_refusal_of_the_catalogue_or_the_credentials_is_one_line_with_the_fix(
+    refusal: Refusal, catalogue: str, why: str
+) -> None:
+    report = _report(
+        refusals=(refusal,),
+        catalogue=catalogue,
+        final_errors=refusal.given_up,
+        flushed_active_ms=0,
+        delivered=0,
+    )
+    assert not report.ok
+    (line,) = report.why
+    assert line.startswith(why)
+    text = render_text(report)
+    assert f"NOT OK: {line}" in text
+    assert f"refused {refusal.kind}: 5 windows ({refusal.given_up} given up)" in text
+    assert f"    e.g. {refusal.example}" in text
+    assert report.to_json()["why"] == [line]
+    assert report.to_json()["refusals"][0]["code"] == refusal.code
+
+
+def test_other_refusals_are_grouped_and_shown_but_not_explained() -> None:
+    invalid = _refusal(400, "INVALID_PAYLOAD", fields=("runId",), courses=("Math grade 3",))
+    report = _report(refusals=(invalid,), final_errors=5)
+    assert report.why == []
+    text = render_text(report)
+    assert (
+        "refused 400 INVALID_PAYLOAD: 5 windows (5 given up); courses Math grade 3; fields runId"
+        in text
+    )
+    assert "NOT OK: see above." in text
+
+
+@pytest.mark.parametrize(
+    ("identities", "students", "note"),
+    [
+        (None, 2, "2 emulator students, one identity each"),
+        (1, 100, "all 100 students share one identity (--token): to the backend they are one user"),
+        (3, 10, "3 identities from --token for 10 students, round-robin: some students share one"),
+        (40, 10, "10 identities from --token, one per student"),
+        (1, 1, "1 identity from --token, one per student"),
+    ],
+)
+def test_the_report_says_who_the_students_were_to_the_backend(
+    identities: int | None, students: int, note: str
+) -> None:
+    report = _report(
+        identities=identities,
+        identities_source=None if identities is None else "--token",
+        students=students,
+    )
+    assert report.identity_note.startswith(note)
+    assert f"  students: {report.identity_note}" in render_text(report)
+    assert report.to_json()["config"]["identities"]["note"] == report.identity_note
 
 
 class _Terminal(io.StringIO):

@@ -5,12 +5,23 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .. import __version__
+from .._errors import ValidationError
+from .students import (
+    BUILTIN_CATALOGUE,
+    Catalogue,
+    courses_from_specs,
+    parse_course,
+    read_catalogue,
+    read_roster,
+)
 
 __all__ = ["main"]
 
+_T = TypeVar("_T")
 _NEEDS_EMULATOR = "this command needs the emulator extra: pip install 'timeback-client[emulator]'"
 
 
@@ -33,6 +44,20 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
     return value
+
+
+def _checked(read: Callable[[str], _T]) -> Callable[[str], _T]:
+    """An argparse type from a reader that raises `ValidationError` (a file read at the
+    door: its problem, the line or field named, is argparse's one-line refusal)."""
+
+    def check(text: str) -> _T:
+        try:
+            return read(text)
+        except ValidationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    check.__name__ = read.__name__  # argparse names the type in some messages
+    return check
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,10 +120,45 @@ def _parser() -> argparse.ArgumentParser:
         "--speed", type=_positive, default=10.0, help="lesson time runs this much faster (10)"
     )
     simulate.add_argument("--server", help="a backend mount URL (default: our emulator)")
-    simulate.add_argument("--token", help="the bearer token to send to --server")
+    students = simulate.add_mutually_exclusive_group()
+    students.add_argument(
+        "--tokens",
+        metavar="FILE",
+        type=_checked(read_roster),
+        help="the deployment's students for --server: a bearer token or a session cookie "
+        "(name=value) a line, used round-robin",
+    )
+    students.add_argument(
+        "--token", help="one bearer token for every student (to --server, one user)"
+    )
+    courses = simulate.add_mutually_exclusive_group()
+    courses.add_argument(
+        "--courses",
+        metavar="FILE",
+        type=_checked(read_catalogue),
+        help="the backend's timeback.config.json: students take its synced courses",
+    )
+    courses.add_argument(
+        "--course",
+        metavar="SPEC",
+        action="append",
+        type=_checked(_course_spec),
+        help='a course the backend knows, "Math:3" or "code:CS-101" (repeatable)',
+    )
     simulate.add_argument("--seed", type=int, help="seed the students' behaviour")
     simulate.add_argument("--json", action="store_true", help="print a JSON report")
     return parser
+
+
+def _course_spec(spec: str) -> str:
+    parse_course(spec)
+    return spec
+
+
+def _catalogue(courses: Catalogue | None, specs: list[str] | None) -> Catalogue:
+    if courses is not None:
+        return courses
+    return BUILTIN_CATALOGUE if not specs else courses_from_specs(specs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     speed=args.speed,
                     server=args.server,
                     token=args.token,
+                    roster=args.tokens,
+                    catalogue=_catalogue(args.courses, args.course),
                     seed=args.seed,
                 )
             except ValueError as exc:

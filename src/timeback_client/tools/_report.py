@@ -15,7 +15,7 @@ from typing import Any, Final, TextIO
 
 import attrs
 
-__all__ = ["EmulatorTotals", "ProgressLine", "Report", "percentile", "render_text"]
+__all__ = ["EmulatorTotals", "ProgressLine", "Refusal", "Report", "percentile", "render_text"]
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
@@ -39,6 +39,96 @@ class EmulatorTotals:
     run_active_ms: Mapping[str, int]
     problems: Mapping[str, int]  # rule -> count
     problem_examples: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Refusal:
+    """The backend's error answers to heartbeats, of one HTTP status and error code.
+
+    Attributes:
+        status: the HTTP status.
+        code: the backend's error code (``"UNKNOWN_COURSE"`` ...), None without one.
+        count: how many answers.
+        given_up: after how many the SDK gave the window up (the rest were retried or
+            held for new credentials).
+        courses: the courses of the windows refused, as the backend names them.
+        fields: the fields the backend named (``error.details.field``).
+        credentials: where the credentials of the students refused came from (a file's
+            line, ``--token``), never the credentials themselves.
+        example: one of the messages, as the SDK reported it.
+    """
+
+    status: int
+    code: str | None
+    count: int
+    given_up: int
+    courses: tuple[str, ...]
+    fields: tuple[str, ...]
+    credentials: tuple[str, ...]
+    example: str
+
+    @property
+    def kind(self) -> str:
+        """``"400 UNKNOWN_COURSE"``."""
+        return f"{self.status} {self.code or '(no code)'}"
+
+    def why(self, catalogue: str) -> str | None:
+        """One line on why, and the fix, when the catalogue or the credentials are the
+        cause; None for any other refusal."""
+        courses, who = _some(self.courses), _some(self.credentials)
+        if self.code == "UNKNOWN_COURSE":
+            source = (
+                "the built-in courses"
+                if catalogue == "built-in"
+                else "the courses given"
+                if catalogue == "given"
+                else catalogue
+            )
+            return (
+                f"the backend does not know {courses} (from {source}): give simulate the "
+                "backend's own courses, --courses path/to/its/timeback.config.json, or "
+                "--course for each course it knows."
+            )
+        if self.code == "MISSING_SYNCED_COURSE_ID":
+            return (
+                f"the backend has {courses} but not synced for its environment: sync them, "
+                "or leave them out (--courses leaves out courses with no ids)."
+            )
+        if self.code == "AMBIGUOUS_COURSE_SELECTOR":
+            return f"the backend's own config lists {courses} twice: fix its timeback.config.json."
+        if self.status == 401:
+            return (
+                f"the backend knows no student by {who}: pass --tokens FILE with the "
+                "deployment's students' bearer tokens or session cookies (name=value), one a "
+                "line."
+            )
+        if self.code == "USER_RESOLUTION_FAILED":
+            return (
+                f"the backend found no single Timeback user for {who}: use students that "
+                "exist in Timeback, one a line in --tokens FILE."
+            )
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """This group, for ``--json``."""
+        return {
+            "status": self.status,
+            "code": self.code,
+            "count": self.count,
+            "givenUp": self.given_up,
+            "courses": list(self.courses),
+            "fields": list(self.fields),
+            "credentials": list(self.credentials[:20]),
+            "example": self.example,
+        }
+
+
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    """``a, b, c and 4 more``."""
+    if not names:
+        return "the ones refused"
+    head = ", ".join(names[:shown])
+    return head if len(names) <= shown else f"{head} and {len(names) - shown} more"
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +159,37 @@ class Report:
     flushed_active_ms: int  # sum of on_flush(elapsed_ms): accepted by the backend
     run_simulated_ms: Mapping[str, int]
     emulator: EmulatorTotals | None
+    refusals: Sequence[Refusal] = ()  # most frequent first
+    catalogue: str = "built-in"  # where the courses came from
+    courses: Sequence[str] = ()  # the courses students took
+    left_out: Sequence[str] = ()  # courses of the catalogue no heartbeat could use
+    identities: int | None = None  # credentials students used; None: one emulator student each
+    identities_source: str | None = None  # "--token" or the roster file
+
+    @property
+    def identity_note(self) -> str:
+        """Who the students were to the backend, plainly."""
+        if self.identities is None:
+            return f"{self.students} emulator students, one identity each"
+        if self.identities == 1 and self.students > 1:
+            return (
+                f"all {self.students} students share one identity ({self.identities_source}): "
+                "to the backend they are one user; give --tokens FILE, one student a line"
+            )
+        if self.identities < self.students:
+            return (
+                f"{self.identities} identities from {self.identities_source} for "
+                f"{self.students} students, round-robin: some students share one"
+            )
+        used = min(self.identities, self.students)
+        noun = "identity" if used == 1 else "identities"
+        return f"{used} {noun} from {self.identities_source}, one per student"
+
+    @property
+    def why(self) -> list[str]:
+        """One line each for refusals the catalogue or the credentials explain, with the fix."""
+        lines = (refusal.why(self.catalogue) for refusal in self.refusals)
+        return list(dict.fromkeys(line for line in lines if line is not None))
 
     @property
     def heartbeats_per_s(self) -> float:
@@ -130,6 +251,16 @@ class Report:
                 "seed": self.seed,
                 "server": self.server,
                 "againstEmulator": self.against_emulator,
+                "courses": {
+                    "source": self.catalogue,
+                    "taken": list(self.courses),
+                    "leftOut": list(self.left_out),
+                },
+                "identities": {
+                    "source": self.identities_source,
+                    "count": self.identities,
+                    "note": self.identity_note,
+                },
             },
             "wallS": round(self.wall_s, 3),
             "clientCpuS": round(self.client_cpu_s, 3),
@@ -154,11 +285,14 @@ class Report:
             },
             "errors": dict(self.errors),
             "finalErrors": self.final_errors,
+            "refusals": [refusal.to_json() for refusal in self.refusals],
+            "why": self.why,
             "time": {
                 "simulatedActiveMs": self.simulated_active_ms,
                 "flushedActiveMs": self.flushed_active_ms,
                 "emulatorActiveMs": None if self.emulator is None else self.emulator.active_ms,
                 "runs": len(self.run_simulated_ms),
+                "runActiveMs": dict(self.run_simulated_ms),
                 "differingRuns": self.differing_runs[:20],
             },
             "emulator": emulator,
@@ -186,6 +320,9 @@ def render_text(report: Report) -> str:
         f"{report.lesson_minutes:g} lesson minutes at x{report.speed:g} "
         f"(heartbeat every {report.interval_s:g} s of lesson time), seed {report.seed}",
         f"  backend: {report.server}",
+        f"  courses: {', '.join(report.courses) or '-'} ({report.catalogue})",
+        *(f"    left out: {reason}" for reason in report.left_out),
+        f"  students: {report.identity_note}",
         f"  wall time: {report.wall_s:.1f} s, client CPU {report.client_cpu_s:.1f} s",
         "",
         "Behaviour",
@@ -208,6 +345,7 @@ def render_text(report: Report) -> str:
         + (", ".join(f"{k}: {v}" for k, v in sorted(report.statuses.items())) or "none"),
         "  errors (on_error): "
         + (", ".join(f"{k}: {v}" for k, v in sorted(report.errors.items())) or "none"),
+        *_refusal_lines(report.refusals),
         "",
         "Time",
         f"  simulated (sum of activity.elapsed_ms): {report.simulated_active_ms} ms "
@@ -244,15 +382,34 @@ def render_text(report: Report) -> str:
             + (", ".join(f"{k}: {v}" for k, v in sorted(emulator.problems.items())) or "none"),
             *(f"    {example}" for example in emulator.problem_examples),
         ]
-    verdict = "OK: every simulated millisecond was delivered exactly once."
+    verdicts = ["OK: every simulated millisecond was delivered exactly once."]
     if not report.ok:
-        verdict = (
-            "NOT OK: nothing was simulated (give the students more --minutes)."
+        verdicts = (
+            ["NOT OK: nothing was simulated (give the students more --minutes)."]
             if report.simulated_active_ms == 0
-            else "NOT OK: see above."
+            else [f"NOT OK: {why}" for why in report.why] or ["NOT OK: see above."]
         )
-    lines += ["", verdict]
+    lines += ["", *verdicts]
     return "\n".join(lines)
+
+
+def _refusal_lines(refusals: Sequence[Refusal]) -> list[str]:
+    """What the backend refused, a group a line, with one example message each."""
+    lines = []
+    for refusal in refusals:
+        involved = []
+        if refusal.courses:
+            involved.append(f"courses {_some(refusal.courses, 6)}")
+        if refusal.fields:
+            involved.append(f"fields {_some(refusal.fields, 6)}")
+        if refusal.status == 401 or refusal.code == "USER_RESOLUTION_FAILED":
+            involved.append(f"credentials {_some(refusal.credentials, 6)}")
+        lines += [
+            f"  refused {refusal.kind}: {refusal.count} windows ({refusal.given_up} given up)"
+            + "".join(f"; {item}" for item in involved),
+            f"    e.g. {refusal.example}",
+        ]
+    return lines
 
 
 _CLEAR_TO_END: Final = "\x1b[K"  # ANSI: erase from the cursor to the end of the line

@@ -12,7 +12,10 @@ our own emulator.
 
 Without ``--server`` the emulator runs in a process of its own, so its work does not
 count as the client's; at the end the emulator's per-run totals are compared with the
-time the students spent, run by run, and its problem list is reported.
+time the students spent, run by run, and its problem list is reported. Against a real
+backend, students take the backend's own courses (`Catalogue`) and log in as the
+deployment's students (`Roster`), and what the backend refused is grouped by its error
+code, with the courses and credentials involved.
 """
 
 from __future__ import annotations
@@ -32,22 +35,26 @@ from .._activity import AsyncActivity
 from .._client import AsyncTimeback
 from .._clock import ScaledClock
 from .._engine import Engine
-from .._errors import DeliveryError
+from .._errors import DeliveryError, ResponseError
 from .._models import ErrorContext, TimeOptions
-from ._report import EmulatorTotals, ProgressLine, Report, render_text
+from ._report import EmulatorTotals, ProgressLine, Refusal, Report, render_text
 from .students import (
-    BUILTIN_LESSONS,
+    BUILTIN_CATALOGUE,
     Behaviour,
+    Catalogue,
     Complete,
+    Credential,
     End,
     Lesson,
     Pause,
     Plan,
     Resume,
+    Roster,
     Start,
     Step,
     Touch,
     Wait,
+    describe_course,
     student_plan,
 )
 
@@ -66,7 +73,10 @@ class Simulation:
         interval: heartbeat interval, in lesson seconds.
         speed: how much faster than real time lesson time runs.
         server: a backend mount URL; None starts the emulator in its own process.
-        token: the bearer token every student sends to ``server``.
+        token: the one bearer token every student sends to ``server`` (one identity).
+        roster: the deployment's students, one credential each, round-robin (instead of
+            ``token``).
+        catalogue: the courses students take (the built-in ones by default).
         seed: seeds the students' choices; None picks one (and the report shows it).
         flush_timeout: each ``end()`` waits at most this long (real seconds) for delivery:
             longer than an app's 5 s, since when lesson time is up every student's last
@@ -80,9 +90,25 @@ class Simulation:
     speed: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
     server: str | None = None
     token: str | None = None
+    roster: Roster | None = None
+    catalogue: Catalogue = BUILTIN_CATALOGUE
     seed: int | None = None
     flush_timeout: float = 30.0
     behaviour: Behaviour = attrs.field(factory=Behaviour)
+
+    def __attrs_post_init__(self) -> None:
+        if self.token is not None and self.roster is not None:
+            raise ValueError("give the students one token or a roster, not both")
+
+    @property
+    def students_roster(self) -> Roster | None:
+        """Who the students are to ``server``: the roster, the one token, or None (the
+        emulator's own students, one each)."""
+        if self.token is not None:
+            return Roster(
+                credentials=(Credential.bearer(self.token, label="--token"),), source="--token"
+            )
+        return self.roster
 
 
 class TimedTransport(httpx.AsyncBaseTransport):
@@ -115,6 +141,18 @@ class TimedTransport(httpx.AsyncBaseTransport):
 
 
 @attrs.define(eq=False)
+class _Refused:
+    """The refusals of one (status, code) so far."""
+
+    example: str
+    count: int = 0
+    given_up: int = 0
+    courses: set[str] = attrs.field(factory=set)
+    fields: set[str] = attrs.field(factory=set)
+    credentials: set[str] = attrs.field(factory=set)
+
+
+@attrs.define(eq=False)
 class _School:
     """Everything the students share: the clock, the end of lesson time, the tallies."""
 
@@ -134,6 +172,7 @@ class _School:
     final_errors: int = 0  # errors after which the SDK gave up on a window
     run_ms: dict[str, int] = attrs.field(factory=dict)
     finished: int = 0
+    refused: dict[tuple[int, str | None], _Refused] = attrs.field(factory=dict)
 
     def now_ms(self) -> int:
         return self.clock.read().timeline_ms
@@ -146,7 +185,7 @@ class _School:
         target = min(self.now_ms() + round(seconds * _MS), self.end_ms)
         await self.clock.sleep_until(target)
 
-    def on_error(self, error: DeliveryError, context: ErrorContext) -> None:
+    def on_error(self, error: DeliveryError, context: ErrorContext, credential: str) -> None:
         status = getattr(error, "status_code", None)
         kind = f"{context.operation}: {type(error).__name__}"
         if status is not None:
@@ -156,6 +195,40 @@ class _School:
         else:
             self.final_errors += 1
         self.errors[kind] += 1
+        if isinstance(error, ResponseError):
+            self._refused(error, context, credential)
+
+    def _refused(self, error: ResponseError, context: ErrorContext, credential: str) -> None:
+        """Group what the backend refused by status and code, with what was involved."""
+        key = (error.status_code, error.code)
+        refused = self.refused.get(key)
+        if refused is None:
+            refused = self.refused[key] = _Refused(example=str(error))
+        refused.count += 1
+        refused.given_up += not context.will_retry
+        if error.window is not None:
+            refused.courses.add(describe_course(error.window.course))
+        if error.field is not None:
+            refused.fields.add(error.field)
+        refused.credentials.add(credential)
+
+    def refusals(self) -> tuple[Refusal, ...]:
+        """What the backend refused, most frequent first."""
+        return tuple(
+            Refusal(
+                status=status,
+                code=code,
+                count=refused.count,
+                given_up=refused.given_up,
+                courses=tuple(sorted(refused.courses)),
+                fields=tuple(sorted(refused.fields)),
+                credentials=tuple(sorted(refused.credentials, key=_natural)),
+                example=refused.example,
+            )
+            for (status, code), refused in sorted(
+                self.refused.items(), key=lambda item: (-item[1].count, item[0][0])
+            )
+        )
 
     def on_flush(self, elapsed_ms: int) -> None:
         self.delivered += 1
@@ -192,28 +265,49 @@ class _School:
         self.finished += 1
 
 
+def _natural(label: str) -> tuple[str, int]:
+    """``"f line 10"`` after ``"f line 9"``."""
+    head, _, number = label.rpartition(" ")
+    return (head, int(number)) if number.isdigit() else (label, 0)
+
+
+def _emulator_student(index: int) -> tuple[str, str]:
+    """The token and email of the emulator's student ``index``."""
+    return f"sim-student-{index:05d}", f"student{index:05d}@sim.example.edu"
+
+
 class _Student:
-    """One student: a token, an app session at a time, and the shared student plan."""
+    """One student: a credential, an app session at a time, and the shared student plan."""
 
     def __init__(self, school: _School, index: int, seed: int) -> None:
         self.school = school
         self.index = index
         self.seed = seed
-        self.token = f"sim-student-{index:05d}"
-        self.email = f"student{index:05d}@sim.example.edu"
+        token, self.email = _emulator_student(index)
+        roster = school.config.students_roster
+        self.credential = (
+            Credential.bearer(token, label=f"emulator student {index}")
+            if roster is None
+            else roster.for_student(index)
+        )
         self.activity: AsyncActivity | None = None
         self.away = True
 
-    async def attend(self, base_url: str, token: str | None, engine: Engine) -> None:
+    async def attend(self, base_url: str, engine: Engine) -> None:
         """Open this student's client, follow the lesson plan, and close it last of all."""
         school = self.school
-        headers = {"Authorization": f"Bearer {token or self.token}"}
+        credential = self.credential
         # No durable outbox: on a real machine each student's app has its own file, and a
         # thousand students sharing this process's one file would measure lock contention
         # on a disk nobody has, not the backend.
         # Sending is what a load run is for, whatever TIMEBACK_DISABLED says.
         async with AsyncTimeback(
-            base_url, headers=headers, engine=engine, outbox=None, enabled=True
+            base_url,
+            headers=credential.headers,
+            cookies=credential.cookies,
+            engine=engine,
+            outbox=None,
+            enabled=True,
         ) as tb:
             try:
                 await self._follow(tb)
@@ -239,7 +333,7 @@ class _Student:
             index=self.index,
             seed=self.seed,
             behaviour=behaviour,
-            lessons=BUILTIN_LESSONS,
+            lessons=config.catalogue.lessons,
             can_complete=self.school.hook is not None,
         )
 
@@ -277,7 +371,7 @@ class _Student:
             course=lesson.course,
             run_id=step.run_id,
             time=self._options(),
-            on_error=school.on_error,
+            on_error=self._on_error,
             on_flush=school.on_flush,
             on_pause=self._on_pause,
         )
@@ -294,6 +388,9 @@ class _Student:
         self.activity, self.away = None, True
         run_ms = self.school.run_ms
         run_ms[activity.run_id] = run_ms.get(activity.run_id, 0) + activity.elapsed_ms
+
+    def _on_error(self, error: DeliveryError, context: ErrorContext) -> None:
+        self.school.on_error(error, context, self.credential.label)
 
     def _on_pause(self) -> None:
         if self.activity is not None and self.activity.is_idle:
@@ -346,7 +443,7 @@ async def _drive(
                 outer.start_soon(_show_progress, school, students, progress)
                 async with anyio.create_task_group() as tg:
                     for student in students:
-                        tg.start_soon(student.attend, base_url, config.token, engine)
+                        tg.start_soon(student.attend, base_url, engine)
                 outer.cancel_scope.cancel()
         finally:
             if hook is not None:
@@ -426,9 +523,7 @@ def simulate(config: Simulation, *, progress_out: TextIO | None = None) -> Repor
     if config.server is not None:
         outcome = anyio.run(_drive, config, seed, clock, config.server, None, progress)
         return _report(config, seed, outcome, config.server, None)
-    students = {
-        f"sim-student-{i:05d}": f"student{i:05d}@sim.example.edu" for i in range(config.students)
-    }
+    students = dict(_emulator_student(i) for i in range(config.students))
     progress.note(f"starting the emulator in its own process for {config.students} students")
     with EmulatorProcess(students, scaled_time=ScaledTime.of(clock)) as emulator:
         outcome = anyio.run(
@@ -450,6 +545,7 @@ def _report(
     totals: EmulatorTotals | None,
 ) -> Report:
     school, transport = outcome.school, outcome.transport
+    roster = config.students_roster
     return Report(
         students=config.students,
         lesson_minutes=config.minutes,
@@ -475,6 +571,12 @@ def _report(
         flushed_active_ms=school.flushed_ms,
         run_simulated_ms=dict(school.run_ms),
         emulator=totals,
+        refusals=school.refusals(),
+        catalogue=config.catalogue.source,
+        courses=tuple(describe_course(lesson.course) for lesson in config.catalogue.lessons),
+        left_out=config.catalogue.left_out,
+        identities=None if roster is None else len(roster),
+        identities_source=None if roster is None else roster.source,
     )
 
 
@@ -502,11 +604,19 @@ def run_simulation(
     """``timeback-client simulate``: run, print the report; 0 when everything added up."""
     import json
 
-    if config.server is None and config.token is not None:
-        print("--token only goes with --server", file=err or sys.stderr)
+    if config.server is None and config.students_roster is not None:
+        print(
+            "timeback-client simulate: --token and --tokens only go with --server",
+            file=err or sys.stderr,
+        )
         return 2
-    if config.server is not None and config.token is None:
-        print("--server needs --token (the bearer token the backend knows)", file=err or sys.stderr)
+    if config.server is not None and config.students_roster is None:
+        print(
+            "timeback-client simulate: --server needs --tokens FILE (the deployment's "
+            "students, a bearer token or a session cookie a line) or --token (one identity "
+            "for every student)",
+            file=err or sys.stderr,
+        )
         return 2
     if config.server is not None:
         problem = _unreachable(config.server)

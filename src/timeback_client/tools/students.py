@@ -16,31 +16,57 @@ and what they send is what apps send.
 
 The plan's own sense of time is the sum of the waits it asked for, so a driver must wait
 exactly as long as a `Wait` says (in lesson time), or stop.
+
+Against a real deployment, the students take the backend's own courses and log in as the
+deployment's students:
+
+    catalogue = read_catalogue("timeback.config.json")   # or courses_from_specs(["Math:3"])
+    roster = read_roster("students.txt")                  # a bearer token or cookie a line
+    credential = roster.for_student(7)                    # round-robin
+    AsyncTimeback(url, headers=credential.headers, cookies=credential.cookies, ...)
+
+Both read files at the door: bad input is a `ValidationError` naming the file, the line
+or field, and the fix. Credentials are secrets: no repr, message or report shows them.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
-from collections.abc import Generator, Sequence
-from typing import Final
+import re
+from collections.abc import Generator, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final, Literal
 
 import attrs
 
-from .._models import CourseFields
+from .._errors import ValidationError
+from .._models import SUBJECTS, Course, CourseFields
 
 __all__ = [
+    "BUILTIN_CATALOGUE",
     "BUILTIN_LESSONS",
     "Behaviour",
+    "Catalogue",
     "Complete",
+    "Credential",
     "End",
     "Lesson",
     "Pause",
     "Plan",
     "Resume",
+    "Roster",
     "Start",
     "Step",
     "Touch",
     "Wait",
+    "courses_from_specs",
+    "describe_course",
+    "parse_course",
+    "parse_credential",
+    "read_catalogue",
+    "read_roster",
     "student_plan",
 ]
 
@@ -72,6 +98,7 @@ BUILTIN_LESSONS: Final[tuple[Lesson, ...]] = (
     ),
     Lesson(id="loops-1", name="Loops", course={"code": "CS-101"}),
 )
+"""The lessons of the built-in catalogue: what the emulator's open catalogue accepts."""
 
 
 @attrs.frozen(kw_only=True)
@@ -136,7 +163,9 @@ class Complete:
 
 
 Step = Wait | Start | Touch | Pause | Resume | End | Complete
+"""One thing a student does next."""
 Plan = Generator[Step, str | None, None]
+"""A student's steps: send the run id back after a `Start`, None after any other step."""
 _MS: Final = 1000
 
 
@@ -208,3 +237,386 @@ def _session(rng: random.Random, behaviour: Behaviour) -> Generator[Step, str | 
                 left_ms -= round(seconds * _MS)
             continue
         left_ms -= round(seconds * _MS)
+
+
+# ── the backend's courses ─────────────────────────────────────────────────────────────
+
+
+@attrs.frozen(kw_only=True)
+class Catalogue:
+    """The lessons students take, and where their courses came from.
+
+    Attributes:
+        lessons: one lesson per course, in the order given (at least one).
+        source: where the courses came from: ``"built-in"``, a file, or ``"given"``.
+        left_out: the courses of the source that no heartbeat can use, each with why.
+    """
+
+    lessons: tuple[Lesson, ...]
+    source: str
+    left_out: tuple[str, ...] = ()
+
+
+BUILTIN_CATALOGUE: Final = Catalogue(lessons=BUILTIN_LESSONS, source="built-in")
+"""`BUILTIN_LESSONS` as a catalogue: what students take unless told the backend's courses."""
+
+_CONFIG_FIX: Final = "Pass the timeback.config.json that the backend's server SDK reads."
+_SPEC_FIX: Final = 'Write subject:grade, e.g. "Math:3", or code:COURSE, e.g. "code:CS-101".'
+
+
+def describe_course(course: CourseFields | Course) -> str:
+    """A course as the backend's server SDK names it: ``Math grade 3``, ``code "CS-101"``."""
+    course = Course.from_value(course)
+    if course.code:
+        return f'code "{course.code}"'
+    return f"{course.subject} grade {course.grade}"
+
+
+def read_catalogue(
+    path: str | os.PathLike[str],
+    *,
+    environment: Literal["staging", "production"] | None = None,
+) -> Catalogue:
+    """The backend's courses, from the ``timeback.config.json`` its server SDK reads.
+
+    Each configured course becomes one lesson, named as the backend names the course, and
+    selected as a heartbeat can select it: by ``courseCode`` when it has one, else by
+    subject and grade. A course the backend could take no heartbeat for is left out and
+    said so in `Catalogue.left_out`: one never synced (no ``ids`` for ``environment``, or,
+    without one, no id at all), or one whose subject a heartbeat cannot name.
+
+    Args:
+        path: the backend's ``timeback.config.json``.
+        environment: the backend's Timeback environment; None keeps every course synced
+            in any environment.
+
+    Raises:
+        ValidationError: the file cannot be read, is not such a config (the field named,
+            e.g. ``courses[2].grade``), or leaves no course a heartbeat can use.
+    """
+    where = os.fspath(path)
+    config = _read_json(where)
+    if not isinstance(config, dict):
+        raise ValidationError(
+            where, "is not a JSON object", 'A timeback.config.json is {"courses": [...], ...}.'
+        )
+    courses = config.get("courses")
+    if not isinstance(courses, list) or not courses:
+        raise ValidationError(
+            f"{where}: courses",
+            "is missing or empty" if not courses else "is not a list",
+            'List the backend\'s courses: "courses": [{"subject": "Math", "grade": 3, '
+            '"ids": {"staging": "..."}}]. ' + _CONFIG_FIX,
+        )
+    lessons: list[Lesson] = []
+    left_out: list[str] = []
+    seen: set[tuple[object, ...]] = set()
+    for index, raw in enumerate(courses):
+        lesson, reason = _configured_lesson(f"{where}: courses[{index}]", raw, environment, seen)
+        if lesson is not None:
+            lessons.append(lesson)
+        elif reason is not None:
+            left_out.append(reason)
+    if not lessons:
+        raise ValidationError(
+            where,
+            f"names no course a heartbeat can use ({'; '.join(left_out)})",
+            "Sync the courses (ids.staging, ids.production), or name courses the backend "
+            'knows instead, e.g. "Math:3".',
+        )
+    return Catalogue(lessons=tuple(lessons), source=where, left_out=tuple(left_out))
+
+
+def _read_json(where: str) -> object:
+    try:
+        # utf-8-sig: a byte order mark from a Windows editor is not part of the JSON.
+        text = Path(where).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ValidationError(
+            where, f"cannot be read ({exc.strerror or exc})", _CONFIG_FIX
+        ) from None
+    except UnicodeDecodeError:
+        raise ValidationError(where, "is not UTF-8 text", _CONFIG_FIX) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"{where} line {exc.lineno}",
+            f"is not JSON ({exc.msg}, column {exc.colno})",
+            "Fix the JSON; the backend's server SDK cannot read it either.",
+        ) from None
+
+
+def _configured_lesson(
+    field: str,
+    raw: object,
+    environment: str | None,
+    seen: set[tuple[object, ...]],
+) -> tuple[Lesson | None, str | None]:
+    """One configured course: its lesson, or (None, why it is left out)."""
+    if not isinstance(raw, dict):
+        raise ValidationError(
+            field,
+            f"is a {type(raw).__name__}, not an object",
+            'Write each course as {"subject": "Math", "grade": 3} or {"courseCode": "CS-101"}.',
+        )
+    # The vendor's defaults and its start-up checks (`_load_config`, `_validate_config`).
+    subject = raw.get("subject", "Other")
+    if not isinstance(subject, str):
+        raise ValidationError(f"{field}.subject", f"{subject!r} is not text", 'Write e.g. "Math".')
+    grade = _config_grade(f"{field}.grade", raw.get("grade"))
+    code = raw.get("courseCode")
+    if code is not None and not isinstance(code, str):
+        raise ValidationError(
+            f"{field}.courseCode", f"{code!r} is not text", 'Write the code as text, e.g. "CS-101".'
+        )
+    if grade is None and not code:
+        raise ValidationError(
+            field,
+            "has neither a grade nor a courseCode",
+            "Give it one; the backend's server SDK refuses such a course too.",
+        )
+    name = code if code else f"{subject} grade {grade}"
+    selectors: dict[tuple[object, ...], str] = {}
+    if grade is not None:
+        selectors[("grade", subject, grade)] = f"{subject} grade {grade}"
+    if code:
+        selectors[("code", code)] = code
+    for selector, described in selectors.items():
+        if selector in seen:
+            raise ValidationError(
+                field,
+                f"repeats {described}",
+                "List each course once; the backend's server SDK refuses repeats too.",
+            )
+        seen.add(selector)
+    ids = raw.get("ids")
+    synced = _synced(ids if isinstance(ids, dict) else {}, environment)
+    if not synced:
+        where = f"ids.{environment}" if environment else "ids"
+        return None, f"{name}: not synced (no {where})"
+    if code:
+        course: CourseFields = {"code": code}
+    elif subject in SUBJECTS:
+        course = {"subject": subject, "grade": grade}  # type: ignore[typeddict-item]
+    else:
+        return (
+            None,
+            f"{name}: a heartbeat cannot name the subject {subject!r} (give it a courseCode)",
+        )
+    try:
+        Course.from_value(course)
+    except ValidationError as exc:
+        raise ValidationError(field, exc.problem, exc.fix) from None
+    return Lesson(id=_slug(name), name=name, course=course), None
+
+
+def _config_grade(field: str, grade: object) -> int | None:
+    if grade is None:
+        return None
+    if isinstance(grade, bool) or not isinstance(grade, int) or not 0 <= grade <= 12:
+        raise ValidationError(
+            field, f"{grade!r} is not a grade", "Write a whole number from 0 (kindergarten) to 12."
+        )
+    return grade
+
+
+def _synced(ids: dict[str, Any], environment: str | None) -> bool:
+    if environment is not None:
+        return bool(ids.get(environment))
+    return any(bool(value) for value in ids.values())
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "lesson"
+
+
+def parse_course(spec: str) -> Lesson:
+    """A lesson of the course ``spec``: ``"Math:3"`` (subject:grade) or ``"code:CS-101"``.
+
+    The subject may be written in any case (``"social studies:5"``).
+
+    Raises:
+        ValidationError: ``spec`` names no course a heartbeat can carry.
+    """
+    field = f"course {spec!r}"
+    text = spec.strip() if isinstance(spec, str) else ""
+    course: CourseFields
+    if text.lower().startswith("code:"):
+        code = text[len("code:") :].strip()
+        if not code:
+            raise ValidationError(field, "has no code after 'code:'", _SPEC_FIX)
+        course = {"code": code}
+    else:
+        head, colon, tail = text.rpartition(":")
+        subject = next((s for s in SUBJECTS if s.lower() == head.strip().lower()), None)
+        if not colon or subject is None:
+            problem = f"names no subject ({', '.join(SUBJECTS)})" if colon else "is not a course"
+            raise ValidationError(field, problem, _SPEC_FIX)
+        grade = tail.strip()
+        if not grade.isdigit() or not 0 <= int(grade) <= 12:
+            raise ValidationError(field, f"{grade!r} is not a grade from 0 to 12", _SPEC_FIX)
+        course = {"subject": subject, "grade": int(grade)}  # type: ignore[typeddict-item]
+    try:
+        Course.from_value(course)
+    except ValidationError as exc:
+        raise ValidationError(field, exc.problem, exc.fix) from None
+    name = course.get("code") or f"{course.get('subject')} grade {course.get('grade')}"
+    return Lesson(id=_slug(name), name=name, course=course)
+
+
+def courses_from_specs(specs: Iterable[str]) -> Catalogue:
+    """A catalogue of the courses ``specs`` name (see `parse_course`), each once.
+
+    Raises:
+        ValidationError: a spec names no course, or there is none.
+    """
+    lessons: dict[str, Lesson] = {}
+    for spec in specs:
+        lesson = parse_course(spec)
+        lessons.setdefault(lesson.id, lesson)
+    if not lessons:
+        raise ValidationError("courses", "none given", _SPEC_FIX)
+    return Catalogue(lessons=tuple(lessons.values()), source="given")
+
+
+# ── the deployment's students ─────────────────────────────────────────────────────────
+
+# What a header value or a cookie can carry (the client's own checks, `_client._headers`):
+# visible ASCII; a token has no space inside, a cookie no ';'.
+_TOKEN_TEXT: Final = frozenset(map(chr, range(0x21, 0x7F)))
+_COOKIE_TEXT: Final = frozenset(map(chr, range(0x20, 0x7F))) - {";"}
+_NAME_TEXT: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_ROSTER_FIX: Final = (
+    "Write one student a line: a bearer token as is (or 'Bearer TOKEN'), or a session "
+    "cookie as name=value."
+)
+
+
+@attrs.frozen(kw_only=True)
+class Credential:
+    """One student's login to the backend: a bearer token or a session cookie.
+
+    The value is a secret: it is in no repr, no message and no report; `label` (where it
+    came from, e.g. ``"students.txt line 3"``) is what may be shown.
+    """
+
+    kind: Literal["bearer", "cookie"]
+    name: str  # the cookie's name; "Authorization" for a bearer token
+    value: str = attrs.field(repr=False)
+    label: str
+
+    @classmethod
+    def bearer(cls, token: str, *, label: str) -> Credential:
+        """``Authorization: Bearer <token>``."""
+        return cls(kind="bearer", name="Authorization", value=token, label=label)
+
+    @classmethod
+    def cookie(cls, name: str, value: str, *, label: str) -> Credential:
+        """A session cookie ``name=value``."""
+        return cls(kind="cookie", name=name, value=value, label=label)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``headers=`` of a client (empty for a cookie)."""
+        return {"Authorization": f"Bearer {self.value}"} if self.kind == "bearer" else {}
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The ``cookies=`` of a client (empty for a bearer token)."""
+        return {self.name: self.value} if self.kind == "cookie" else {}
+
+
+def parse_credential(line: str, *, label: str) -> Credential:
+    """One credential: ``TOKEN``, ``Bearer TOKEN``, or a cookie ``name=value``.
+
+    A line with ``=`` is a cookie when a name comes before the first ``=`` and more than
+    ``=`` follows it; so a base64 token, whose ``=`` are only padding at its end, stays a
+    token. Write ``Bearer TOKEN`` for any other token holding ``=``.
+
+    Raises:
+        ValidationError: naming ``label`` (never the secret) and what is wrong.
+    """
+    text = line.strip()
+    scheme, _, rest = text.partition(" ")
+    if scheme.lower() == "bearer" and rest.strip():
+        return _token(rest.strip(), label)
+    name, equals, value = text.partition("=")
+    if equals and value.strip("=") and name and set(name) <= _NAME_TEXT:
+        if not set(value) <= _COOKIE_TEXT:
+            raise ValidationError(
+                label, "holds a cookie value with ';' or a character past ASCII", _ROSTER_FIX
+            )
+        return Credential.cookie(name, value, label=label)
+    return _token(text, label)
+
+
+def _token(token: str, label: str) -> Credential:
+    if not token:
+        raise ValidationError(label, "is empty", _ROSTER_FIX)
+    if not set(token) <= _TOKEN_TEXT:
+        raise ValidationError(
+            label, "holds a space or a character past ASCII, which no token has", _ROSTER_FIX
+        )
+    return Credential.bearer(token, label=label)
+
+
+@attrs.frozen(kw_only=True)
+class Roster:
+    """The deployment's students: their credentials, used round-robin.
+
+    Attributes:
+        credentials: one per student of the deployment (at least one).
+        source: where they came from (a file, ``"--token"``); safe to show.
+    """
+
+    credentials: tuple[Credential, ...] = attrs.field(validator=attrs.validators.min_len(1))
+    source: str
+
+    def for_student(self, index: int) -> Credential:
+        """The credential of simulated student ``index``: round-robin over the roster."""
+        return self.credentials[index % len(self.credentials)]
+
+    def __len__(self) -> int:
+        return len(self.credentials)
+
+
+def read_roster(path: str | os.PathLike[str]) -> Roster:
+    """The deployment's students from a file: a bearer token or a cookie a line.
+
+    Blank lines and lines starting with ``#`` are skipped. See `parse_credential`.
+
+    Raises:
+        ValidationError: the file cannot be read, holds no credential, a line is not one,
+            or a line repeats another (its number named; its value never shown).
+    """
+    where = os.fspath(path)
+    try:
+        text = Path(where).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ValidationError(
+            where, f"cannot be read ({exc.strerror or exc})", _ROSTER_FIX
+        ) from None
+    except UnicodeDecodeError:
+        raise ValidationError(where, "is not UTF-8 text", _ROSTER_FIX) from None
+    credentials: list[Credential] = []
+    first_line: dict[tuple[str, str, str], int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        credential = parse_credential(line, label=f"{where} line {number}")
+        key = (credential.kind, credential.name, credential.value)
+        if key in first_line:
+            raise ValidationError(
+                f"{where} line {number}",
+                f"repeats line {first_line[key]}",
+                "List each student once: students are given the lines round-robin when "
+                "there are more of them than lines.",
+            )
+        first_line[key] = number
+        credentials.append(credential)
+    if not credentials:
+        raise ValidationError(where, "holds no credential", _ROSTER_FIX)
+    return Roster(credentials=tuple(credentials), source=where)
