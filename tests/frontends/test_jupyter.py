@@ -134,6 +134,9 @@ def test_tracking_again_keeps_one_badge_and_a_pause_of_the_app_stays(
             assert not activity.is_paused
 
             first.stop()
+            assert first.widget.state == "stopped"  # the page stops listening
+            page_says(first, event="visibility", view="tab-1", visible=False)
+            assert not activity.is_paused
             assert timeback_jupyter.track(activity, show=False) is not first
             await activity.end()
 

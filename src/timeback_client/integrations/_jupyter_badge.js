@@ -14,7 +14,9 @@ const STATES = {
   paused: ["\u2016", "Paused", "paused"],
   idle: ["\u25cc", "Paused: idle", "idle"],
   ended: ["\u25a0", "Ended", "idle"],
+  stopped: ["\u25a0", "Stopped", "idle"],
 };
+const FINAL = new Set(["ended", "stopped"]);
 
 // Input anywhere on the page counts, not only on the badge: the student reads and types
 // in the notebook's cells. Capture phase, so that a widget that stops propagation
@@ -120,7 +122,7 @@ function render({ model, el }) {
     draw();
   };
   const onState = () => {
-    if (model.get("state") === "ended") stopListening();
+    if (FINAL.has(model.get("state"))) stopListening();
     draw();
   };
   const onGeneration = () => {
@@ -139,7 +141,7 @@ function render({ model, el }) {
   model.on("change:generation", onGeneration);
 
   draw();
-  if (model.get("state") !== "ended" && model.get("generation") === generation) listen();
+  if (!FINAL.has(model.get("state")) && model.get("generation") === generation) listen();
 
   return () => {
     const wasListening = listening;

@@ -13,9 +13,10 @@ timeback_jupyter.track(activity)    # shows the badge in this cell's output
 
 The badge (an [anywidget](https://anywidget.dev) widget, ``pip install
 'timeback-client[jupyter]'``) shows the lesson's active time, ticking, and its state:
-"Tracking", "Paused: tab hidden", "Paused: idle", "Paused" (by the app) or "Ended", and a
-delivery problem when there is one (`Activity.delivery_problem`). Its code in the page
-reports what the browser sees, as the browser SDK does for web apps:
+"Tracking", "Paused: tab hidden", "Paused: idle", "Paused" (by the app), "Ended" (or
+"Stopped", after `JupyterTracker.stop`), and a delivery problem when there is one
+(`Activity.delivery_problem`). Its code in the page reports what the browser sees, as the
+browser SDK does for web apps:
 
 - key presses, pointer presses and moves, wheel and scroll anywhere in the page call
   `Activity.touch` (at most once per ``touch_interval``, the last input of a burst
@@ -169,8 +170,8 @@ class JupyterTracker:
             del _trackers[core]
         self._refresh()
         if self.widget.state != "ended":
-            # Let go while the activity runs on: the badge shows it no longer follows.
-            self.widget.state = "ended"
+            # Let go while the activity runs on: the badge says it no longer follows it.
+            self.widget.state = "stopped"
 
     def __repr__(self) -> str:
         state = "active" if self.active else "stopped"
