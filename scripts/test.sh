@@ -15,12 +15,13 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q --group nox
 .venv/bin/uv pip install -q --python .venv/bin/python \
-    -e ".[emulator,qt]" --group dev --group nox --group check
+    -e ".[emulator,qt,jupyter]" --group dev --group nox --group check
 
 # A real X server for the Tk kiosk tests (Debian's xvfb, xdotool, and imagemagick for its
-# screenshot), and shellcheck for the workflow's scripts, when we may install them.
+# screenshot), Debian's chromium for the notebook badge's browser test, and shellcheck for
+# the workflow's scripts, when we may install them.
 missing=()
-for tool in Xvfb:xvfb xdotool:xdotool import:imagemagick shellcheck:shellcheck; do
+for tool in Xvfb:xvfb xdotool:xdotool import:imagemagick chromium:chromium shellcheck:shellcheck; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

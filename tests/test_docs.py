@@ -53,6 +53,9 @@ PUBLIC_MODULES: dict[str, list[str]] = {
     "timeback_client.integrations.qt": _static_all(
         SRC / "timeback_client" / "integrations" / "qt.py"
     ),
+    "timeback_client.integrations.jupyter": _static_all(
+        SRC / "timeback_client" / "integrations" / "jupyter.py"
+    ),
 }
 PUBLIC_NAMES = [f"{module}.{name}" for module, names in PUBLIC_MODULES.items() for name in names]
 
@@ -76,6 +79,7 @@ def test_the_public_modules_have_names_to_check() -> None:
         assert names, module
     assert "track" in PUBLIC_MODULES["timeback_client.integrations.tk"]
     assert "track" in PUBLIC_MODULES["timeback_client.integrations.qt"]
+    assert "track" in PUBLIC_MODULES["timeback_client.integrations.jupyter"]
 
 
 @pytest.mark.parametrize("qualified", PUBLIC_NAMES)

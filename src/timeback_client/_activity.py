@@ -70,6 +70,7 @@ class AsyncActivity:
         "_on_pause",
         "_on_resume",
         "_pipeline",
+        "_problem",
         "_send_time",
         "_time",
         "course",
@@ -112,6 +113,7 @@ class AsyncActivity:
         self._on_pause = on_pause
         self._on_resume = on_resume
         self._on_end = on_end
+        self._problem: DeliveryError | None = None
         self.schedule_entry: list[Any] | None = None
         # The fields every window of the run shares, for the outbox's checkpoints.
         self.template: Final = json.dumps(
@@ -158,6 +160,12 @@ class AsyncActivity:
         """Active milliseconds in this session so far: sent windows plus the open one."""
         with self._lock:
             return self._time.active_ms(self._clock.read())
+
+    @property
+    def delivery_problem(self) -> DeliveryError | None:
+        """The last delivery problem of this activity's windows, or None once a window is
+        delivered after it (for a status display; `on_error` tells each problem)."""
+        return self._problem
 
     def __repr__(self) -> str:
         state = "ended" if self.is_ended else "paused" if self.is_paused else "active"
@@ -311,6 +319,7 @@ class AsyncActivity:
     def delivered(self, window: Window, *, duplicate: bool) -> None:
         """A window reached the backend (or, with the client disabled, was cut):
         ``on_flush(elapsed_ms)``."""
+        self._problem = None
         call_safely("on_flush", self._on_flush, window.elapsed_ms)
 
     def failed(
@@ -330,6 +339,7 @@ class AsyncActivity:
     ) -> None:
         # Told to on_error, a problem is logged only at DEBUG (the app decides what to show);
         # without it, at WARNING, and only once for a window being retried.
+        self._problem = error
         retried = operation == "heartbeat" and will_retry and attempts > 1
         quiet = self._on_error is not None or retried
         logger.log(

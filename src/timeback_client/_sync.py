@@ -36,7 +36,7 @@ from ._client import (
     _Default,
 )
 from ._clock import Clock
-from ._errors import LifecycleError, ValidationError
+from ._errors import DeliveryError, LifecycleError, ValidationError
 from ._models import Course, CourseFields, TimeOptions
 
 __all__ = ["Activity", "SyncActivityNamespace", "Timeback"]
@@ -156,6 +156,12 @@ class Activity:
     def elapsed_ms(self) -> int:
         """Active milliseconds in this session so far."""
         return self._activity.elapsed_ms
+
+    @property
+    def delivery_problem(self) -> DeliveryError | None:
+        """The last delivery problem of this activity's windows, or None once a window is
+        delivered after it (for a status display; `on_error` tells each problem)."""
+        return self._activity.delivery_problem
 
     def pause(self) -> None:
         """Stop counting active time; returns at once."""

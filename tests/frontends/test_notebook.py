@@ -19,10 +19,12 @@ nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed (de
 nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (dev group)")
 pytest.importorskip("ipykernel", reason="ipykernel is not installed (dev group)")
 pytest.importorskip("starlette", reason="the notebooks' emulator needs the 'emulator' extra")
+pytest.importorskip("anywidget", reason="the notebooks' badge needs the 'jupyter' extra")
 
 from .conftest import ROOT  # noqa: E402
 
 LESSONS = ROOT / "examples" / "jupyter_lesson"
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def execute(notebook: str, workdir: Path) -> list[str]:
@@ -43,7 +45,10 @@ def _text(cell: Any) -> str:
             parts.append(output.text)
         elif output.output_type in ("display_data", "execute_result"):
             data = output.data
-            parts.append(data.get("text/markdown") or data.get("text/plain", ""))
+            if WIDGET in data:  # the badge: its model's id is all a kernel-only run shows
+                parts.append(f"[widget {data[WIDGET]['model_id']}]")
+            else:
+                parts.append(data.get("text/markdown") or data.get("text/plain", ""))
     return "".join(parts)
 
 
@@ -71,13 +76,11 @@ def _check_lesson(outputs: list[str], run_id: str, workdir: Path) -> None:
         "simplify: right!",
         "bigger: right!",
     ]
-    shown = re.search(r"Active time this session:\*\* ([0-9.]+) s", outputs[4])
-    assert shown, outputs[4]
-    assert float(shown.group(1)) >= 2.0  # the clock cell watched it for 3 s
-    final = outputs[5]
+    assert len(re.findall(r"\[widget \w+\]", outputs[0])) == 1, outputs[0]  # one badge
+    final = outputs[4]
     counted = re.search(rf"run {run_id}: (\d+) ms active", final)
     assert counted, final
-    assert int(counted.group(1)) >= 2000
+    assert int(counted.group(1)) > 0
     assert "Lesson complete" in final
     assert "problems the emulator found: none" in final
     assert not (workdir / "progress.json").exists()  # the next attempt gets a fresh run

@@ -1,4 +1,4 @@
-"""One-line time tracking for GUI toolkits.
+"""One-line time tracking for GUI toolkits and notebooks.
 
 Each toolkit has a module of its own, imported on demand so that one toolkit's absence
 never breaks another:
@@ -6,11 +6,14 @@ never breaks another:
 - `timeback_client.integrations.tk`: ``track(activity, root)`` for Tkinter (stdlib).
 - `timeback_client.integrations.qt`: ``track(activity, app_or_widget)`` for PySide6
   (``pip install 'timeback-client[qt]'``).
+- `timeback_client.integrations.jupyter`: ``track(activity)`` for Jupyter notebooks
+  (``pip install 'timeback-client[jupyter]'``).
 
-Both bind the toolkit's input events to `Activity.touch` (throttled), pause the activity
-while the app is out of focus or its window is hidden or minimised, resume it when the
-student comes back, and let go when the activity ends. Neither ever waits on the network
-in the GUI thread.
+Each turns input (keys, pointer, wheel) into `Activity.touch` (throttled), pauses the
+activity while the student is away (the app out of focus, its window hidden or
+minimised; in a notebook, the browser's page hidden), resumes it when the student comes
+back, and lets go when the activity ends. None ever waits on the network in the GUI
+thread or the kernel.
 """
 
 __all__: list[str] = []

@@ -1,7 +1,7 @@
 """Presence: what the toolkits observe (input, focus, visibility) turned into activity calls.
 
-Toolkit-neutral and synchronous; the `tk` and `qt` modules feed it from their event
-handlers on the GUI thread. Every activity call it makes returns at once (the sync
+Toolkit-neutral and synchronous; the `tk`, `qt` and `jupyter` modules feed it from their
+event handlers on the GUI (or kernel) thread. Every activity call it makes returns at once (the sync
 facade only hands it to the SDK's own thread), so the GUI thread never waits on the network.
 """
 
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from .._sync import Activity
-
-__all__ = ["DEFAULT_TOUCH_INTERVAL", "SETTLE_DELAY_MS", "Presence"]
+__all__ = ["DEFAULT_TOUCH_INTERVAL", "SETTLE_DELAY_MS", "Presence", "Tracked"]
 
 # A mouse move storm delivers hundreds of events a second; the idle timer is measured in
 # seconds, so one touch per quarter second loses nothing and costs almost nothing.
@@ -22,6 +21,21 @@ DEFAULT_TOUCH_INTERVAL = 0.25
 # sends focus-out and focus-in in quick succession; toolkits wait this long after such
 # an event before they act, so that these moves never cut a window.
 SETTLE_DELAY_MS = 100
+
+
+class Tracked(Protocol):
+    """What presence needs of an activity: the blocking `Activity` and `AsyncActivity` both
+    have it, and their calls return at once."""
+
+    @property
+    def is_paused(self) -> bool: ...
+    @property
+    def is_idle(self) -> bool: ...
+    @property
+    def is_ended(self) -> bool: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def touch(self) -> None: ...
 
 
 class Presence:
@@ -41,7 +55,7 @@ class Presence:
 
     def __init__(
         self,
-        activity: Activity,
+        activity: Tracked,
         *,
         on_ended: Callable[[], object],
         touch_interval: float = DEFAULT_TOUCH_INTERVAL,
