@@ -279,10 +279,8 @@ class Backend:
         it is the next attempt of this student on this activity.
         """
         attempts: dict[str, int] = {}
-        for event in self._store.events():
-            same_activity = event.student == email and event.object_id == object_id
-            if event.kind == "completion" and same_activity and event.ended_at is not None:
-                attempts[event.ended_at] = event.caliper["generated"]["attempt"]
+        for completed_at, caliper in self._store.completions(email, object_id):
+            attempts[completed_at] = caliper["generated"]["attempt"]
         if ended_at in attempts:
             return attempts[ended_at]
         return max(attempts.values(), default=0) + 1

@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS events (
     caliper TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, seq);
+CREATE INDEX IF NOT EXISTS completions_by_student ON events (student, object_id, seq)
+    WHERE kind = 'completion';
 """
 _SELECT_ALL = """
 SELECT seq, kind, run_id, student, activity_id, object_id, started_at, ended_at,
@@ -195,6 +197,20 @@ class Store:
             else:
                 rows = self._db.execute(_SELECT_RUN, (run_id,)).fetchall()
         return tuple(_event_from_row(row) for row in rows)
+
+    def completions(self, student: str, object_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """End time and Caliper event of a student's completions of an activity, in order.
+
+        Only completions with an end time; read through a partial index of completions,
+        so the cost follows this student's completions, not the events stored.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ended_at, caliper FROM events WHERE kind = 'completion'"
+                " AND student = ? AND object_id = ? AND ended_at IS NOT NULL ORDER BY seq",
+                (student, object_id),
+            ).fetchall()
+        return [(str(ended_at), json.loads(caliper)) for ended_at, caliper in rows]
 
     def run_ids(self) -> list[str]:
         """Every runId seen, in order of first appearance."""
