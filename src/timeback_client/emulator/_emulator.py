@@ -203,11 +203,7 @@ class Emulator:
 
     def runs(self) -> tuple[Run, ...]:
         """Every run, in order of first appearance."""
-        events = self._store.events()
-        return tuple(
-            build_run(run_id, [event for event in events if event.run_id == run_id])
-            for run_id in dict.fromkeys(e.run_id for e in events if e.run_id is not None)
-        )
+        return tuple(build_run(run_id, events) for run_id, events in self._events_by_run())
 
     def events(self) -> tuple[SentEvent, ...]:
         """Every Caliper event sent, in arrival order."""
@@ -216,8 +212,21 @@ class Emulator:
     def problems(self) -> tuple[Problem, ...]:
         """Integration mistakes seen so far, run by run (see ``RULES``)."""
         return tuple(
-            problem for run in self.runs() for problem in find_problems(run.run_id, run.events)
+            problem
+            for run_id, events in self._events_by_run()
+            for problem in find_problems(run_id, events)
         )
+
+    def _events_by_run(self) -> list[tuple[str, list[SentEvent]]]:
+        """Each run's events in arrival order, runs in order of first appearance.
+
+        One pass over the events: the cost grows with the events, not runs x events.
+        """
+        by_run: dict[str, list[SentEvent]] = {}
+        for event in self._store.events():
+            if event.run_id is not None:
+                by_run.setdefault(event.run_id, []).append(event)
+        return list(by_run.items())
 
     def reset(self) -> None:
         """Forget every event, dedupe key and pending fault."""
