@@ -8,6 +8,7 @@ and dedupe is the store's unique key: durable, and atomic where the vendor's is 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -56,6 +57,8 @@ ACCEPTED = Answer(status=204)
 DUPLICATE = Answer(status=200, body={"duplicate": True})
 
 
+# Cached: every heartbeat of a student needs it, and a uuid5 costs a SHA-1 and a UUID.
+@functools.lru_cache(maxsize=65536)
 def sourced_id_for(email: str) -> str:
     """The OneRoster ``sourcedId`` the emulator's roster gives an email.
 
