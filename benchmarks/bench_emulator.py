@@ -26,6 +26,7 @@ Three modes, each printing one JSON line:
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -153,17 +154,28 @@ async def _build(emulator: Any, plan: list[dict[str, Any]]) -> int:
     return duplicates
 
 
-def _digest(runs: Any, problems: Any, attempts: list[int]) -> str:
-    """A fingerprint of what the calls returned (random Caliper ids left out)."""
-    views = [
+def _digest(*parts: Any) -> str:
+    """A fingerprint of what the calls returned."""
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _runs_view(runs: Any) -> list[Any]:
+    """The runs as served, each event by its seq, kind and start (Caliper ids are random)."""
+    return [
         {
             **run.to_json(),
             "events": [[event.seq, event.kind, event.started_at] for event in run.events],
         }
         for run in runs
     ]
-    text = json.dumps([views, [problem.to_json() for problem in problems], attempts])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _timed(call: Any) -> tuple[Any, float]:
+    """``call()`` and its duration, from a heap just collected."""
+    gc.collect()
+    t0 = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - t0
 
 
 def build(db: Path, runs: int) -> dict[str, Any]:
@@ -203,23 +215,33 @@ def history(db: Path, runs: int, record_calls: int) -> dict[str, Any]:
                 (completion,) = emulator.record(_record_input(plan[0], with_time=False))
                 record_s.append(time.perf_counter() - t0)
                 attempts.append(completion.caliper["generated"]["attempt"])
-            t0 = time.perf_counter()
-            all_runs = emulator.runs()
-            runs_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            problems = emulator.problems()
-            problems_s = time.perf_counter() - t0
+            all_runs, runs_s = _timed(emulator.runs)
+            runs_view = _runs_view(all_runs)
+            del all_runs  # each call starts from the same heap
+            problems, problems_s = _timed(emulator.problems)
+            found = [problem.to_json() for problem in problems]
+            del problems
+            # Once more without the cyclic garbage collector: what the calls cost apart
+            # from the full collections that a growing heap triggers while they run.
+            gc.disable()
+            try:
+                _, runs_nogc_s = _timed(emulator.runs)
+                _, problems_nogc_s = _timed(emulator.problems)
+            finally:
+                gc.enable()
             events = len(emulator.events())
     return {
         "source": str(Path(timeback_client.__file__).parent.parent),
-        "runs": len(all_runs),
+        "runs": len(runs_view),
         "events": events,
         "record_s": record_s,
         "attempts": attempts,
         "runs_s": runs_s,
         "problems_s": problems_s,
-        "problems": len(problems),
-        "digest": _digest(all_runs, problems, attempts),
+        "runs_nogc_s": runs_nogc_s,
+        "problems_nogc_s": problems_nogc_s,
+        "problems": len(found),
+        "digest": _digest(runs_view, found, attempts),
     }
 
 

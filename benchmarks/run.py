@@ -727,9 +727,8 @@ def _emulator_queries_section(runner: Runner) -> None:
                 after.append(child("bench_emulator.py", *args))
             digests = {r["digest"] for r in before + after}
             agree = agree and len(digests) == 1
-            for call, key in (("record()", "record_s"), ("runs()", "runs_s")):
+            for call, key in _QUERIES:
                 rows.append(_query_row(runs, built, call, key, before, after))
-            rows.append(_query_row(runs, built, "problems()", "problems_s", before, after))
     lines = [
         "## 10. The emulator's `record()`, `runs()` and `problems()`, before and after",
         "",
@@ -739,7 +738,10 @@ def _emulator_queries_section(runner: Runner) -> None:
         "seventh, then a completion per run through `record()`, every 25th with time as well "
         "(double counting, found by `problems()`). Each measurement opens a copy of that "
         f"file in a fresh process and times {record_calls} `record()` calls (new attempts "
-        "of one student's lesson; median), then one `runs()` and one `problems()`. *Before* is "
+        "of one student's lesson; median), then one `runs()` and one `problems()`, each "
+        "after a `gc.collect()` and with nothing else kept, then both again with the cyclic "
+        "garbage collector off (`gc.disable()`): what they cost apart from the full "
+        "collections that their own growing heap triggers. *Before* is "
         f"the same script run on the sources of commit `{ref}` "
         "(`git archive`), interleaved with *after*, the sources measured here; medians of "
         f"{runner.repeats} runs each. Every run of both returned the same runs, problems "
@@ -753,13 +755,22 @@ def _emulator_queries_section(runner: Runner) -> None:
     runner.summary.append(
         (
             f"10. emulator record() / runs() / problems(), {big:,} runs",
-            " / ".join(r.split(" | ")[4] for r in rows[-3:]),
-            " / ".join(r.split(" | ")[3] for r in rows[-3:]) + f" (before, `{ref}`)",
+            " / ".join(r.split(" | ")[4] for r in rows[-5:-2]),
+            " / ".join(r.split(" | ")[3] for r in rows[-5:-2]) + f" (before, `{ref}`)",
             "same answers",
             "same" if agree else "**differ**",
         )
     )
     runner.sections.append("\n".join(lines))
+
+
+_QUERIES = (
+    ("`record()`", "record_s"),
+    ("`runs()`", "runs_s"),
+    ("`problems()`", "problems_s"),
+    ("`runs()`, cyclic GC off", "runs_nogc_s"),
+    ("`problems()`, cyclic GC off", "problems_nogc_s"),
+)
 
 
 def _query_row(
@@ -777,12 +788,12 @@ def _query_row(
     after_s = seconds(after)
     if not before:
         return (
-            f"| {runs:,} | {built['events']:,} | `{call}` | baseline commit not in this "
+            f"| {runs:,} | {built['events']:,} | {call} | baseline commit not in this "
             f"checkout | {_duration(after_s)} | |"
         )
     before_s = seconds(before)
     return (
-        f"| {runs:,} | {built['events']:,} | `{call}` | {_duration(before_s)} | "
+        f"| {runs:,} | {built['events']:,} | {call} | {_duration(before_s)} | "
         f"{_duration(after_s)} | {before_s / after_s:,.1f}x |"
     )
 
