@@ -80,14 +80,22 @@ def emit(result: dict[str, Any]) -> None:
     print(json.dumps(result), flush=True)
 
 
-def child(script: str, *args: str, timeout: float = 900.0) -> dict[str, Any]:
-    """Run ``benchmarks/<script>`` in a fresh interpreter and return its JSON answer."""
+def child(
+    script: str, *args: str, timeout: float = 900.0, pythonpath: str | None = None
+) -> dict[str, Any]:
+    """Run ``benchmarks/<script>`` in a fresh interpreter and return its JSON answer.
+
+    ``pythonpath`` replaces ``PYTHONPATH`` for the child: an older checkout's sources,
+    to measure them as a baseline.
+    """
+    env = None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
     done = subprocess.run(
         [sys.executable, str(HERE / script), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
     if done.returncode != 0:
         raise RuntimeError(

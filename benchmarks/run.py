@@ -16,15 +16,18 @@ import argparse
 import datetime
 import math
 import os
+import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from _bench import EMAIL, HERE, TOKEN, child, machine, median
+from bench_emulator import parity_python, python_version, serve
 
 from timeback_client.tools._emulator_process import EmulatorProcess
 
@@ -39,6 +42,9 @@ MEMORY_LABELS = {
     "sdk-outbox": "SDK, default durable outbox",
     "sdk-own-engines": "SDK, default outbox, own engines",
 }
+#: The last commit whose emulator numbered attempts by decoding every event and built each
+#: run by filtering all events: figure 10's "before".
+EMULATOR_BASELINE = "332800d"
 ANALYSIS_MARKER = "<!-- analysis: everything below is kept when the results are rewritten -->"
 KIB = 1024
 
@@ -65,6 +71,7 @@ class Runner:
         self.origin = emulator.origin
         self.summary: list[tuple[str, str, str, str, str]] = []  # figure, sdk, base, goal, met
         self.sections: list[str] = []
+        self.emulator_baseline = EMULATOR_BASELINE
 
     def log(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
@@ -581,6 +588,220 @@ def _app_calls_section(runner: Runner) -> None:
     runner.sections.append("\n".join(lines))
 
 
+def _emulator_throughput_section(runner: Runner) -> None:
+    concurrency = 8 if runner.quick else 50
+    # (warm-up, measured): a short burst, and a sustained load whose windows stay in the
+    # vendor's five-minute dedupe cache.
+    loads = ((20, 200),) if runner.quick else ((100, 1000), (1000, 10000))
+    vendor_python = parity_python()
+    kinds = ("vendor", "emulator") if vendor_python else ("emulator",)
+    labels = {
+        "emulator": "the emulator (`timeback-client emulator`, Python "
+        f"{platform.python_version()})",
+        "vendor": "the vendor's server SDK (timeback-sdk 0.4.0 behind FastAPI, Python "
+        f"{python_version(vendor_python) if vendor_python else ''})",
+    }
+    lines = [
+        "## 9. The emulator's heartbeat throughput, beside the vendor's server",
+        "",
+        "Each server in a process of its own on 127.0.0.1, fresh for each run; the load "
+        f"generator (`bench_emulator.py load`) in another: {concurrency} keep-alive "
+        "connections, each a student sending its run's 15 s windows back to back as fast "
+        "as the answers come; a warm-up, then the measured heartbeats. Every heartbeat is "
+        "a new, valid window (204). The emulator is served as `timeback-client emulator` "
+        "serves it (uvicorn, access log on, to a file); the vendor's server is "
+        "`tests/emulator/parity/vendor_server.py` in the parity virtualenv (uvicorn, no "
+        "access log; Caliper events kept in memory instead of sent). Both on uvicorn's h11 "
+        "and asyncio. *Server CPU* is the server process's CPU time (`/proc/PID/stat`) "
+        "over the measured stretch, per heartbeat; the generator's own is beside it. The "
+        f"servers run alternately; medians of {runner.repeats} runs each, the ratio the "
+        "median of the pairs.",
+        "",
+        "| load | server | heartbeats/s (median) | runs | p50 | p90 | p99 | max | server "
+        "CPU per heartbeat | generator CPU per heartbeat | answers | emulator / vendor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts: list[str] = []
+    for warmup, count in loads:
+        runner.log(f"9. emulator throughput: {warmup} + {count} heartbeats, {concurrency} conns")
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        for repeat in range(runner.repeats):
+            # Fresh servers each time (both keep every event); the order alternates.
+            for kind in kinds if repeat % 2 == 0 else kinds[::-1]:
+                with serve(kind) as (url, pid):
+                    args = (url, "--concurrency", str(concurrency), "--count", str(count))
+                    args += ("--warmup", str(warmup), "--server-pid", str(pid))
+                    runs[kind].append(child("bench_emulator.py", "load", *args))
+        load = f"{warmup:,} + {count:,}"
+        pairs: list[float] = []
+        if vendor_python is not None:
+            pairs = [
+                e["rps"] / v["rps"] for e, v in zip(runs["emulator"], runs["vendor"], strict=True)
+            ]
+        for kind in kinds:
+            ratio = (
+                f"**{median(pairs):.2f}x** ({', '.join(f'{p:.2f}' for p in pairs)})"
+                if pairs and kind == "emulator"
+                else ""
+            )
+            lines.append(f"| {load} | {labels[kind]} | {_throughput_cells(runs[kind])} | {ratio} |")
+        accepted = all(r["statuses"] == {"204": count} for kind in kinds for r in runs[kind])
+        emulator_rps = median([r["rps"] for r in runs["emulator"]])
+        if not pairs:
+            runner.summary.append(
+                (f"9. emulator heartbeats/s, {load}", f"{emulator_rps:,.0f}/s", "-", "-", "-")
+            )
+            continue
+        met = _ok(median(pairs) >= 1.0 and accepted)
+        verdicts.append(f"{load}: {median(pairs):.2f}x, {met}")
+        runner.summary.append(
+            (
+                f"9. emulator heartbeats/s, {load} over {concurrency} connections",
+                f"{emulator_rps:,.0f}/s",
+                f"{median([r['rps'] for r in runs['vendor']]):,.0f}/s (vendor's server SDK)",
+                ">= the vendor's, all accepted",
+                f"{median(pairs):.2f}x, {met}",
+            )
+        )
+    if vendor_python is None:
+        lines += [
+            "",
+            "The vendor's server SDK is not installed here: make the parity virtualenv "
+            "(`.ci/parity-venv.sh DIR`, then `TIMEBACK_PARITY_PYTHON=DIR/bin/python`).",
+        ]
+    else:
+        lines += ["", f"Goal: the emulator's heartbeats/s >= the vendor's: {'; '.join(verdicts)}."]
+    runner.sections.append("\n".join(lines))
+
+
+def _throughput_cells(rs: list[dict[str, Any]]) -> str:
+    rates = [r["rps"] for r in rs]
+    latencies = [f"{median([r[key] for r in rs]):.1f} ms" for key in _LATENCIES]
+    totals: dict[str, int] = {}
+    for r in rs:
+        for status, n in r["statuses"].items():
+            totals[status] = totals.get(status, 0) + n
+    return (
+        f"{median(rates):,.0f} | {', '.join(f'{rate:,.0f}' for rate in rates)} | "
+        f"{' | '.join(latencies)} | "
+        f"{median([r['server_cpu_ms_per_request'] for r in rs]):.3f} ms | "
+        f"{median([r['client_cpu_ms_per_request'] for r in rs]):.3f} ms | "
+        f"{', '.join(f'{n:,} x {status}' for status, n in sorted(totals.items()))}"
+    )
+
+
+_LATENCIES = ("p50_ms", "p90_ms", "p99_ms", "max_ms")
+
+
+def _baseline_sources(ref: str, into: Path) -> str | None:
+    """``src`` of commit ``ref`` unpacked under ``into`` (read-only git); None if absent."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref, "src"],
+        cwd=HERE.parent,
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return str(into / "src")
+
+
+def _emulator_queries_section(runner: Runner) -> None:
+    sizes, record_calls = ((20, 80), "2") if runner.quick else ((250, 1000), "5")
+    ref = runner.emulator_baseline
+    runner.log(f"10. emulator record()/runs()/problems() at {sizes} runs, before ({ref}) and after")
+    rows: list[str] = []
+    agree = True
+    with tempfile.TemporaryDirectory() as workdir:
+        before_src = _baseline_sources(ref, Path(workdir))
+        for runs in sizes:
+            db = Path(workdir) / f"history-{runs}.sqlite3"
+            built = child("bench_emulator.py", "build", str(db), "--runs", str(runs))
+            args = ("history", str(db), "--runs", str(runs), "--record-calls", record_calls)
+            after: list[dict[str, Any]] = []
+            before: list[dict[str, Any]] = []
+            for _ in range(runner.repeats):
+                if before_src is not None:
+                    before.append(child("bench_emulator.py", *args, pythonpath=before_src))
+                after.append(child("bench_emulator.py", *args))
+            digests = {r["digest"] for r in before + after}
+            agree = agree and len(digests) == 1
+            for call, key in _QUERIES:
+                rows.append(_query_row(runs, built, call, key, before, after))
+    lines = [
+        "## 10. The emulator's `record()`, `runs()` and `problems()`, before and after",
+        "",
+        "A load run's history written once into an emulator's SQLite file "
+        "(`bench_emulator.py build`): N runs of 25 windows of 15 s, 4 runs per student over "
+        "4 lessons, a resume in every third run, a resent window (a duplicate) in every "
+        "seventh, then a completion per run through `record()`, every 25th with time as well "
+        "(double counting, found by `problems()`). Each measurement opens a copy of that "
+        f"file in a fresh process and times {record_calls} `record()` calls (new attempts "
+        "of one student's lesson; median), then one `runs()` and one `problems()`, each "
+        "after a `gc.collect()` and with nothing else kept, then both again with the cyclic "
+        "garbage collector off (`gc.disable()`): what they cost apart from the full "
+        "collections that their own growing heap triggers. *Before* is "
+        f"the same script run on the sources of commit `{ref}` "
+        "(`git archive`), interleaved with *after*, the sources measured here; medians of "
+        f"{runner.repeats} runs each. Every run of both returned the same runs, problems "
+        f"and attempt numbers (a digest of them): **{'yes' if agree else 'NO'}**.",
+        "",
+        "| runs | events | call | before | after | before / after |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
+    big = sizes[-1]
+    runner.summary.append(
+        (
+            f"10. emulator record() / runs() / problems(), {big:,} runs",
+            " / ".join(r.split(" | ")[4] for r in rows[-5:-2]),
+            " / ".join(r.split(" | ")[3] for r in rows[-5:-2]) + f" (before, `{ref}`)",
+            "same answers",
+            "same" if agree else "**differ**",
+        )
+    )
+    runner.sections.append("\n".join(lines))
+
+
+_QUERIES = (
+    ("`record()`", "record_s"),
+    ("`runs()`", "runs_s"),
+    ("`problems()`", "problems_s"),
+    ("`runs()`, cyclic GC off", "runs_nogc_s"),
+    ("`problems()`, cyclic GC off", "problems_nogc_s"),
+)
+
+
+def _query_row(
+    runs: int,
+    built: dict[str, Any],
+    call: str,
+    key: str,
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+) -> str:
+    def seconds(results: list[dict[str, Any]]) -> float:
+        values = [median(r[key]) if isinstance(r[key], list) else r[key] for r in results]
+        return median(values)
+
+    after_s = seconds(after)
+    if not before:
+        return (
+            f"| {runs:,} | {built['events']:,} | {call} | baseline commit not in this "
+            f"checkout | {_duration(after_s)} | |"
+        )
+    before_s = seconds(before)
+    return (
+        f"| {runs:,} | {built['events']:,} | {call} | {_duration(before_s)} | "
+        f"{_duration(after_s)} | {before_s / after_s:,.1f}x |"
+    )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms" if seconds < 1 else f"{seconds:,.2f} s"
+
+
 def _writer_share(threads: dict[str, float]) -> float:
     """The outbox writer thread's share of a run's CPU."""
     total = sum(threads.values())
@@ -647,7 +868,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        help="comma-separated: cpu,memory,punctuality,accuracy,end,imports,disk,app-calls",
+        help="comma-separated: cpu,memory,punctuality,accuracy,end,imports,disk,app-calls,"
+        "emulator-throughput,emulator-queries",
+    )
+    parser.add_argument(
+        "--emulator-baseline",
+        default=EMULATOR_BASELINE,
+        metavar="REF",
+        help=f"the commit whose emulator is 'before' in figure 10 (default {EMULATOR_BASELINE})",
     )
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
@@ -661,11 +889,14 @@ def main() -> None:
         "imports": Runner.imports,
         "disk": _disk_section,
         "app-calls": _app_calls_section,
+        "emulator-throughput": _emulator_throughput_section,
+        "emulator-queries": _emulator_queries_section,
     }
     chosen = args.only.split(",") if args.only else list(steps)
     started, load_before, revision = time.monotonic(), _load(), _revision()
     with EmulatorProcess({TOKEN: EMAIL}) as emulator:
         runner = Runner(args.quick, repeats, emulator)
+        runner.emulator_baseline = args.emulator_baseline
         for name in chosen:
             steps[name](runner)
     command = " ".join(["python benchmarks/run.py", *map(shlex.quote, sys.argv[1:])])

@@ -36,6 +36,8 @@ def test_the_quick_benchmark_run_produces_every_figure(tmp_path: Path) -> None:
         "## 6. Import time",
         "## 7. What one kiosk activity writes",
         "## 8. App calls never wait",
+        "## 9. The emulator's heartbeat throughput, beside the vendor's server",
+        "## 10. The emulator's `record()`, `runs()` and `problems()`, before and after",
     ):
         assert heading in text
     assert "n/a" not in text
@@ -44,6 +46,8 @@ def test_the_quick_benchmark_run_produces_every_figure(tmp_path: Path) -> None:
         in text
     )
     assert "<!-- analysis" in text
+    # Before and after gave the same runs, problems and attempts (where a before exists).
+    assert "(a digest of them): **NO**" not in text
 
 
 def test_retrying_against_a_dead_server_does_not_keep_a_core_busy() -> None:

@@ -8,6 +8,7 @@ and dedupe is the store's unique key: durable, and atomic where the vendor's is 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -56,6 +57,8 @@ ACCEPTED = Answer(status=204)
 DUPLICATE = Answer(status=200, body={"duplicate": True})
 
 
+# Cached: every heartbeat of a student needs it, and a uuid5 costs a SHA-1 and a UUID.
+@functools.lru_cache(maxsize=65536)
 def sourced_id_for(email: str) -> str:
     """The OneRoster ``sourcedId`` the emulator's roster gives an email.
 
@@ -279,10 +282,8 @@ class Backend:
         it is the next attempt of this student on this activity.
         """
         attempts: dict[str, int] = {}
-        for event in self._store.events():
-            same_activity = event.student == email and event.object_id == object_id
-            if event.kind == "completion" and same_activity and event.ended_at is not None:
-                attempts[event.ended_at] = event.caliper["generated"]["attempt"]
+        for completed_at, caliper in self._store.completions(email, object_id):
+            attempts[completed_at] = caliper["generated"]["attempt"]
         if ended_at in attempts:
             return attempts[ended_at]
         return max(attempts.values(), default=0) + 1

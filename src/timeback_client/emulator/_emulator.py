@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from starlette.types import ASGIApp
@@ -19,7 +19,7 @@ from ._faults import Faults
 from ._problems import Problem, find_problems
 from ._runs import Run, UnknownRun, build_run
 from ._serve import DEFAULT_HOST, serve_in_thread
-from ._store import SentEvent, Store
+from ._store import EventFacts, SentEvent, Store
 from ._transport import EmulatorTransport
 
 DEFAULT_MOUNT = "/api/timeback"
@@ -29,6 +29,21 @@ DEFAULT_SENSOR = "https://sensor.timeback-emulator.invalid"
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+Fact = TypeVar("Fact", bound=EventFacts)
+
+
+def _by_run(events: Iterable[Fact]) -> dict[str, list[Fact]]:
+    """Each run's events in arrival order, runs in order of first appearance.
+
+    One pass over the events: the cost grows with the events, not runs x events.
+    """
+    by_run: dict[str, list[Fact]] = {}
+    for event in events:
+        if event.run_id is not None:
+            by_run.setdefault(event.run_id, []).append(event)
+    return by_run
 
 
 def _normalize_mount(mount: str) -> str:
@@ -203,10 +218,8 @@ class Emulator:
 
     def runs(self) -> tuple[Run, ...]:
         """Every run, in order of first appearance."""
-        events = self._store.events()
         return tuple(
-            build_run(run_id, [event for event in events if event.run_id == run_id])
-            for run_id in dict.fromkeys(e.run_id for e in events if e.run_id is not None)
+            build_run(run_id, events) for run_id, events in _by_run(self._store.events()).items()
         )
 
     def events(self) -> tuple[SentEvent, ...]:
@@ -215,8 +228,11 @@ class Emulator:
 
     def problems(self) -> tuple[Problem, ...]:
         """Integration mistakes seen so far, run by run (see ``RULES``)."""
+        # The rules read no Caliper payload: decoding none of them halves the time.
         return tuple(
-            problem for run in self.runs() for problem in find_problems(run.run_id, run.events)
+            problem
+            for run_id, facts in _by_run(self._store.facts()).items()
+            for problem in find_problems(run_id, facts)
         )
 
     def reset(self) -> None:

@@ -1,7 +1,8 @@
 """Detection of the integration mistakes the Timeback docs warn about.
 
-Pure functions over a run's stored events. Each problem names its run, a rule (a short
-stable id, listed in ``RULES``) and human-readable evidence.
+Pure functions over the facts of a run's stored events (their Caliper payloads are never
+read). Each problem names its run, a rule (a short stable id, listed in ``RULES``) and
+human-readable evidence.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import attrs
 
 from ._runs import Window, windows_of
-from ._store import SentEvent
+from ._store import EventFacts
 from ._validation import format_instant, parse_instant
 
 DOUBLE_COUNTING = "double-counting"
@@ -57,7 +58,7 @@ class Problem:
         return {"runId": self.run_id, "rule": self.rule, "evidence": self.evidence}
 
 
-def find_problems(run_id: str, events: Sequence[SentEvent]) -> tuple[Problem, ...]:
+def find_problems(run_id: str, events: Sequence[EventFacts]) -> tuple[Problem, ...]:
     """Every problem of one run, rule by rule."""
     windows = windows_of(events)
     found: list[Problem] = []
@@ -76,7 +77,7 @@ def find_problems(run_id: str, events: Sequence[SentEvent]) -> tuple[Problem, ..
 Finding = tuple[str, str]
 
 
-def _double_counting(events: Sequence[SentEvent]) -> Iterator[Finding]:
+def _double_counting(events: Sequence[EventFacts]) -> Iterator[Finding]:
     beats = [event for event in events if event.kind == "heartbeat"]
     timed = [event for event in events if event.kind == "time"]
     if beats and timed:
@@ -89,7 +90,7 @@ def _double_counting(events: Sequence[SentEvent]) -> Iterator[Finding]:
         )
 
 
-def _after_completion(events: Sequence[SentEvent], windows: Sequence[Window]) -> Iterator[Finding]:
+def _after_completion(events: Sequence[EventFacts], windows: Sequence[Window]) -> Iterator[Finding]:
     completions = [event for event in events if event.kind == "completion"]
     instants = [parse_instant(event.ended_at or "") for event in completions]
     known = [instant for instant in instants if instant is not None]
@@ -108,7 +109,7 @@ def _after_completion(events: Sequence[SentEvent], windows: Sequence[Window]) ->
             )
 
 
-def _completed_twice(events: Sequence[SentEvent]) -> Iterator[Finding]:
+def _completed_twice(events: Sequence[EventFacts]) -> Iterator[Finding]:
     # The same completion retried carries the same event time (the vendor treats that as
     # an idempotent retry); different times are two attempts on one runId.
     times = list(dict.fromkeys(e.ended_at for e in events if e.kind == "completion"))
@@ -152,7 +153,7 @@ def _arithmetic(windows: Sequence[Window]) -> Iterator[Finding]:
             )
 
 
-def _shared(events: Sequence[SentEvent]) -> Iterator[Finding]:
+def _shared(events: Sequence[EventFacts]) -> Iterator[Finding]:
     students = list(dict.fromkeys(event.student for event in events))
     if len(students) > 1:
         yield (RUN_SHARED_BY_STUDENTS, f"students {', '.join(students)} share this runId")

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from ._store import SentEvent
+from ._store import EventFacts, SentEvent
 from ._validation import parse_instant
 
 
@@ -73,7 +73,7 @@ class Window:
         }
 
     @classmethod
-    def from_event(cls, event: SentEvent) -> Window:
+    def from_event(cls, event: EventFacts) -> Window:
         """The window a heartbeat event was made from."""
         assert event.kind == "heartbeat"
         assert event.started_at is not None
@@ -138,7 +138,7 @@ class Run:
         }
 
 
-def windows_of(events: Sequence[SentEvent]) -> tuple[Window, ...]:
+def windows_of(events: Sequence[EventFacts]) -> tuple[Window, ...]:
     """The heartbeat windows among ``events``, by start instant (unparseable ones last)."""
     windows = [Window.from_event(event) for event in events if event.kind == "heartbeat"]
 

@@ -38,11 +38,18 @@ CREATE TABLE IF NOT EXISTS events (
     caliper TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, seq);
+CREATE INDEX IF NOT EXISTS completions_by_student ON events (student, object_id, seq)
+    WHERE kind = 'completion';
 """
 _SELECT_ALL = """
 SELECT seq, kind, run_id, student, activity_id, object_id, started_at, ended_at,
        active_ms, inactive_ms, received_at, caliper
 FROM events ORDER BY seq
+"""
+_SELECT_FACTS = """
+SELECT seq, kind, run_id, student, activity_id, object_id, started_at, ended_at,
+       active_ms, inactive_ms
+FROM events WHERE run_id IS NOT NULL ORDER BY seq
 """
 _SELECT_RUN = """
 SELECT seq, kind, run_id, student, activity_id, object_id, started_at, ended_at,
@@ -52,7 +59,27 @@ FROM events WHERE run_id = ? ORDER BY seq
 
 
 @attrs.frozen(kw_only=True)
-class SentEvent:
+class EventFacts:
+    """What a stored event says apart from its Caliper payload and arrival stamp.
+
+    Enough for the problem rules, and read without decoding any Caliper JSON (see
+    ``SentEvent`` for the attributes).
+    """
+
+    seq: int
+    kind: EventKind
+    run_id: str | None
+    student: str
+    activity_id: str
+    object_id: str
+    started_at: str | None
+    ended_at: str | None
+    active_ms: int | None
+    inactive_ms: int | None
+
+
+@attrs.frozen(kw_only=True)
+class SentEvent(EventFacts):
     """One Caliper event the emulated backend sent, with what it was made from.
 
     Attributes:
@@ -74,16 +101,6 @@ class SentEvent:
         caliper: The Caliper event as sent (a fresh copy on every read).
     """
 
-    seq: int
-    kind: EventKind
-    run_id: str | None
-    student: str
-    activity_id: str
-    object_id: str
-    started_at: str | None
-    ended_at: str | None
-    active_ms: int | None
-    inactive_ms: int | None
     received_at: str
     caliper: dict[str, Any]
 
@@ -196,6 +213,26 @@ class Store:
                 rows = self._db.execute(_SELECT_RUN, (run_id,)).fetchall()
         return tuple(_event_from_row(row) for row in rows)
 
+    def facts(self) -> tuple[EventFacts, ...]:
+        """The facts of every event that names a run, in arrival order, Caliper unread."""
+        with self._lock:
+            rows = self._db.execute(_SELECT_FACTS).fetchall()
+        return tuple(_facts_from_row(row) for row in rows)
+
+    def completions(self, student: str, object_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """End time and Caliper event of a student's completions of an activity, in order.
+
+        Only completions with an end time; read through a partial index of completions,
+        so the cost follows this student's completions, not the events stored.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ended_at, caliper FROM events WHERE kind = 'completion'"
+                " AND student = ? AND object_id = ? AND ended_at IS NOT NULL ORDER BY seq",
+                (student, object_id),
+            ).fetchall()
+        return [(str(ended_at), json.loads(caliper)) for ended_at, caliper in rows]
+
     def run_ids(self) -> list[str]:
         """Every runId seen, in order of first appearance."""
         with self._lock:
@@ -232,6 +269,23 @@ def _event_from_row(row: tuple[Any, ...]) -> SentEvent:
         inactive_ms=None if inactive_ms is None else int(inactive_ms),
         received_at=received_at,
         caliper=json.loads(caliper),
+    )
+
+
+def _facts_from_row(row: tuple[Any, ...]) -> EventFacts:
+    seq, kind, run_id, student, activity_id, object_id, started_at, ended_at = row[:8]
+    active_ms, inactive_ms = row[8:]
+    return EventFacts(
+        seq=seq,
+        kind=kind,
+        run_id=run_id,
+        student=student,
+        activity_id=activity_id,
+        object_id=object_id,
+        started_at=started_at,
+        ended_at=ended_at,
+        active_ms=None if active_ms is None else int(active_ms),
+        inactive_ms=None if inactive_ms is None else int(inactive_ms),
     )
 
 
