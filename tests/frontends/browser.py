@@ -257,9 +257,12 @@ def chromium(scratch: Path) -> Iterator[Page]:
     options.binary_location = chromium_path()
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={scratch / 'chromium-profile'}"):
         options.add_argument(flag)
-    service = Service(chromedriver_path(), log_output=str(scratch / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
-    try:
-        yield Page(driver)
-    finally:
-        driver.quit()
+    # chromedriver's log, in a file opened and closed here: Selenium 4.11 never closes one
+    # it opens itself.
+    with (scratch / "chromedriver.log").open("wb") as log:
+        service = Service(chromedriver_path(), log_output=log)
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            yield Page(driver)
+        finally:
+            driver.quit()
