@@ -18,10 +18,11 @@ fi
     -e ".[emulator,qt,jupyter]" --group dev --group nox --group check
 
 # A real X server for the Tk kiosk tests (Debian's xvfb, xdotool, and imagemagick for its
-# screenshot), Debian's chromium for the notebook badge's browser test, and shellcheck for
-# the workflow's scripts, when we may install them.
+# screenshot), Debian's chromium and its chromedriver for the notebook badge's browser
+# test, and shellcheck for the workflow's scripts, when we may install them.
 missing=()
-for tool in Xvfb:xvfb xdotool:xdotool import:imagemagick chromium:chromium shellcheck:shellcheck; do
+for tool in Xvfb:xvfb xdotool:xdotool import:imagemagick chromium:chromium \
+    chromedriver:chromium-driver shellcheck:shellcheck; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -1,11 +1,21 @@
-"""A real JupyterLab server on loopback, and Debian's Chromium driven over the DevTools protocol.
+"""A real Jupyter server on loopback, and Debian's Chromium driven by Selenium.
 
-Chromium is driven over its DevTools protocol (CDP) directly, with a websocket: typing
-and clicking as input events, and hiding the page by bringing another tab to the front.
-Playwright drives Chromium over the same protocol, but it turns on focus emulation for
-every page it attaches to, which holds the page visible (Chromium counts it as being
-captured): under Playwright, ``document.visibilityState`` never leaves "visible".
-Nothing here downloads a browser: the test uses the ``chromium`` the machine has.
+Selenium drives Chromium through ``chromedriver`` (Debian's ``chromium-driver``, built
+with the ``chromium`` beside it), both given by path: Selenium Manager, which would
+download a driver or a browser, never runs. Input goes through WebDriver actions (real
+key and pointer events in the page). The page is hidden by bringing another tab to the
+front with the DevTools protocol's ``Target.activateTarget`` (``execute_cdp_cmd``), which
+leaves the driver on the lesson's tab, so that the test can watch it while it is hidden.
+
+Playwright, driving the same Chromium, cannot hide a page: it turns on focus emulation
+for every page it attaches to, which holds the page visible (Chromium counts it as being
+captured). Under Playwright ``document.visibilityState`` stayed "visible" with another
+page in front (``bring_to_front``), with ``Emulation.setFocusEmulationEnabled`` turned
+off on both pages and ``Target.activateTarget`` sent from a browser session, and with
+Playwright's ``--disable-backgrounding-occluded-windows``,
+``--disable-renderer-backgrounding`` and ``--disable-background-timer-throttling`` left
+out. chromedriver turns no such emulation on: with another tab in front the page's
+``visibilityState`` is "hidden", and "visible" again once it is back in front.
 """
 
 from __future__ import annotations
@@ -25,6 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver import ActionChains, ChromeOptions, Keys
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
 
 # The flags of a headless Chromium that runs as root in a container, touches no network
 # but the test's loopback server, and leaves nothing behind (a fresh profile each time).
@@ -58,6 +73,20 @@ def chromium_path() -> str:
     pytest.skip(message)
 
 
+def chromedriver_path() -> str:
+    """Debian's chromedriver (package ``chromium-driver``), the one for its Chromium."""
+    found = os.environ.get("TIMEBACK_CHROMEDRIVER") or shutil.which("chromedriver")
+    if found:
+        return found
+    message = (
+        "no chromedriver on PATH: the Jupyter browser test needs Debian's chromium-driver "
+        "(apt-get install chromium-driver; scripts/test.sh installs it)"
+    )
+    if sys.platform.startswith("linux"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -82,13 +111,25 @@ def _wait_for(
             time.sleep(0.2)
 
 
-@contextmanager
-def jupyter_lab(root: Path, scratch: Path) -> Iterator[str]:
-    """``jupyter lab`` serving ``root`` on loopback; yields its base URL with the token.
+# The two front ends the lesson must work in: the module that serves each, the address
+# of a notebook in it, and the name its pages give (their page config's ``appName``).
+FRONT_ENDS = {
+    "jupyterlab": ("jupyterlab", "/lab/tree/{path}", "JupyterLab"),
+    "notebook7": ("notebook", "/notebooks/{path}", "Jupyter Notebook"),
+}
+APP_NAME = "JSON.parse(document.getElementById('jupyter-config-data').textContent).appName"
 
-    Its settings, workspaces and runtime files go to ``scratch``, so that the user's own
-    never matter. The kernel inherits this process's environment (and so ``PYTHONPATH``).
+
+@contextmanager
+def jupyter_server(front_end: str, root: Path, scratch: Path) -> Iterator[str]:
+    """``jupyter lab`` or ``jupyter notebook`` (7) serving ``root`` on loopback.
+
+    Yields the address of a notebook in that front end, ``{path}`` to fill in, with the
+    token. Settings, workspaces and runtime files go to ``scratch``, so that the user's
+    own never matter. The kernel inherits this process's environment (and so
+    ``PYTHONPATH``).
     """
+    module, notebook_path, _ = FRONT_ENDS[front_end]
     port, token = _free_port(), base64.urlsafe_b64encode(os.urandom(18)).decode()
     env = {
         **os.environ,
@@ -100,16 +141,18 @@ def jupyter_lab(root: Path, scratch: Path) -> Iterator[str]:
     command = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        module,
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
+        # JupyterLab's server extension runs under both: it never asks the internet for
+        # news, updates or extensions.
         "--LabApp.news_url=",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.extension_manager=readonly",  # never asks PyPI about extensions
+        "--LabApp.extension_manager=readonly",
     ]
     if hasattr(os, "getuid") and os.getuid() == 0:  # a CI container
         command.append("--allow-root")
@@ -121,11 +164,11 @@ def jupyter_lab(root: Path, scratch: Path) -> Iterator[str]:
         _wait_for(
             f"{base}/api/status?token={token}",
             time.monotonic() + 60,
-            "jupyter lab",
+            f"jupyter ({module})",
             server,
             log_path,
         )
-        yield f"{base}/lab/tree/{{path}}?token={token}"
+        yield f"{base}{notebook_path}?token={token}"
     finally:
         server.terminate()
         try:
@@ -137,35 +180,19 @@ def jupyter_lab(root: Path, scratch: Path) -> Iterator[str]:
 
 
 class Page:
-    """One tab of Chromium, driven over CDP (the ``websocket-client`` package)."""
+    """The lesson's tab of Chromium, driven by Selenium, and a second tab behind it."""
 
-    def __init__(self, websocket_url: str) -> None:
-        import websocket  # websocket-client (dev group)
-
-        self._ws = websocket.create_connection(websocket_url, timeout=30, suppress_origin=True)
-        self._next_id = 0
+    def __init__(self, driver: WebDriver) -> None:
+        self.driver = driver
+        self.tab = driver.current_window_handle  # a tab's handle is its DevTools target id
+        driver.switch_to.new_window("tab")
+        self.other_tab = driver.current_window_handle
+        driver.switch_to.window(self.tab)  # the lesson's tab in front again
         self.on_failure_screenshot: Path | None = None  # where wait_for leaves the page
 
-    def send(self, method: str, **params: Any) -> dict[str, Any]:
-        """Call a CDP method and return its result (events in between are dropped)."""
-        self._next_id += 1
-        call_id = self._next_id
-        self._ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self._ws.recv())
-            if message.get("id") == call_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message.get("result", {})  # type: ignore[no-any-return]
-
     def evaluate(self, expression: str) -> Any:
-        """The value of a JavaScript expression in the page (promises awaited)."""
-        result = self.send(
-            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
-        )
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
+        """The value of a JavaScript expression in the page (a promise is awaited)."""
+        return self.driver.execute_script(f"return {expression};")
 
     def wait_for(self, expression: str, timeout: float = 30) -> Any:
         """Poll a JavaScript expression until it is truthy; return its value."""
@@ -176,35 +203,29 @@ class Page:
                 return value
             if time.monotonic() > deadline:
                 if self.on_failure_screenshot is not None:
-                    shot = self.send("Page.captureScreenshot", format="png")
-                    self.on_failure_screenshot.write_bytes(base64.b64decode(shot["data"]))
+                    self.driver.save_screenshot(str(self.on_failure_screenshot))
                 raise TimeoutError(f"still falsy after {timeout} s: {expression}")
             time.sleep(0.05)
 
-    def key(
-        self, key: str, *, code: str | None = None, keycode: int = 0, shift: bool = False
-    ) -> None:
-        """Press and release one key (``text`` for printable keys, as a keyboard does)."""
-        text = key if len(key) == 1 else ("\r" if key == "Enter" else "")
-        common = {
-            "key": key,
-            "code": code or (f"Key{key.upper()}" if len(key) == 1 and key.isalpha() else key),
-            "windowsVirtualKeyCode": keycode or (ord(key.upper()) if len(key) == 1 else 0),
-            "modifiers": 8 if shift else 0,
-        }
-        self.send("Input.dispatchKeyEvent", type="keyDown", text=text, **common)
-        self.send("Input.dispatchKeyEvent", type="keyUp", **common)
+    def keys(self, *keys: str, shift: bool = False) -> None:
+        """Press and release keys, one after the other, as a keyboard does."""
+        actions = ActionChains(self.driver)
+        if shift:
+            actions.key_down(Keys.SHIFT)
+        actions.send_keys(*keys)
+        if shift:
+            actions.key_up(Keys.SHIFT)
+        actions.perform()
 
     def click(self, selector: str) -> None:
         """A left click in the middle of the first element matching ``selector``."""
-        box = self.wait_for(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-            " if (!e) return null; const r = e.getBoundingClientRect();"
-            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
-        )
-        x, y = box
-        for kind in ("mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+        self.wait_for(f"document.querySelector({json.dumps(selector)})")
+        element = self.driver.find_element(By.CSS_SELECTOR, selector)
+        ActionChains(self.driver).move_to_element(element).click().perform()
+
+    def to_front(self, tab: str) -> None:
+        """Bring a tab to the front (the driver stays on the lesson's tab)."""
+        self.driver.execute_cdp_cmd("Target.activateTarget", {"targetId": tab})
 
     def screenshot(self, selector: str, path: Path, margin: int = 8) -> None:
         """A PNG of the element matching ``selector``, with a margin around it."""
@@ -223,48 +244,25 @@ class Page:
             "height": height + 2 * margin,
             "scale": 1,
         }
-        shot = self.send("Page.captureScreenshot", format="png", clip=clip)
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "clip": clip}
+        )
         path.write_bytes(base64.b64decode(shot["data"]))
-
-    def close(self) -> None:
-        self._ws.close()
 
 
 @contextmanager
-def chromium(scratch: Path) -> Iterator[tuple[Page, str, str]]:
-    """Headless Chromium with a fresh profile; yields its first tab, the tab's target id,
-    and the target id of a second, background tab (bring it to the front to hide the first)."""
-    profile = scratch / "chromium-profile"
-    command = [
-        chromium_path(),
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={profile}",
-        "--remote-debugging-port=0",
-        "about:blank",
-    ]
-    browser = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    page: Page | None = None
-    try:
-        # Chromium writes the port it chose into the profile.
-        deadline = time.monotonic() + 30
-        port_file = profile / "DevToolsActivePort"
-        while not port_file.exists() or not port_file.read_text().strip():
-            if browser.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("chromium did not open its DevTools port")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as answer:
-            targets = json.load(answer)
-        tab = next(t for t in targets if t["type"] == "page")
-        page = Page(tab["webSocketDebuggerUrl"])
-        other = page.send("Target.createTarget", url="about:blank", background=True)["targetId"]
-        yield page, tab["id"], other
-    finally:
-        if page is not None:
-            page.close()
-        browser.terminate()
+def chromium(scratch: Path) -> Iterator[Page]:
+    """Headless Chromium with a fresh profile, through chromedriver; yields its lesson tab."""
+    options = ChromeOptions()
+    options.binary_location = chromium_path()
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={scratch / 'chromium-profile'}"):
+        options.add_argument(flag)
+    # chromedriver's log, in a file opened and closed here: Selenium 4.11 never closes one
+    # it opens itself.
+    with (scratch / "chromedriver.log").open("wb") as log:
+        service = Service(chromedriver_path(), log_output=log)
+        driver = webdriver.Chrome(service=service, options=options)
         try:
-            browser.wait(15)
-        except subprocess.TimeoutExpired:
-            browser.kill()
-            browser.wait()
+            yield Page(driver)
+        finally:
+            driver.quit()

@@ -1,9 +1,10 @@
-"""The Jupyter lesson in a real JupyterLab, in headless Chromium: the page drives the time.
+"""The Jupyter lesson in a real JupyterLab and Notebook 7, in headless Chromium.
 
-A student runs the lesson's cells, then types in a cell for longer than ``idle_timeout``
-without running anything, switches to another browser tab for a while, comes back and
-runs the last cell. The backend (the emulator in the kernel) must count the typing as
-active and the hidden time as paused, within 100 ms of the instants the test drove.
+In each front end, a student runs the lesson's cells, then types in a cell for longer
+than ``idle_timeout`` without running anything, switches to another browser tab for a
+while, comes back and runs the last cell. The page drives the time: the backend (the
+emulator in the kernel) must count the typing as active and the hidden time as paused,
+within 100 ms of the instants the test drove.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import pytest
 
 pytest.importorskip("jupyterlab", reason="the browser test needs jupyterlab (dev group)")
 pytest.importorskip("anywidget", reason="the badge needs the 'jupyter' extra")
-pytest.importorskip("websocket", reason="the browser test needs websocket-client (dev group)")
+pytest.importorskip("notebook", reason="the browser test needs notebook 7 (dev group)")
+pytest.importorskip("selenium", reason="the browser test needs selenium (dev group)")
 pytest.importorskip("starlette", reason="the lesson's emulator needs the 'emulator' extra")
 
-from .browser import chromium, jupyter_lab
+from selenium.webdriver import Keys
+
+from .browser import APP_NAME, FRONT_ENDS, chromium, jupyter_server
 from .conftest import ROOT
 
 LESSON = ROOT / "examples" / "jupyter_lesson" / "lesson.ipynb"
@@ -33,6 +37,9 @@ KERNEL_IDLE = (
     ".then(ks => ks.length > 0 && ks.every(k => k.execution_state === 'idle'))"
 )
 BADGE_TEXT = "(document.querySelector('.timeback-badge')?.textContent ?? '')"
+ACTIVE_CELL_TEXT = (
+    "(document.querySelector('.jp-Cell.jp-mod-active .cm-content')?.textContent ?? '')"
+)
 
 
 def _lesson_copy(workdir: Path) -> None:
@@ -53,54 +60,57 @@ def _ms(instant: str) -> float:
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
 def test_typing_counts_as_active_and_a_hidden_tab_as_paused(
-    tmp_path: Path, artifacts: Path
+    front_end: str, tmp_path: Path, artifacts: Path
 ) -> None:
     workdir, scratch = tmp_path / "lesson", tmp_path / "scratch"
     workdir.mkdir()
     scratch.mkdir()
     _lesson_copy(workdir)
 
-    with jupyter_lab(workdir, scratch) as url, chromium(scratch) as (page, tab, other_tab):
-        page.on_failure_screenshot = artifacts / "jupyter-failure.png"
-        page.send("Page.navigate", url=url.format(path="lesson.ipynb"))
+    with jupyter_server(front_end, workdir, scratch) as url, chromium(scratch) as page:
+        page.on_failure_screenshot = artifacts / f"{front_end}-failure.png"
+        page.driver.get(url.format(path="lesson.ipynb"))
+        assert page.evaluate(APP_NAME) == FRONT_ENDS[front_end][2]
         page.wait_for(KERNEL_IDLE, timeout=60)
         # Run the cells as a student does: Shift+Enter from the top, to exercise 3.
         page.click(".jp-Notebook .jp-Cell .jp-InputPrompt")
         for _ in range(8):
-            page.key("Enter", keycode=13, shift=True)
+            page.keys(Keys.ENTER, shift=True)
         page.wait_for(f"{BADGE_TEXT}.includes('Tracking')", timeout=60)
         page.wait_for("document.body.innerText.includes('bigger: right!')", timeout=30)
         last_run = time.time()  # the last cell has run (a moment ago)
 
         # Type in exercise 3's cell, one key every 150 ms, for longer than idle_timeout.
-        page.key("k")
-        page.key("Enter", keycode=13)
-        typing_until = time.monotonic() + IDLE_TIMEOUT + 1.0
+        page.keys("k", Keys.ENTER)
+        typing_until, typed = time.monotonic() + IDLE_TIMEOUT + 1.0, 0
         while time.monotonic() < typing_until:
-            page.key("x")
+            page.keys("x")
+            typed += 1
             time.sleep(0.15)
+        assert "x" * typed in page.evaluate(ACTIVE_CELL_TEXT)  # the keys went into the cell
         assert "Tracking" in page.evaluate(BADGE_TEXT)
-        page.screenshot(f".jp-Cell:has({BADGE}) .jp-OutputArea", artifacts / "jupyter-badge.png")
+        page.screenshot(
+            f".jp-Cell:has({BADGE}) .jp-OutputArea", artifacts / f"{front_end}-badge.png"
+        )
 
         # Another tab to the front: the lesson's page is hidden; then back.
         before = time.time()
-        page.send("Target.activateTarget", targetId=other_tab)
+        page.to_front(page.other_tab)
         hidden_at = (before + time.time()) / 2 * 1000
         assert page.evaluate("document.visibilityState") == "hidden"
         page.wait_for(f"{BADGE_TEXT}.includes('Paused: tab hidden')", timeout=5)
         time.sleep(2.0)
         before = time.time()
-        page.send("Target.activateTarget", targetId=tab)
+        page.to_front(page.tab)
         shown_at = (before + time.time()) / 2 * 1000
         assert page.evaluate("document.visibilityState") == "visible"
         page.wait_for(f"{BADGE_TEXT}.includes('Tracking')", timeout=5)
 
         # Down to the last cell, and run it: it ends the activity.
-        page.key("Escape", keycode=27)
-        for _ in range(3):
-            page.key("j")
-        page.key("Enter", keycode=13, shift=True)
+        page.keys(Keys.ESCAPE, "j", "j", "j")
+        page.keys(Keys.ENTER, shift=True)
         record = workdir / "run.json"
         deadline = time.monotonic() + 30
         while not record.exists() and time.monotonic() < deadline:
@@ -111,7 +121,7 @@ def test_typing_counts_as_active_and_a_hidden_tab_as_paused(
     run: dict[str, Any] = json.loads(record.read_text())
     windows = sorted(run["windows"], key=lambda w: _ms(w["startedAt"]))
     driven = {"hidden_at_ms": hidden_at, "shown_at_ms": shown_at, "last_run_s": last_run}
-    (artifacts / "jupyter-run.json").write_text(json.dumps({"driven": driven, "run": run}))
+    (artifacts / f"{front_end}-run.json").write_text(json.dumps({"driven": driven, "run": run}))
     assert hidden_at / 1000 - last_run > IDLE_TIMEOUT  # typed longer than idle_timeout
     paused = [w for w in windows if w["pausedMs"] > 0]
     assert len(paused) == 1, windows  # the hidden tab, and no idle pause while typing
