@@ -5,10 +5,10 @@ Three modes, each printing one JSON line:
 - ``history``: builds a load run's history in an in-memory emulator (N runs of 25
   fifteen-second windows from 4 runs per student, a resume in every third run, a resent
   window in every seventh, a completion per run through ``record()``, a few with time as
-  well), then times ``record()``, ``runs()`` and ``problems()`` over it. Whichever
-  ``timeback_client`` is first on ``PYTHONPATH`` is measured, so the same script measures
-  an older checkout as the baseline; ``digest`` fingerprints what the calls returned, so
-  two checkouts can be shown to agree.
+  well), then times ``record()``, ``runs()``, ``problems()`` and ``GET /_emulator/runs``
+  over it. Whichever ``timeback_client`` is first on ``PYTHONPATH`` is measured, so the
+  same script measures an older checkout as the baseline; ``digest`` fingerprints what
+  the calls returned, so two checkouts can be shown to agree.
 - ``load``: a load generator for any heartbeat endpoint. C keep-alive connections, each a
   student sending its run's windows back to back, hand-written HTTP/1.1 over anyio
   sockets so that the generator costs far less than any server it drives; W warm-up
@@ -170,6 +170,32 @@ def _runs_view(runs: Any) -> list[Any]:
     ]
 
 
+def _runs_view_of_json(runs: list[dict[str, Any]]) -> list[Any]:
+    """``_runs_view`` of the runs as ``GET /_emulator/runs`` served them."""
+    return [
+        {
+            **run,
+            "events": [
+                [event["seq"], event["kind"], event["startedAt"]] for event in run["events"]
+            ],
+        }
+        for run in runs
+    ]
+
+
+async def _get_runs(emulator: Any, into: list[bytes]) -> None:
+    """The body of ``GET /_emulator/runs``, through the emulator's in-process transport.
+
+    Handed back through ``into``, not returned: when ``asyncio.run()`` restores the SIGINT
+    handler it formats the main task, result and all, and the full ``repr()`` of 40 MB
+    would be timed as well.
+    """
+    async with httpx.AsyncClient(transport=emulator.transport(), base_url="http://e") as http:
+        response = await http.get("/_emulator/runs")
+        response.raise_for_status()
+        into.append(response.content)
+
+
 def _timed(call: Any) -> tuple[Any, float]:
     """``call()`` and its duration, from a heap just collected."""
     gc.collect()
@@ -229,6 +255,15 @@ def history(db: Path, runs: int, record_calls: int) -> dict[str, Any]:
                 _, problems_nogc_s = _timed(emulator.problems)
             finally:
                 gc.enable()
+            # The same runs over HTTP, as a load test's harness reads them at the end.
+            bodies: list[bytes] = []
+            _, http_runs_s = _timed(lambda: anyio.run(_get_runs, emulator, bodies))
+            (served,) = bodies
+            http_runs_bytes = len(served)
+            if _runs_view_of_json(json.loads(served)["runs"]) != runs_view:
+                raise SystemExit("GET /_emulator/runs differs from runs()")
+            del served
+            bodies.clear()
             events = len(emulator.events())
     return {
         "source": str(Path(timeback_client.__file__).parent.parent),
@@ -240,6 +275,8 @@ def history(db: Path, runs: int, record_calls: int) -> dict[str, Any]:
         "problems_s": problems_s,
         "runs_nogc_s": runs_nogc_s,
         "problems_nogc_s": problems_nogc_s,
+        "http_runs_s": http_runs_s,
+        "http_runs_bytes": http_runs_bytes,
         "problems": len(found),
         "digest": _digest(runs_view, found, attempts),
     }

@@ -741,7 +741,9 @@ def _emulator_queries_section(runner: Runner) -> None:
         "of one student's lesson; median), then one `runs()` and one `problems()`, each "
         "after a `gc.collect()` and with nothing else kept, then both again with the cyclic "
         "garbage collector off (`gc.disable()`): what they cost apart from the full "
-        "collections that their own growing heap triggers. *Before* is "
+        "collections that their own growing heap triggers; last, with the collector on, "
+        "`GET /_emulator/runs` through the emulator's in-process transport (no socket), "
+        "its answer checked against `runs()`. *Before* is "
         f"the same script run on the sources of commit `{ref}` "
         "(`git archive`), interleaved with *after*, the sources measured here; medians of "
         f"{runner.repeats} runs each. Every run of both returned the same runs, problems "
@@ -755,8 +757,9 @@ def _emulator_queries_section(runner: Runner) -> None:
     runner.summary.append(
         (
             f"10. emulator record() / runs() / problems(), {big:,} runs",
-            " / ".join(r.split(" | ")[4] for r in rows[-5:-2]),
-            " / ".join(r.split(" | ")[3] for r in rows[-5:-2]) + f" (before, `{ref}`)",
+            " / ".join(r.split(" | ")[4] for r in rows[-len(_QUERIES) :][:3]),
+            " / ".join(r.split(" | ")[3] for r in rows[-len(_QUERIES) :][:3])
+            + f" (before, `{ref}`)",
             "same answers",
             "same" if agree else "**differ**",
         )
@@ -770,6 +773,7 @@ _QUERIES = (
     ("`problems()`", "problems_s"),
     ("`runs()`, cyclic GC off", "runs_nogc_s"),
     ("`problems()`, cyclic GC off", "problems_nogc_s"),
+    ("`GET /_emulator/runs` (in process)", "http_runs_s"),
 )
 
 

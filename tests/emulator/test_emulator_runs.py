@@ -15,7 +15,7 @@ from emulator_bodies import ADA, completion, new_run, window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from timeback_client.emulator import Emulator, UnknownRun
+from timeback_client.emulator import Emulator, SentEvent, UnknownRun
 
 pytestmark = pytest.mark.anyio
 
@@ -129,6 +129,80 @@ async def test_inspection_over_http(client: httpx.AsyncClient, emulator: Emulato
     assert [r["runId"] for r in runs["runs"]] == [run_id]
     (event,) = events["events"]
     assert event["caliper"]["session"] == f"urn:uuid:{run_id}"
+
+
+async def test_inspection_over_http_serves_exactly_what_python_sees(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    """The JSON routes splice each stored Caliper event into the answer as it was stored."""
+    run_id = new_run()
+    lesson = {"id": "lesson-1", "name": "Fractions \u00bd \u2014 \u00e9t\u00e9 \U0001f4d0"}
+    await send(
+        client,
+        window(run_id, elapsed_ms=12000, paused_ms=3000, **lesson),
+        window(run_id, "10:00:15.000", "10:00:30.000", **lesson),
+    )
+    emulator.record(
+        completion(
+            run_id,
+            activity={**lesson, "course": {"subject": "Math", "grade": 3}},
+            time={"started_at": "2026-11-25T10:00:00Z", "active_ms": 27000},
+        )
+    )
+    emulator.record(completion(None))  # an event of no run: in events, in no run
+    async with httpx.AsyncClient(transport=emulator.transport(), base_url="http://e") as http:
+        answers = [
+            await http.get(path)
+            for path in ("/_emulator/runs", f"/_emulator/runs/{run_id}", "/_emulator/events")
+        ]
+    for answer in answers:
+        assert (answer.status_code, answer.headers["content-type"]) == (200, "application/json")
+    runs, run, events = (answer.json() for answer in answers)
+    assert runs == {"runs": [run.to_json() for run in emulator.runs()]}
+    assert run == emulator.run(run_id).to_json()
+    assert events == {"events": [event.to_json() for event in emulator.events()]}
+    assert len(events["events"]) == 5
+    assert runs["runs"][0]["events"][0]["caliper"]["object"]["activity"]["name"] == lesson["name"]
+
+
+async def test_an_events_caliper_is_a_fresh_copy_on_every_read(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    run_id = new_run()
+    await send(client, window(run_id))
+    (heartbeat,) = emulator.events()
+    (completed,) = emulator.record(completion(run_id))
+    for event in (heartbeat, completed):
+        read = event.caliper
+        read["type"] = "Changed"
+        read["actor"].clear()
+        assert event.caliper["type"] in ("TimeSpentEvent", "ActivityEvent")
+        assert event.caliper["actor"]["id"]
+        assert event.caliper is not event.caliper
+    assert emulator.events() == (heartbeat, completed)
+
+
+def test_a_sent_event_made_by_hand_is_a_value_like_a_stored_one(
+    emulator: Emulator,
+) -> None:
+    (stored,) = emulator.record(completion(new_run()))
+    facts = {
+        field.name: getattr(stored, field.name)
+        for field in attrs.fields(SentEvent)
+        if field.name != "_caliper_json"
+    }
+    made = SentEvent(**facts, caliper=stored.caliper)
+    assert made == stored
+    assert repr(made) == repr(stored)
+    assert made.caliper == stored.caliper
+    # Compared as dicts are: the order of keys does not matter, their values do.
+    assert SentEvent(**facts, caliper=dict(reversed(stored.caliper.items()))) == stored
+    assert SentEvent(**facts, caliper={**stored.caliper, "type": "Other"}) != stored
+    assert attrs.evolve(stored, seq=7) == SentEvent(**{**facts, "seq": 7}, caliper=stored.caliper)
+    assert repr(made).startswith(f"SentEvent(seq={stored.seq}, kind='completion', ")
+    assert repr(made).endswith(f"caliper={stored.caliper!r})")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.seq = 3  # type: ignore[misc]
 
 
 async def test_reset_forgets_everything(client: httpx.AsyncClient, emulator: Emulator) -> None:

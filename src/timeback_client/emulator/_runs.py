@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from ._store import EventFacts, SentEvent
+from ._store import COMPACT_JSON, EventFacts, SentEvent, event_json_text
 from ._validation import parse_instant
 
 
@@ -125,6 +125,9 @@ class Run:
 
     def to_json(self) -> dict[str, Any]:
         """The camelCase JSON form served by ``GET /_emulator/runs/{runId}``."""
+        return {**self._summary_json(), "events": [event.to_json() for event in self.events]}
+
+    def _summary_json(self) -> dict[str, Any]:
         return {
             "runId": self.run_id,
             "students": list(self.students),
@@ -134,8 +137,14 @@ class Run:
             "windows": [window.to_json() for window in self.windows],
             "sessions": self.sessions,
             "completed": self.completed,
-            "events": [event.to_json() for event in self.events],
         }
+
+
+def run_json_text(run: Run) -> str:
+    """``run.to_json()`` as JSON text, each event's stored Caliper text spliced in as it is."""
+    summary = COMPACT_JSON.encode(run._summary_json())
+    events = ",".join(map(event_json_text, run.events))
+    return f'{summary[:-1]},"events":[{events}]}}'
 
 
 def windows_of(events: Sequence[EventFacts]) -> tuple[Window, ...]:

@@ -41,6 +41,8 @@ CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, seq);
 CREATE INDEX IF NOT EXISTS completions_by_student ON events (student, object_id, seq)
     WHERE kind = 'completion';
 """
+#: Encodes as starlette's ``JSONResponse`` does, for JSON text served as it is.
+COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _SELECT_ALL = """
 SELECT seq, kind, run_id, student, activity_id, object_id, started_at, ended_at,
        active_ms, inactive_ms, received_at, caliper
@@ -78,7 +80,7 @@ class EventFacts:
     inactive_ms: int | None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False, repr=False)
 class SentEvent(EventFacts):
     """One Caliper event the emulated backend sent, with what it was made from.
 
@@ -102,10 +104,61 @@ class SentEvent(EventFacts):
     """
 
     received_at: str
-    caliper: dict[str, Any]
+    # The event is kept as its JSON text and decoded on each read of ``caliper``: a
+    # string is one object the cyclic garbage collector never scans, where the decoded
+    # event is a dozen dicts and lists it would rescan at every full collection while
+    # tens of thousands of events are held (``runs()``). Compared decoded, as a dict is.
+    _caliper_json: str = attrs.field(alias="caliper", eq=json.loads)
+
+    def __init__(
+        self,
+        *,
+        seq: int,
+        kind: EventKind,
+        run_id: str | None,
+        student: str,
+        activity_id: str,
+        object_id: str,
+        started_at: str | None,
+        ended_at: str | None,
+        active_ms: int | None,
+        inactive_ms: int | None,
+        received_at: str,
+        caliper: dict[str, Any],
+    ) -> None:
+        self.__attrs_init__(
+            seq=seq,
+            kind=kind,
+            run_id=run_id,
+            student=student,
+            activity_id=activity_id,
+            object_id=object_id,
+            started_at=started_at,
+            ended_at=ended_at,
+            active_ms=active_ms,
+            inactive_ms=inactive_ms,
+            received_at=received_at,
+            # A string is already the JSON text: ``attrs.evolve()`` passes the field on.
+            caliper=caliper if isinstance(caliper, str) else json.dumps(caliper),
+        )
+
+    @property
+    def caliper(self) -> dict[str, Any]:
+        """The Caliper event as sent (a fresh copy on every read)."""
+        decoded: dict[str, Any] = json.loads(self._caliper_json)
+        return decoded
+
+    def __repr__(self) -> str:
+        facts = ", ".join(
+            f"{field.name}={getattr(self, field.name)!r}" for field in attrs.fields(EventFacts)
+        )
+        return f"SentEvent({facts}, received_at={self.received_at!r}, caliper={self.caliper!r})"
 
     def to_json(self) -> dict[str, Any]:
         """The camelCase JSON form served by ``GET /_emulator/events``."""
+        return {**self._facts_json(), "caliper": self.caliper}
+
+    def _facts_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
             "kind": self.kind,
@@ -118,8 +171,50 @@ class SentEvent(EventFacts):
             "activeMs": self.active_ms,
             "inactiveMs": self.inactive_ms,
             "receivedAt": self.received_at,
-            "caliper": self.caliper,
         }
+
+
+def event_json_text(event: SentEvent) -> str:
+    """``event.to_json()`` as JSON text, the stored Caliper text spliced in as it is.
+
+    Encoding tens of thousands of events (``GET /_emulator/runs``) this way never builds
+    their Caliper dicts at all.
+    """
+    facts = COMPACT_JSON.encode(event._facts_json())
+    return f'{facts[:-1]},"caliper":{event._caliper_json}}}'
+
+
+def _stored_event(
+    seq: int,
+    kind: EventKind,
+    run_id: str | None,
+    student: str,
+    activity_id: str,
+    object_id: str,
+    started_at: str | None,
+    ended_at: str | None,
+    active_ms: int | None,
+    inactive_ms: int | None,
+    received_at: str,
+    caliper_json: str,
+) -> SentEvent:
+    """A ``SentEvent`` from its stored JSON text, without decoding it and encoding it again."""
+    event = SentEvent.__new__(SentEvent)
+    event.__attrs_init__(
+        seq=seq,
+        kind=kind,
+        run_id=run_id,
+        student=student,
+        activity_id=activity_id,
+        object_id=object_id,
+        started_at=started_at,
+        ended_at=ended_at,
+        active_ms=active_ms,
+        inactive_ms=inactive_ms,
+        received_at=received_at,
+        caliper=caliper_json,
+    )
+    return event
 
 
 @attrs.frozen(kw_only=True)
@@ -178,6 +273,7 @@ class Store:
         Returns:
             The stored event, or None when the dedupe key was already taken.
         """
+        caliper_json = json.dumps(event.caliper)
         with self._lock:
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO events (kind, dedupe_key, run_id, student, activity_id,"
@@ -195,14 +291,27 @@ class Store:
                     _ms_text(event.active_ms),
                     _ms_text(event.inactive_ms),
                     event.received_at,
-                    json.dumps(event.caliper),
+                    caliper_json,
                 ),
             )
             if cursor.rowcount == 0:
                 return None
             seq = cursor.lastrowid
         assert seq is not None  # an INSERT that inserted always has a rowid
-        return SentEvent(seq=seq, **attrs.asdict(event, recurse=False))
+        return _stored_event(
+            seq,
+            event.kind,
+            event.run_id,
+            event.student,
+            event.activity_id,
+            event.object_id,
+            event.started_at,
+            event.ended_at,
+            event.active_ms,
+            event.inactive_ms,
+            event.received_at,
+            caliper_json,
+        )
 
     def events(self, run_id: str | None = None) -> tuple[SentEvent, ...]:
         """All events in arrival order, or those of one run."""
@@ -255,20 +364,20 @@ class Store:
 
 def _event_from_row(row: tuple[Any, ...]) -> SentEvent:
     (seq, kind, run_id, student, activity_id, object_id, started_at, ended_at) = row[:8]
-    active_ms, inactive_ms, received_at, caliper = row[8:]
-    return SentEvent(
-        seq=seq,
-        kind=kind,
-        run_id=run_id,
-        student=student,
-        activity_id=activity_id,
-        object_id=object_id,
-        started_at=started_at,
-        ended_at=ended_at,
-        active_ms=None if active_ms is None else int(active_ms),
-        inactive_ms=None if inactive_ms is None else int(inactive_ms),
-        received_at=received_at,
-        caliper=json.loads(caliper),
+    active_ms, inactive_ms, received_at, caliper_json = row[8:]
+    return _stored_event(
+        seq,
+        kind,
+        run_id,
+        student,
+        activity_id,
+        object_id,
+        started_at,
+        ended_at,
+        None if active_ms is None else int(active_ms),
+        None if inactive_ms is None else int(inactive_ms),
+        received_at,
+        caliper_json,
     )
 
 
