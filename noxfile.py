@@ -24,8 +24,8 @@ from pathlib import Path
 import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
-# The package with both extras, and the tools its tests and linters use.
-EVERYTHING = (".[emulator,qt]", "--group", "dev")
+# The package with its extras, and the tools its tests and linters use.
+EVERYTHING = (".[emulator,qt,locust]", "--group", "dev")
 
 nox.needs_version = ">=2025.10.14"
 nox.options.default_venv_backend = "uv"
