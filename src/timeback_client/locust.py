@@ -79,16 +79,14 @@ from typing import Any, ClassVar, Final, TypeVar
 
 import anyio
 import attrs
+import gevent
+import gevent.event
 import httpx
-
-# Locust first: it monkey-patches the process for gevent before anything else imports.
+from gevent import monkey
 from locust import User, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
-
-import gevent  # isort: skip
-import gevent.event  # isort: skip
-from gevent import monkey  # isort: skip
+from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from ._activity import AsyncActivity
 from ._client import AsyncTimeback
@@ -1008,6 +1006,10 @@ def _conclude(environment: Environment, reports: list[dict[str, Any]], missing: 
     path = _students_option(environment, "timeback_report")
     if path:
         Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if _students_option(environment, "csv_prefix"):
+        # Locust writes its CSV statistics every second, and not again when it exits: let
+        # it write once more, with the students' last windows (all sent at the end).
+        gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
 
 
 def _students_option(environment: Environment, name: str) -> Any:
