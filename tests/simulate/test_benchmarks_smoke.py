@@ -36,6 +36,7 @@ def test_the_quick_benchmark_run_produces_every_figure(tmp_path: Path) -> None:
         "## 6. Import time",
         "## 7. What one kiosk activity writes",
         "## 8. App calls never wait",
+        "## 9. Students per Locust worker core",
     ):
         assert heading in text
     assert "n/a" not in text
