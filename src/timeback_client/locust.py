@@ -130,9 +130,12 @@ _start_new_thread: Callable[..., int] = monkey.get_original("_thread", "start_ne
 class Credentials:
     """What a student sends to be recognised: headers and cookies of every heartbeat.
 
-    Args:
-        headers: e.g. ``{"Authorization": "Bearer <token>"}``.
-        cookies: e.g. ``{"session": "<the app's session id>"}``.
+    ``Credentials(headers={...}, cookies={...})``, or `bearer` and `cookie` for one of each.
+    Its repr names the headers and cookies, never their values.
+
+    Attributes:
+        headers (dict[str, str]): e.g. ``{"Authorization": "Bearer <token>"}``.
+        cookies (dict[str, str]): e.g. ``{"session": "<the app's session id>"}``.
     """
 
     headers: dict[str, str] = attrs.field(factory=dict)
@@ -848,6 +851,8 @@ class StudentUser(User):
             # and the end of the test waits for it there.
             leaving = self._students.sdk().spawn(seat.leave)
             leaving.wait(timeout=self.flush_timeout + 5)
+            if leaving.ready() and not leaving.successful():
+                logger.error("timeback: a student's leaving raised: %r", leaving.exception)
 
     @task
     def attend(self) -> None:
@@ -961,7 +966,7 @@ def _test_stopping(environment: Environment, **_kwargs: Any) -> None:
     collection = _COLLECTIONS.setdefault(environment, _Collection())
     collection.expected = runner.worker_count
     runner.send_message(_REPORT_MESSAGE)
-    deadline = time.monotonic() + StudentUser.flush_timeout + _REPORT_GRACE_S
+    deadline = time.monotonic() + _flush_timeout(environment) + _REPORT_GRACE_S
     while len(collection.reports) < collection.expected and time.monotonic() < deadline:
         gevent.sleep(0.2)
 
@@ -985,6 +990,16 @@ def _quitting(environment: Environment, **_kwargs: Any) -> None:
     found = _STUDENTS.get(environment)
     if found is not None:
         found.stop_sdk()
+
+
+def _flush_timeout(environment: Environment) -> float:
+    """The longest a leaving student of this test waits for its last windows."""
+    timeouts = [
+        float(user.flush_timeout)
+        for user in environment.user_classes
+        if isinstance(user, type) and issubclass(user, StudentUser)
+    ]
+    return max(timeouts, default=StudentUser.flush_timeout)
 
 
 def _conclude(environment: Environment, reports: list[dict[str, Any]], missing: int) -> None:
@@ -1055,7 +1070,7 @@ def _check(environment: Environment, report: dict[str, Any], missing: int) -> di
         verdict.update(
             ok=False,
             message=f"MISMATCH: {missing} worker(s) sent no runs within "
-            f"{StudentUser.flush_timeout + _REPORT_GRACE_S:g} s; their time is unaccounted for",
+            f"{_flush_timeout(environment) + _REPORT_GRACE_S:g} s; their time is unaccounted for",
         )
         return verdict
     if not host:
