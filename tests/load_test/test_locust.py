@@ -31,8 +31,6 @@ QUICK = HERE / "quick_students.py"
 TOKEN = "tok-load"
 EMAIL = "load@example.edu"
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorProcess]:
@@ -154,6 +152,7 @@ def measured_by_run(found: dict[str, Any]) -> dict[str, int]:
     return dict(runs)
 
 
+@pytest.mark.e2e
 def test_a_master_and_two_workers_account_for_every_millisecond(
     emulator: EmulatorProcess, tmp_path: Path
 ) -> None:
@@ -185,6 +184,7 @@ def test_a_master_and_two_workers_account_for_every_millisecond(
     assert emulator.get_json("/_emulator/problems")["problems"] == []
 
 
+@pytest.mark.e2e
 def test_failed_heartbeats_are_named_by_status_and_code(
     emulator: EmulatorProcess, tmp_path: Path
 ) -> None:
@@ -204,6 +204,7 @@ def test_failed_heartbeats_are_named_by_status_and_code(
     assert beats["sent"] == beats["accepted"] + 3 == int(heartbeat_stats(tmp_path)["Request Count"])
 
 
+@pytest.mark.e2e
 def test_time_the_backend_did_not_record_fails_the_test(
     emulator: EmulatorProcess, tmp_path: Path
 ) -> None:
@@ -309,6 +310,7 @@ def _active_ms_by_run(events: list[dict[str, Any]]) -> dict[str, int]:
     return {run_id: round(total * 1000) for run_id, total in seconds.items()}
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(sys.platform == "win32", reason="the vendor's venv comes from a bash script")
 def test_against_the_vendors_server_every_run_agrees(vendor: str, tmp_path: Path) -> None:
     done = run_distributed(EXAMPLE, vendor + "/api/timeback", tmp_path)
@@ -326,3 +328,28 @@ def test_against_the_vendors_server_every_run_agrees(vendor: str, tmp_path: Path
     assert len(found["workers"]) == 2
     beats = found["totals"]["heartbeats"]
     assert int(heartbeat_stats(tmp_path)["Request Count"]) == beats["sent"] == beats["accepted"]
+
+
+# -- without a test run -----------------------------------------------------------------------
+
+SECRETS = """
+from timeback_client.locust import Credentials, HeartbeatFailed
+
+print(repr(Credentials.bearer("s3cret-token")))
+print(repr(Credentials.cookie("session", "s3cret-cookie")))
+print(HeartbeatFailed(409, "USER_RESOLUTION_FAILED"))
+print(HeartbeatFailed(None, "ConnectTimeout"))
+"""
+
+
+def test_credentials_never_show_their_values_and_failures_name_status_and_code() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SECRETS], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "s3cret" not in done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        "Credentials(headers=['Authorization'], cookies=[])",
+        "Credentials(headers=[], cookies=['session'])",
+        "409 USER_RESOLUTION_FAILED",
+        "no answer: ConnectTimeout",
+    ]
