@@ -48,11 +48,13 @@ queue that the loop thread fills and wakes the hub for with gevent's thread-safe
 watcher; the hub empties it and fires Locust's ``request`` event there, so Locust's
 statistics are only ever touched on the hub, as Locust expects.
 
-The cost, measured (``benchmarks/run.py --only locust``, both at the same load side by
-side, on a shared, loaded 2-core machine): a worker spends about 1.5 times the CPU per
-heartbeat of ``simulate`` (gevent's socket wrappers in the SDK's thread, the hand-over
-of every step, and Locust's own statistics), so one worker core drives about 2,000
-students at the default 15 s interval; see the load-testing guide for the figures.
+The cost, measured (``benchmarks/run.py --only locust``: 1,000 students at the default
+15 s interval, a Locust worker and ``simulate``'s engine side by side at the same load, on
+a shared and loaded 2-core machine): a worker spends about 1.5 times the CPU per heartbeat
+of ``simulate`` (2.6 ms against 1.8 ms: gevent's socket wrappers in the SDK's thread, the
+hand-over of every step, the greenlets, and Locust's own statistics). One worker process,
+which is one core, thus drives about 5,000 students at 15 s (5,700 with the core fully
+busy; Locust warns from 90%), where ``simulate`` drives 8,500.
 
 **At the end of a test** the students stop: each ends its activity and closes its client,
 which sends its last window and waits (at most ``flush_timeout``) for delivery. The master
