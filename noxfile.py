@@ -25,7 +25,7 @@ import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
 # The package with every extra, and the tools its tests and linters use.
-EVERYTHING = (".[emulator,qt,jupyter]", "--group", "dev")
+EVERYTHING = (".[emulator,qt,jupyter,locust]", "--group", "dev")
 
 nox.needs_version = ">=2025.10.14"
 nox.options.default_venv_backend = "uv"

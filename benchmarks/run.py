@@ -767,6 +767,70 @@ def _emulator_queries_section(runner: Runner) -> None:
     runner.sections.append("\n".join(lines))
 
 
+def _locust_section(runner: Runner) -> None:
+    students, interval, seconds = (20, 1.0, 4.0) if runner.quick else (1000, 15.0, 75.0)
+    runner.log(f"11. Locust: {students} students at {interval:g} s for {seconds:g} s, each way")
+    runs: dict[str, list[dict[str, Any]]] = {"simulate": [], "locust": []}
+    for _ in range(runner.repeats):
+        for mode in runs:  # interleaved: drift hits both alike
+            runs[mode].append(
+                child(
+                    "bench_locust.py",
+                    mode,
+                    runner.url,
+                    "--students",
+                    str(students),
+                    "--interval",
+                    str(interval),
+                    "--seconds",
+                    str(seconds),
+                )
+            )
+    per = {mode: median([r["cpu_per_heartbeat_ms"] for r in rs]) for mode, rs in runs.items()}
+    ratio = median(
+        [
+            loc["cpu_per_heartbeat_ms"] / sim["cpu_per_heartbeat_ms"]
+            for loc, sim in zip(runs["locust"], runs["simulate"], strict=True)
+        ]
+    )
+    exact = all(r["exact"] and r["failed"] == 0 for rs in runs.values() for r in rs)
+    lines = [
+        "## 11. Students per Locust worker core",
+        "",
+        f"{students} students of the built-in lessons, one heartbeat every {interval:g} s in "
+        f"real time, arriving over one interval, for {seconds:g} s, against the emulator in "
+        "its own process. *Locust*: a master and one worker running "
+        "`examples/load_test/locustfile.py`; the worker process's CPU from the start of the "
+        "test to its last window (`cpuSeconds` of `--timeback-report`: the students' "
+        "greenlets, the SDK's thread and Locust's own statistics) divided by the heartbeats "
+        "it sent. *simulate*: `timeback-client simulate`'s engine in one process at `--speed "
+        "1`, its client CPU divided by its requests. The two run interleaved; the ratio is "
+        "the median of the pairs. Students per core = interval / CPU per heartbeat: a core "
+        "fully busy (Locust warns from 90%).",
+        "",
+        "| driver | CPU per heartbeat (median) | runs | students per core at "
+        f"{interval:g} s | every run exact, no failure |",
+        "|---|---|---|---|---|",
+    ]
+    for mode, label in (("simulate", "`timeback-client simulate`"), ("locust", "Locust worker")):
+        lines.append(
+            f"| {label} | {per[mode]:.2f} ms | {len(runs[mode])} | "
+            f"{interval * 1000 / per[mode]:,.0f} | "
+            f"{'yes' if all(r['exact'] and not r['failed'] for r in runs[mode]) else 'no'} |"
+        )
+    lines += ["", f"Locust worker / simulate, CPU per heartbeat (median of pairs): {ratio:.2f}"]
+    runner.summary.append(
+        (
+            f"11. students per Locust worker core at {interval:g} s",
+            f"{interval * 1000 / per['locust']:,.0f} ({per['locust']:.2f} ms per heartbeat)",
+            f"simulate {interval * 1000 / per['simulate']:,.0f} ({per['simulate']:.2f} ms)",
+            "every run exact",
+            _ok(exact),
+        )
+    )
+    runner.sections.append("\n".join(lines))
+
+
 _QUERIES = (
     ("`record()`", "record_s"),
     ("`runs()`", "runs_s"),
@@ -873,7 +937,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         help="comma-separated: cpu,memory,punctuality,accuracy,end,imports,disk,app-calls,"
-        "emulator-throughput,emulator-queries",
+        "emulator-throughput,emulator-queries,locust",
     )
     parser.add_argument(
         "--emulator-baseline",
@@ -895,6 +959,7 @@ def main() -> None:
         "app-calls": _app_calls_section,
         "emulator-throughput": _emulator_throughput_section,
         "emulator-queries": _emulator_queries_section,
+        "locust": _locust_section,
     }
     chosen = args.only.split(",") if args.only else list(steps)
     started, load_before, revision = time.monotonic(), _load(), _revision()

@@ -56,6 +56,8 @@ PUBLIC_MODULES: dict[str, list[str]] = {
     "timeback_client.integrations.jupyter": _static_all(
         SRC / "timeback_client" / "integrations" / "jupyter.py"
     ),
+    # Read from its source: importing it imports Locust, which monkey-patches the process.
+    "timeback_client.locust": _static_all(SRC / "timeback_client" / "locust.py"),
 }
 PUBLIC_NAMES = [f"{module}.{name}" for module, names in PUBLIC_MODULES.items() for name in names]
 

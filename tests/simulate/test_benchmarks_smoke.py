@@ -38,6 +38,7 @@ def test_the_quick_benchmark_run_produces_every_figure(tmp_path: Path) -> None:
         "## 8. App calls never wait",
         "## 9. The emulator's heartbeat throughput, beside the vendor's server",
         "## 10. The emulator's `record()`, `runs()` and `problems()`, before and after",
+        "## 11. Students per Locust worker core",
     ):
         assert heading in text
     assert "n/a" not in text
