@@ -252,7 +252,8 @@ class AsyncActivity:
         with anyio.move_on_after(self.options.flush_timeout, shield=True):
             await sender.settle([self.run_id])
         left = tuple(d.window for d in sender.undelivered([self.run_id]))
-        if left:
+        if left and not sender.held([self.run_id]):
+            # (A held run's cause was told already: once per cause and run.)
             error = UndeliveredError(
                 f"{len(left)} window(s) of run {self.run_id} not delivered within "
                 f"flush_timeout={self.options.flush_timeout}s; still trying until close",

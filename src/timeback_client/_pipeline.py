@@ -413,15 +413,18 @@ class Pipeline:
         """Windows still undelivered at close: kept in the outbox for the next start, or
         (without one) lost; either way the app hears of it."""
         kept = self._owner is not None
+        causes = {windows[0].run_id: hold.cause for hold, windows in self.sender.held(self.runs)}
         by_run: dict[str, list[Delivery]] = {}
         for delivery in self.sender.discard(self.runs):
             by_run.setdefault(delivery.window.run_id, []).append(delivery)
         for run_id, deliveries in by_run.items():
             fate = "kept in the outbox for the next start" if kept else "lost"
+            cause = causes.get(run_id)
+            why = "" if cause is None else f" (held: the backend refuses them, {cause})"
             error = UndeliveredError(
                 f"{len(deliveries)} window(s) of run {run_id} "
                 f"({sum(d.window.elapsed_ms for d in deliveries)} active ms) were not delivered "
-                f"before close: {fate}",
+                f"before close{why}: {fate}",
                 windows=tuple(d.window for d in deliveries),
             )
             context = ErrorContext(
