@@ -23,7 +23,6 @@ from timeback_client import (
     AsyncActivity,
     AsyncTimeback,
     AuthenticationError,
-    BackendConfigurationError,
     Course,
     DeliveryError,
     DuplicateRiskError,
