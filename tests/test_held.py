@@ -240,9 +240,15 @@ async def test_held_windows_survive_a_restart_and_are_tried_at_once_by_the_next_
         await activity.end()
     active_ms = activity.elapsed_ms
     assert active_ms == 10 * 60 * 1000
-    kinds = [type(error) for error, _ in first_reports]
-    assert kinds == [BackendConfigurationError, UndeliveredError]  # kept for the next start
-    assert first_reports[-1][1].will_retry
+    # The cause once; then end() and close() say what they leave, kept for the next start.
+    kinds = [(type(error), context.operation) for error, context in first_reports]
+    assert kinds == [
+        (BackendConfigurationError, "heartbeat"),
+        (UndeliveredError, "flush"),
+        (UndeliveredError, "flush"),
+    ]
+    assert all(context.will_retry for _, context in first_reports)
+    assert "MISSING_SYNCED_COURSE_ID" in str(first_reports[-1][0])
 
     later = VirtualClock(wall_start_ms=clock.wall_ms(clock.now_ms) + 3_600_000)
     wire = Wire(emulator, later)
