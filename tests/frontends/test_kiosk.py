@@ -351,7 +351,7 @@ def test_the_time_column_header_is_not_cut_off(kiosk: tuple[Kiosk, EmbeddedEmula
     tree = app.lesson_list
     needed = int(tree.tk.call("font", "measure", app._fonts["bold"], "Time (open run)"))
     # The heading's padding (6 px each side), its borders and the column separator:
-    # at 150 px (the text plus the padding alone) the heading read "Time (open ru".
+    # at 150 px (the text plus the padding alone) the heading was cut off.
     assert int(tree.column("time", "width")) >= needed + 2 * 6 + 8
 
 
