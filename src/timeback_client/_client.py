@@ -124,10 +124,11 @@ class Statistics:
 class Undelivered:
     """What ``flush()`` could not deliver before its timeout: falsy when it delivered all.
 
-    The SDK goes on trying these windows (they are in the outbox, if the client has one),
-    except those held for new credentials after a 401, which wait for
-    ``update_credentials()``. Windows the backend refused for good are not here: they
-    were reported to ``on_error``.
+    The SDK goes on trying these windows (they are in the outbox, if the client has one):
+    those held for the backend's fix every few minutes (`Statistics.held` says why), and
+    those held for new credentials after a 401 once ``update_credentials()`` gives them.
+    Windows the backend refused for good are not here: they were reported to
+    ``on_error``.
 
     Attributes:
         windows: the windows still undelivered, oldest first per run.
