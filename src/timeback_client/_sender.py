@@ -550,12 +550,11 @@ class HeartbeatSender:
         error.retryable = True
         # An answer: the server does not have it, whatever an earlier attempt left open.
         delivery.refused, delivery.unanswered_since_ms = True, None
-        hold = run.hold
-        first = hold is None or hold.cause != cause
-        if hold is None or first:
-            hold = run.hold = _Hold(cause, delivery.endpoint.url, error, now)
+        first = run.hold is None or run.hold.cause != cause
+        if run.hold is None or first:
+            run.hold = _Hold(cause, delivery.endpoint.url, error, now)
         else:
-            hold.error = error
+            run.hold.error = error  # the latest words of the backend
         expired = self._expire(run, now)
         wait = HOLD_RETRY * self._rng.uniform(0.8, 1.2)
         self._schedule(run, now + round(wait * 1000))
