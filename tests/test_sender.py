@@ -23,12 +23,12 @@ from timeback_client import (
     AsyncActivity,
     AsyncTimeback,
     AuthenticationError,
-    BackendConfigurationError,
     Course,
     DeliveryError,
     DuplicateRiskError,
     Engine,
     ErrorContext,
+    HeartbeatRejected,
     InvalidPayloadError,
     LifecycleError,
     NetworkError,
@@ -64,6 +64,7 @@ class Listener:
         self.first_attempts: list[Window] = []
         self.ok: list[Window] = []
         self.failures: list[tuple[Window, DeliveryError, int, bool]] = []
+        self.holds: list[tuple[Window, DeliveryError, int, bool]] = []
 
     def sending(self, delivery: Delivery) -> None:
         self.first_attempts.append(delivery.window)
@@ -74,6 +75,10 @@ class Listener:
     def failed(self, delivery: Delivery, error: DeliveryError, *, will_retry: bool) -> None:
         assert error.retryable == will_retry or isinstance(error, DuplicateRiskError)
         self.failures.append((delivery.window, error, delivery.attempts, will_retry))
+
+    def held(self, delivery: Delivery, error: DeliveryError, *, report: bool) -> None:
+        assert error.retryable
+        self.holds.append((delivery.window, error, delivery.attempts, report))
 
 
 def window(run_id: str, start_ms: int = 0, length_ms: int = 15_000) -> Window:
@@ -181,7 +186,9 @@ async def test_retry_after_is_honoured_to_the_millisecond(status: int) -> None:
     assert reported.retry_after == 7.0
 
 
-async def test_a_404_user_lookup_failure_is_retried_a_few_times_then_dropped() -> None:
+async def test_a_404_user_lookup_failure_is_retried_a_few_times_then_held() -> None:
+    """A passing lookup failure gets quick retries; then the student is taken as missing
+    from the roster: the window is held, tried every few minutes, reported once."""
     clock = VirtualClock()
     backend = FakeBackend(clock, responder=lambda _: error(404, "USER_RESOLUTION_FAILED"))
     listener = Listener()
@@ -190,12 +197,16 @@ async def test_a_404_user_lookup_failure_is_retried_a_few_times_then_dropped() -
             Delivery(window=window(str(uuid.uuid4())), endpoint=Endpoint(URL), listener=listener)
         )
         await clock.advance(3_600)
-    assert len(backend.seen) == 3
     assert [(type(e), n, retry) for _, e, n, retry in listener.failures] == [
         (UserResolutionError, 1, True),
         (UserResolutionError, 2, True),
-        (UserResolutionError, 3, False),
     ]
+    assert [(n, report) for _, _, n, report in listener.holds][:2] == [(3, True), (4, False)]
+    assert not any(report for _, _, _, report in listener.holds[1:])
+    slow = gaps(backend)[2:]
+    assert len(slow) >= 9
+    assert all(240_000 <= gap <= 360_000 for gap in slow)  # HOLD_RETRY, with jitter
+    assert len(set(slow)) > 1
 
 
 async def test_backoff_grows_to_its_cap() -> None:
@@ -227,11 +238,8 @@ def test_backoff_is_equal_jitter_under_the_cap() -> None:
     ("reply", "error_type"),
     [
         (error(400, "INVALID_PAYLOAD"), InvalidPayloadError),
-        (error(400, "UNKNOWN_COURSE"), InvalidPayloadError),
-        (error(409, "USER_RESOLUTION_FAILED"), UserResolutionError),
-        (error(500, "AMBIGUOUS_COURSE_SELECTOR"), BackendConfigurationError),
-        (error(500, "MISSING_SENSOR"), BackendConfigurationError),
-        (error(503, "MISSING_SYNCED_COURSE_ID", {"Retry-After": "1"}), BackendConfigurationError),
+        (error(400, "NOT_A_CODE_WE_KNOW"), InvalidPayloadError),
+        (httpx.Response(403), HeartbeatRejected),
     ],
 )
 async def test_a_rejected_window_is_reported_once_and_never_retried(

@@ -26,6 +26,7 @@ from timeback_client._wire import (
     classify,
     heartbeat_url,
     parse_retry_after,
+    short_reason,
 )
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC).timestamp()
@@ -66,21 +67,36 @@ def test_any_other_2xx_body_is_delivered(body: bytes) -> None:
 # -- do not retry ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", ["INVALID_PAYLOAD", "UNKNOWN_COURSE"])
-def test_400_is_rejected_as_an_invalid_payload(code: str) -> None:
-    outcome = classify(400, {}, error_body(code, "runId must be a UUID", field="runId"))
+@pytest.mark.parametrize("code", ["INVALID_PAYLOAD", "SOMETHING_NEW", None])
+def test_400_is_rejected_as_an_invalid_payload(code: str | None) -> None:
+    """The window itself is wrong: the same bytes will never be accepted."""
+    body = error_body(code, "runId must be a UUID", field="runId") if code else b""
+    outcome = classify(400, {}, body)
     assert isinstance(outcome, Rejected)
     error = outcome.error
     assert type(error) is InvalidPayloadError
-    assert (error.status_code, error.code, error.field) == (400, code, "runId")
+    assert (error.status_code, error.code) == (400, code)
     assert not error.retryable
-    assert "runId must be a UUID" in str(error)
-    assert code in str(error)
+    if code:
+        assert error.field == "runId"
+        assert "runId must be a UUID" in str(error)
+        assert code in str(error)
+
+
+def test_400_unknown_course_is_held_for_the_operator() -> None:
+    """A course not yet in the app's config: the operator adds it, the window waits."""
+    outcome = classify(400, {}, error_body("UNKNOWN_COURSE", "no course for Math 3", "course"))
+    assert isinstance(outcome, Held)
+    assert (outcome.cause, outcome.credentials) == ("UNKNOWN_COURSE", False)
+    assert type(outcome.error) is BackendConfigurationError
+    assert outcome.error.retryable
+    assert outcome.error.field == "course"
 
 
 def test_401_is_held_until_new_credentials() -> None:
     outcome = classify(401, {}, error_body("UNAUTHORIZED"))
     assert isinstance(outcome, Held)
+    assert (outcome.cause, outcome.credentials) == ("UNAUTHORIZED", True)
     assert type(outcome.error) is AuthenticationError
     assert outcome.error.code == "UNAUTHORIZED"
 
@@ -91,6 +107,8 @@ def test_404_user_resolution_is_retried_a_limited_number_of_times() -> None:
     assert type(outcome.error) is UserResolutionError
     assert outcome.max_attempts == USER_LOOKUP_ATTEMPTS
     assert 1 < USER_LOOKUP_ATTEMPTS <= 5
+    # Then the student is taken as missing from the roster: held for the operator.
+    assert outcome.then_hold == "USER_RESOLUTION_FAILED"
 
 
 def test_404_without_the_vendor_code_is_a_wrong_mount_and_not_retried() -> None:
@@ -100,27 +118,40 @@ def test_404_without_the_vendor_code_is_a_wrong_mount_and_not_retried() -> None:
     assert "base_url" in str(outcome.error)
 
 
-def test_409_user_resolution_is_rejected() -> None:
+def test_409_user_resolution_is_held_for_the_roster() -> None:
     outcome = classify(409, {}, error_body("USER_RESOLUTION_FAILED", "ambiguous"))
-    assert isinstance(outcome, Rejected)
+    assert isinstance(outcome, Held)
+    assert (outcome.cause, outcome.credentials) == ("USER_RESOLUTION_FAILED", False)
     assert type(outcome.error) is UserResolutionError
     assert outcome.error.status_code == 409
+    assert outcome.error.retryable
 
 
 @pytest.mark.parametrize("code", ["AMBIGUOUS_COURSE_SELECTOR", "MISSING_SENSOR", None])
-def test_500_is_a_backend_misconfiguration_and_not_retried(code: str | None) -> None:
+def test_500_is_a_backend_misconfiguration_held_for_the_operator(code: str | None) -> None:
     body = b"" if code is None else error_body(code)
     outcome = classify(500, {}, body)
-    assert isinstance(outcome, Rejected)
+    assert isinstance(outcome, Held)
+    assert outcome.cause == (code or "HTTP 500")
+    assert not outcome.credentials
     assert type(outcome.error) is BackendConfigurationError
     assert outcome.error.code == code
+    assert outcome.error.retryable
 
 
-def test_503_missing_synced_course_id_is_not_retried() -> None:
+def test_503_missing_synced_course_id_is_held_not_retried_on_retry_after() -> None:
     outcome = classify(503, {"retry-after": "5"}, error_body("MISSING_SYNCED_COURSE_ID"))
-    assert isinstance(outcome, Rejected)
+    assert isinstance(outcome, Held)
+    assert outcome.cause == "MISSING_SYNCED_COURSE_ID"
     assert type(outcome.error) is BackendConfigurationError
     assert outcome.error.code == "MISSING_SYNCED_COURSE_ID"
+
+
+def test_each_known_cause_has_a_short_reason_for_a_status_line() -> None:
+    assert short_reason("MISSING_SYNCED_COURSE_ID") == "course not synced"
+    assert short_reason("USER_RESOLUTION_FAILED") == "student not in the roster"
+    assert short_reason("UNKNOWN_COURSE") == "course not in the app's config"
+    assert short_reason("HTTP 500") == "backend refuses (HTTP 500)"
 
 
 @pytest.mark.parametrize("status", [301, 403, 405, 422])
@@ -217,8 +248,8 @@ def test_long_error_messages_are_truncated() -> None:
 
 
 def test_error_code_message_and_field_are_extracted() -> None:
-    outcome = classify(400, {}, error_body("UNKNOWN_COURSE", "no such course", "course"))
+    outcome = classify(400, {}, error_body("INVALID_PAYLOAD", "no such course", "course"))
     assert isinstance(outcome, Rejected)
     error = outcome.error
-    assert (error.code, error.field) == ("UNKNOWN_COURSE", "course")
-    assert str(error) == "400 UNKNOWN_COURSE: no such course"
+    assert (error.code, error.field) == ("INVALID_PAYLOAD", "course")
+    assert str(error) == "400 INVALID_PAYLOAD: no such course"

@@ -7,7 +7,10 @@ How tracking fits a Tk app, in the order it happens here:
    progress, and saves the run's id **at once**; ``integrations.tk.track`` lets input,
    focus and minimising drive it. Nothing here waits on the network.
 3. A ``root.after`` tick shows ``activity.elapsed_ms`` and the paused/idle state, and
-   runs what SDK callbacks (on the SDK's thread) handed over through a queue.
+   runs what SDK callbacks (on the SDK's thread) handed over through a queue. While the
+   backend refuses the time for a cause its operator must fix (a course not synced, a
+   student not in the roster), ``statistics().held`` says so and the badge reads "Not
+   saving: <reason>"; the SDK keeps the time and sends it once the backend is fixed.
 4. Closing the lesson, or the window, calls ``end(wait=False)``: time flushed, run open.
 5. "Finish lesson" is the backend's part: after the last window is delivered, the
    backend records the completion with the same runId; the kiosk forgets the run.
@@ -34,11 +37,15 @@ from tkinter import ttk
 
 from timeback_client import (
     Activity,
+    AuthenticationError,
+    BackendConfigurationError,
     DeliveryError,
     ErrorContext,
+    LifecycleError,
     Timeback,
     TimeOptions,
     UndeliveredError,
+    UserResolutionError,
 )
 from timeback_client.integrations import tk as timeback_tk
 
@@ -47,6 +54,8 @@ from .lessons import LESSONS, Lesson, lesson_by_id
 from .progress import ProgressStore, default_data_dir
 
 SAMPLE_ROSTER = Path(__file__).with_name("roster.json")
+# Refusals the SDK holds the time through, until the backend (or the sign-in) is fixed.
+HELD_ERRORS = (BackendConfigurationError, UserResolutionError, AuthenticationError)
 TICK_MS = 200
 
 # Colours and type: a calm, high-contrast classroom look on ttk's "clam" theme.
@@ -60,6 +69,7 @@ GOOD, GOOD_BG, WARN, WARN_BG, IDLE, IDLE_BG = (
     "#4b5563",
     "#e5e7eb",
 )
+BAD, BAD_BG = "#b42318", "#fee4e2"
 STATE_LABELS = {"new": "New", "in progress": "In progress", "completed": "Completed"}
 
 
@@ -195,11 +205,13 @@ class Kiosk:
         tree.heading("#0", text="Lesson", anchor="w")
         tree.heading("subject", text="Subject", anchor="w")
         tree.heading("state", text="State", anchor="w")
-        tree.heading("time", text="Time (open run)", anchor="w")
-        tree.column("#0", width=340, stretch=True)
+        time_heading = "Time (open run)"
+        tree.heading("time", text=time_heading, anchor="w")
+        tree.column("#0", width=320, stretch=True)
         tree.column("subject", width=170, stretch=False)
         tree.column("state", width=140, stretch=False)
-        tree.column("time", width=150, stretch=False)
+        # As wide as its heading in the heading's bold font, plus the heading's padding.
+        tree.column("time", width=self._text_width(time_heading) + 2 * 6 + 8, stretch=False)
         tree.tag_configure("new", foreground=TEXT)
         tree.tag_configure("in progress", foreground=WARN)
         tree.tag_configure("completed", foreground=GOOD)
@@ -495,9 +507,26 @@ class Kiosk:
                 "The kiosk is in the background, so your time is not counting.\n"
                 "Come back to the window to carry on.",
             )
+        elif held := self._held_reason():
+            # Time counts and is kept, but the backend refuses it until it is fixed.
+            self.status_chip.configure(
+                text=f"  ▲  Not saving: {held}  ", style="NotSaving.Chip.TLabel"
+            )
+            self.overlay.place_forget()
         else:
             self.status_chip.configure(text="  ●  Tracking  ", style="Tracking.Chip.TLabel")
             self.overlay.place_forget()
+
+    def _held_reason(self) -> str:
+        """Why the backend refuses this student's time now ("" while it accepts it)."""
+        timeback = self.timeback
+        if timeback is None:
+            return ""
+        with contextlib.suppress(LifecycleError):
+            held = timeback.statistics().held
+            if held:
+                return held[0].reason
+        return ""
 
     def _show_overlay(self, title: str, text: str) -> None:
         self.overlay_title.configure(text=title)
@@ -508,9 +537,19 @@ class Kiosk:
 
     def _delivery_problem(self, error: DeliveryError, context: ErrorContext) -> None:
         session = self.session
-        if session is not None and session.activity.run_id == context.run_id:
-            retry = " Trying again…" if context.will_retry else ""
-            self._say(f"Could not save time to the server: {error}.{retry}", error=True)
+        if session is None or session.activity.run_id != context.run_id:
+            return
+        # The backend's own words, which often end a sentence of their own.
+        said = str(error).rstrip(". ")
+        if context.will_retry and isinstance(error, HELD_ERRORS):
+            self._say(
+                f"The server refuses your time for now: {said}. It is kept, and sent once "
+                "the server is fixed.",
+                error=True,
+            )
+            return
+        retry = " Trying again…" if context.will_retry else ""
+        self._say(f"Could not save time to the server: {said}.{retry}", error=True)
 
     def _finished(
         self, session: LessonSession, student: Student, active_ms: int, job: Future[None]
@@ -563,6 +602,11 @@ class Kiosk:
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.banner.configure(text=text, style="BannerError.TLabel" if error else "Banner.TLabel")
+
+    def _text_width(self, text: str) -> int:
+        """Pixels ``text`` takes in the bold font (asked of Tk: no Font object, which
+        could be deleted on another thread)."""
+        return int(self.root.tk.call("font", "measure", self._fonts["bold"], text))
 
     def _clear(self) -> None:
         for child in self.body.winfo_children():
@@ -630,6 +674,7 @@ class Kiosk:
             ("Tracking", GOOD, GOOD_BG),
             ("Paused", WARN, WARN_BG),
             ("Idle", IDLE, IDLE_BG),
+            ("NotSaving", BAD, BAD_BG),
         ):
             style.configure(
                 f"{name}.Chip.TLabel",

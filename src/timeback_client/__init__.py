@@ -16,7 +16,7 @@ import logging as _logging
 import types as _types
 
 from ._activity import AsyncActivity
-from ._client import AsyncTimeback, Statistics, Undelivered
+from ._client import AsyncTimeback, HeldWindows, Statistics, Undelivered
 from ._clock import Clock, Reading, SystemClock, VirtualClock
 from ._engine import Engine, EngineStatistics
 from ._errors import (
@@ -25,6 +25,7 @@ from ._errors import (
     DeliveryError,
     DuplicateRiskError,
     HeartbeatRejected,
+    HoldExpiredError,
     InvalidPayloadError,
     LifecycleError,
     NetworkError,
@@ -70,6 +71,8 @@ __all__ = [
     "EngineStatistics",
     "ErrorContext",
     "HeartbeatRejected",
+    "HeldWindows",
+    "HoldExpiredError",
     "InvalidPayloadError",
     "LifecycleError",
     "NetworkError",

@@ -261,9 +261,16 @@ class AsyncActivity:
             await sender.settle([self.run_id])
         left = tuple(d.window for d in sender.undelivered([self.run_id]))
         if left:
+            held = sender.held([self.run_id])
+            why = (
+                f"held (the backend refuses them: {held[0][0].cause}); kept, and sent once "
+                "it is fixed"
+                if held
+                else f"not delivered within flush_timeout={self.options.flush_timeout}s; "
+                "still trying until close"
+            )
             error = UndeliveredError(
-                f"{len(left)} window(s) of run {self.run_id} not delivered within "
-                f"flush_timeout={self.options.flush_timeout}s; still trying until close",
+                f"{len(left)} window(s) of run {self.run_id} {why}",
                 windows=left,
                 retryable=True,
             )

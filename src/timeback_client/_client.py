@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import enum
 import ipaddress
 import logging
@@ -35,8 +36,8 @@ from ._models import (
 from ._outbox import identity_of
 from ._outbox_home import default_outbox_path
 from ._pipeline import Pipeline, call_safely
-from ._sender import Endpoint
-from ._wire import heartbeat_url
+from ._sender import DEFAULT_HOLD_FOR, Endpoint
+from ._wire import heartbeat_url, short_reason
 from ._writer import OutboxStatistics
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "ActivityNamespace",
     "AsyncTimeback",
     "ClientErrorCallback",
+    "HeldWindows",
     "Statistics",
     "Undelivered",
 ]
@@ -70,6 +72,35 @@ _NO: Final = frozenset({"", "0", "false", "f", "no", "n", "off"})
 
 
 @attrs.frozen(kw_only=True)
+class HeldWindows:
+    """Windows of a client that the backend refuses for one cause someone can fix, and
+    that wait for that fix (`Statistics.held`).
+
+    Attributes:
+        cause: the backend's code: ``"MISSING_SYNCED_COURSE_ID"``, ``"UNKNOWN_COURSE"``,
+            ``"AMBIGUOUS_COURSE_SELECTOR"``, ``"MISSING_SENSOR"``,
+            ``"USER_RESOLUTION_FAILED"``, or ``"UNAUTHORIZED"`` (a 401, which waits for
+            ``update_credentials()``).
+        reason: a few words for a status line, e.g. ``"course not synced"``.
+        message: the backend's last refusal, with its own fix, e.g. ``"503
+            MISSING_SYNCED_COURSE_ID: ... Run `timeback resources push` first."``.
+        windows: how many windows wait.
+        active_ms: the active milliseconds they carry.
+        since: when the first of them was refused (aware, UTC).
+        credentials: True when they wait for the app's new credentials (a 401), False
+            when they wait for the backend's operator (tried again every few minutes).
+    """
+
+    cause: str
+    reason: str
+    message: str
+    windows: int
+    active_ms: int
+    since: datetime.datetime
+    credentials: bool = False
+
+
+@attrs.frozen(kw_only=True)
 class Statistics:
     """A snapshot of a client, as ``statistics()`` gives it.
 
@@ -78,21 +109,26 @@ class Statistics:
         outbox: the outbox writer's (shared by every client of the process on the same
             file), or None for ``outbox=None`` and for a disabled client.
         enabled: False for a disabled client, which sends and stores nothing.
+        held: this client's windows that the backend refuses until someone fixes what it
+            names, one entry per cause, oldest first; empty while nothing is held. What an
+            app shows as "Not saving: course not synced".
     """
 
     engine: EngineStatistics
     outbox: OutboxStatistics | None
     enabled: bool = True
+    held: tuple[HeldWindows, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
 class Undelivered:
     """What ``flush()`` could not deliver before its timeout: falsy when it delivered all.
 
-    The SDK goes on trying these windows (they are in the outbox, if the client has one),
-    except those held for new credentials after a 401, which wait for
-    ``update_credentials()``. Windows the backend refused for good are not here: they
-    were reported to ``on_error``.
+    The SDK goes on trying these windows (they are in the outbox, if the client has one):
+    those held for the backend's fix every few minutes (`Statistics.held` says why), and
+    those held for new credentials after a 401 once ``update_credentials()`` gives them.
+    Windows the backend refused for good are not here: they were reported to
+    ``on_error``.
 
     Attributes:
         windows: the windows still undelivered, oldest first per run.
@@ -233,6 +269,12 @@ class AsyncTimeback:
             expire should pass it.
         on_error: ``on_error(error, context)`` for problems that belong to no running
             activity: windows replayed from earlier sessions, the outbox itself.
+        hold_for: how long a window the backend refuses for a reason its operator can
+            fix (a course not synced or not in its config, a student not in its roster,
+            a misconfiguration) is kept, in seconds or a ``timedelta`` (default: 7 days).
+            Held windows are tried again every few minutes and at each client start;
+            past this age (from the window's end) they are dropped and reported
+            (`HoldExpiredError`).
         enabled: False: send and store nothing (for developers' runs and an app's CI);
             activities, callbacks, totals and the clock work as usual, ``on_flush`` is
             called for each window as it is cut, and no outbox file is opened or made.
@@ -262,9 +304,11 @@ class AsyncTimeback:
         outbox: str | os.PathLike[str] | _Default | None = DEFAULT_OUTBOX,
         identity: str | None = None,
         on_error: ClientErrorCallback | None = None,
+        hold_for: float | datetime.timedelta = DEFAULT_HOLD_FOR,
         enabled: bool | None = None,
     ) -> None:
         self.base_url = _check_base_url(base_url)
+        hold_for_ms = _hold_for_ms(hold_for)
         self._enabled = _enabled(enabled)
         if engine is not None:
             if not isinstance(engine, Engine):
@@ -298,6 +342,7 @@ class AsyncTimeback:
             headers=_headers({} if headers is None else headers),
             cookies=None if cookies is None else _cookies(cookies),
             auth=_auth(auth),
+            hold_for_ms=hold_for_ms,
         )
         if not self._enabled:
             outbox = None  # nothing is stored: not even the default place is looked up
@@ -344,7 +389,30 @@ class AsyncTimeback:
             engine=self._engine.statistics(),
             outbox=pipeline.outbox_statistics(),
             enabled=self._enabled,
+            held=self._held(pipeline),
         )
+
+    def _held(self, pipeline: Pipeline) -> tuple[HeldWindows, ...]:
+        by_cause: dict[tuple[str, bool], list[tuple[str, int, tuple[Window, ...]]]] = {}
+        for cause, message, credentials, since_ms, windows in pipeline.held_windows():
+            by_cause.setdefault((cause, credentials), []).append((message, since_ms, windows))
+        held = []
+        for (cause, credentials), runs in by_cause.items():
+            first = min(runs, key=lambda run: run[1])
+            latest = max(runs, key=lambda run: run[1])
+            since_ms = self.clock.wall_ms(first[1])
+            held.append(
+                HeldWindows(
+                    cause=cause,
+                    reason=short_reason(cause),
+                    message=latest[0],
+                    windows=sum(len(run[2]) for run in runs),
+                    active_ms=sum(w.elapsed_ms for run in runs for w in run[2]),
+                    since=datetime.datetime.fromtimestamp(since_ms / 1000, datetime.UTC),
+                    credentials=credentials,
+                )
+            )
+        return tuple(sorted(held, key=lambda h: h.since))
 
     async def __aenter__(self) -> AsyncTimeback:
         if self._state != "new":
@@ -641,6 +709,23 @@ def _enabled(enabled: object) -> bool:
         "Set it to 1 (or true, yes, on) to send and store nothing, or to 0 or nothing to "
         "send; or pass enabled= to the client.",
     )
+
+
+def _hold_for_ms(hold_for: object) -> int:
+    """``hold_for=`` in ms, or a `ValidationError` naming the fix."""
+    seconds = hold_for.total_seconds() if isinstance(hold_for, datetime.timedelta) else hold_for
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
+        raise ValidationError(
+            "hold_for",
+            f"{hold_for!r} is not a positive number of seconds or a timedelta",
+            "Pass e.g. datetime.timedelta(days=7) (the default), or seconds.",
+        )
+    return round(seconds * 1000)
 
 
 def _check_text(field: str, value: object, example: str) -> None:

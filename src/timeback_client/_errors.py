@@ -7,22 +7,27 @@ TimebackError
 ├── OutboxError                              the outbox file is unusable (on_error; in memory)
 └── DeliveryError                            a window did not reach the backend (on_error only)
     ├── ResponseError                        the backend answered with an error status
-    │   ├── HeartbeatRejected                refused for good: the window is never sent again
-    │   │   ├── InvalidPayloadError          400: the window is wrong
-    │   │   └── BackendConfigurationError    500, 503 MISSING_SYNCED_COURSE_ID: misconfigured
-    │   ├── UserResolutionError              404: retried a few times; 409: refused
-    │   ├── AuthenticationError              401: kept, sent again after update_credentials()
+    │   ├── HeartbeatRejected                refused for good: the window is dropped
+    │   │   └── InvalidPayloadError          400 INVALID_PAYLOAD: the window is wrong
+    │   ├── BackendConfigurationError        held for the operator's fix: 400 UNKNOWN_COURSE,
+    │   │                                    500, 503 MISSING_SYNCED_COURSE_ID
+    │   ├── UserResolutionError              404: retried a few times, then held; 409: held
+    │   ├── AuthenticationError              401: held until update_credentials()
     │   └── ServerUnavailableError           502, 503, 504, 429: retried
     ├── NetworkError                         no answer (connection failed, timeout): retried
     ├── DuplicateRiskError                   unanswered for over 5 minutes: may count twice
     └── UndeliveredError                     windows still undelivered when a flush deadline passed
+        └── HoldExpiredError                 windows held past hold_for: dropped
 
 TimebackWarning (a UserWarning)              an avoidable mistake in how the SDK is called
 ```
 
 Every `DeliveryError` says in ``retryable`` whether the SDK sends the window concerned
 again, and the retry policy (`_wire.classify` and the sender) is what sets it, so the two
-cannot disagree. Delivery errors never escape a public method: they reach the app through
+cannot disagree. A refusal that the backend's operator can fix (its configuration, a
+course sync, its roster) *holds* the window: it is kept, in the outbox too, tried again
+every few minutes and at each client start, and dropped (`HoldExpiredError`) only past
+the client's ``hold_for``. Delivery errors never escape a public method: they reach the app through
 ``on_error(error, context)`` (or, without one, the ``timeback_client`` logger), and
 tracking goes on. httpx exceptions are converted to `NetworkError` in one place, the sender.
 
@@ -47,6 +52,7 @@ __all__ = [
     "DeliveryError",
     "DuplicateRiskError",
     "HeartbeatRejected",
+    "HoldExpiredError",
     "InvalidPayloadError",
     "LifecycleError",
     "NetworkError",
@@ -150,18 +156,30 @@ class HeartbeatRejected(ResponseError):
 
 
 class InvalidPayloadError(HeartbeatRejected):
-    """400: the backend rejected the window's content (``INVALID_PAYLOAD``, ``UNKNOWN_COURSE``)."""
+    """400 ``INVALID_PAYLOAD`` (or a 400 with no code the SDK knows): the window itself is
+    wrong, and the same bytes will never be accepted; it is dropped."""
 
 
-class BackendConfigurationError(HeartbeatRejected):
-    """500, or 503 ``MISSING_SYNCED_COURSE_ID``: the backend is misconfigured."""
+class BackendConfigurationError(ResponseError):
+    """The backend cannot take the window until its operator fixes its configuration:
+    400 ``UNKNOWN_COURSE`` (a course not in the app's config), 503
+    ``MISSING_SYNCED_COURSE_ID`` (a course not synced: ``timeback resources push``), 500
+    ``AMBIGUOUS_COURSE_SELECTOR`` or ``MISSING_SENSOR``.
+
+    The window is held: kept, tried again every few minutes, at each client start, and at
+    once when another window held for the same cause is accepted; dropped only past the
+    client's ``hold_for`` (`HoldExpiredError`). The message carries the backend's own fix.
+    """
+
+    retryable = True
 
 
 class UserResolutionError(ResponseError):
     """404 / 409 ``USER_RESOLUTION_FAILED``: the student was not found, or is ambiguous.
 
-    A 404 can be a passing lookup failure: it is retried a few times, and ``retryable`` is
-    True until the last of them; a 409 (ambiguous) is not retried.
+    A 404 can be a passing lookup failure: it is retried a few times. After that (at once
+    for a 409) the student is taken as missing from the roster, which the operator fixes:
+    the window is held, like one refused with a `BackendConfigurationError`.
     """
 
     def __init__(
@@ -174,7 +192,7 @@ class UserResolutionError(ResponseError):
         window: Window | None = None,
     ) -> None:
         super().__init__(message, status_code=status_code, code=code, field=field, window=window)
-        self.retryable = status_code == 404
+        self.retryable = True
 
 
 class AuthenticationError(ResponseError):
@@ -252,6 +270,20 @@ class UndeliveredError(DeliveryError):
         super().__init__(message, retryable=retryable)
         self.windows = windows
         self.active_ms = sum(w.elapsed_ms for w in windows)
+
+
+class HoldExpiredError(UndeliveredError):
+    """Windows held for the backend's fix longer than the client's ``hold_for``: dropped.
+
+    Their time is lost; the message and ``active_ms`` say how much.
+
+    Attributes:
+        cause: the backend's code that held them (``"MISSING_SYNCED_COURSE_ID"`` ...).
+    """
+
+    def __init__(self, message: str, *, windows: tuple[Window, ...], cause: str) -> None:
+        super().__init__(message, windows=windows, retryable=False)
+        self.cause = cause
 
 
 class TimebackWarning(UserWarning):

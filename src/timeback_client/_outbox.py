@@ -672,6 +672,13 @@ class Outbox:
             keys,
         )
 
+    def mark_refused(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Windows the backend answered with a refusal they are kept through (held), each
+        ``(run_id, started_at_ms)``: the server does not have them, as if never sent."""
+        self._db.executemany(
+            "UPDATE windows SET sent_at = NULL WHERE run_id = ? AND started_at_ms = ?", keys
+        )
+
     def remove(self, keys: Iterable[tuple[str, int]]) -> None:
         """Windows that got their final answer, each ``(run_id, started_at_ms)``."""
         self._db.executemany("DELETE FROM windows WHERE run_id = ? AND started_at_ms = ?", keys)

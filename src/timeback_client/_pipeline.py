@@ -34,7 +34,13 @@ import anyio
 import anyio.abc
 
 from ._clock import Clock
-from ._errors import DeliveryError, DuplicateRiskError, TimebackError, UndeliveredError
+from ._errors import (
+    DeliveryError,
+    DuplicateRiskError,
+    ResponseError,
+    TimebackError,
+    UndeliveredError,
+)
 from ._models import ErrorContext, Window
 from ._outbox import StoredWindow
 from ._scheduler import Scheduler
@@ -254,11 +260,14 @@ class Pipeline:
             )
 
     def failed(self, delivery: Delivery, error: DeliveryError, *, will_retry: bool) -> None:
-        """An attempt failed: a final failure is forgotten by the outbox; the activity (or,
-        for a replayed window, the client) hears of it."""
+        """An attempt failed: a final failure is forgotten by the outbox (every window of
+        an `UndeliveredError`); the activity (or, for a replayed window, the client) hears
+        of it."""
         window = delivery.window
         if not will_retry and not isinstance(error, DuplicateRiskError) and self._owner:
-            self._owner.settled(_key(window))
+            dropped = error.windows if isinstance(error, UndeliveredError) else (window,)
+            for each in dropped:
+                self._owner.settled(_key(each))
         listener = self._listeners.get(window.run_id)
         if listener is not None:
             listener.failed(window, error, attempts=delivery.attempts, will_retry=will_retry)
@@ -267,6 +276,29 @@ class Pipeline:
         # double count always is.
         if not will_retry or delivery.attempts <= 1 or isinstance(error, DuplicateRiskError):
             self._report(error, None)
+
+    def held(self, delivery: Delivery, error: ResponseError, *, report: bool) -> None:
+        """The backend refused the window, which waits for a fix: the outbox keeps it as
+        never received (a replay is no double count); the activity (or, for a replayed
+        window, the client) hears of the cause once."""
+        window = delivery.window
+        if self._owner is not None:
+            self._owner.refused(_key(window))
+        if not report:
+            return
+        listener = self._listeners.get(window.run_id)
+        if listener is not None:
+            listener.failed(window, error, attempts=delivery.attempts, will_retry=True)
+        else:
+            self._report(error, None)
+
+    def held_windows(self) -> list[tuple[str, str, bool, int, tuple[Window, ...]]]:
+        """This client's held runs: ``(cause, message, credentials, since (timeline ms),
+        windows)`` each. Safe to take from any thread."""
+        return [
+            (hold.cause, str(hold.error), hold.credentials, hold.since_ms, windows)
+            for hold, windows in self.sender.held(self.runs)
+        ]
 
     def _answer_locally(self, window: Window) -> None:
         """A disabled client's window: nothing to send it to, so its activity hears of it
@@ -355,9 +387,9 @@ class Pipeline:
 
     async def flush(self, deadline: float) -> tuple[Window, ...]:
         """Wait (until ``deadline``, in ``anyio.current_time()``) for every window of this
-        client so far, replays included, to be delivered, refused for good, or held for
-        new credentials; and, if some are left, for the outbox to have them on disk (a
-        sleep or a power cut may follow). The client goes on as before.
+        client so far, replays included, to be delivered, refused for good, or held (for
+        new credentials, or the backend's fix); and, if some are left, for the outbox to
+        have them on disk (a sleep or a power cut may follow). The client goes on as before.
 
         Returns the windows still undelivered (the sender keeps trying them).
         """
@@ -381,15 +413,18 @@ class Pipeline:
         """Windows still undelivered at close: kept in the outbox for the next start, or
         (without one) lost; either way the app hears of it."""
         kept = self._owner is not None
+        causes = {windows[0].run_id: hold.cause for hold, windows in self.sender.held(self.runs)}
         by_run: dict[str, list[Delivery]] = {}
         for delivery in self.sender.discard(self.runs):
             by_run.setdefault(delivery.window.run_id, []).append(delivery)
         for run_id, deliveries in by_run.items():
             fate = "kept in the outbox for the next start" if kept else "lost"
+            cause = causes.get(run_id)
+            why = "" if cause is None else f" (held: the backend refuses them, {cause})"
             error = UndeliveredError(
                 f"{len(deliveries)} window(s) of run {run_id} "
                 f"({sum(d.window.elapsed_ms for d in deliveries)} active ms) were not delivered "
-                f"before close: {fate}",
+                f"before close{why}: {fate}",
                 windows=tuple(d.window for d in deliveries),
             )
             context = ErrorContext(

@@ -13,6 +13,13 @@ start a task each). They live in the task group of the sender's owner (an `Engin
 closes, an interrupted send counts as unanswered (the same window goes again later, from
 the outbox).
 
+A window the backend refuses for a reason its operator can fix (a course not synced, a
+student not in the roster: `_wire.Held`) is *held*: its run waits, and its head window is
+tried again every few minutes (`HOLD_RETRY`, with jitter); when a window held for a cause
+is accepted, every run held for the same cause is tried at once. A held window older than
+its client's ``hold_for`` is dropped and reported (`HoldExpiredError`). A 401 holds a run
+until the app's new credentials instead.
+
 The sender knows nothing of activities or of the outbox: it tells each window's
 `DeliveryListener` (the client's pipeline) what became of it, and that is all that flows
 back.
@@ -35,12 +42,20 @@ import attrs
 import httpx
 
 from ._clock import Clock
-from ._errors import DeliveryError, DuplicateRiskError, NetworkError
+from ._errors import (
+    DeliveryError,
+    DuplicateRiskError,
+    HoldExpiredError,
+    NetworkError,
+    ResponseError,
+)
 from ._models import Window
 from ._version import VERSION
 from ._wire import MAX_ERROR_BODY, Delivered, Held, Outcome, Rejected, Retry, classify
 
 __all__ = [
+    "DEFAULT_HOLD_FOR",
+    "HOLD_RETRY",
     "PRODUCT",
     "Backoff",
     "Delivery",
@@ -63,6 +78,10 @@ MAX_RETRY_AFTER: Final = 3600.0
 # unanswered is retried within this many seconds, and reported once past the 5 minutes.
 UNANSWERED_RETRY_CAP: Final = 5.0
 DEDUPE_MEMORY_MS: Final = 5 * 60 * 1000
+# A window held for the operator's fix is kept this long (seconds) by default, and tried
+# again about every HOLD_RETRY seconds meanwhile (between 0.8 and 1.2 times it).
+DEFAULT_HOLD_FOR: Final = 7 * 24 * 3600.0
+HOLD_RETRY: Final = 300.0
 
 
 class DeliveryListener(Protocol):
@@ -75,7 +94,13 @@ class DeliveryListener(Protocol):
         """The backend has the window."""
 
     def failed(self, delivery: Delivery, error: DeliveryError, *, will_retry: bool) -> None:
-        """An attempt failed; ``will_retry`` says whether the sender tries again."""
+        """An attempt failed; ``will_retry`` says whether the sender tries again. An
+        `UndeliveredError` covers every window in its ``windows``, all dropped."""
+
+    def held(self, delivery: Delivery, error: ResponseError, *, report: bool) -> None:
+        """The backend refused the window, and it is kept until what refused it is fixed
+        (it does not have it: the refusal was an answer). ``report``: the first refusal of
+        this cause for the run, which the app hears of; later ones it does not."""
 
 
 @attrs.define(eq=False)
@@ -90,6 +115,8 @@ class Endpoint:
     cookies: httpx.Cookies | None = None  # None: no cookies (a CookieJar costs memory)
     auth: httpx.Auth | None = None
     version: int = 0  # bumped on new credentials, so a late 401 for old ones is not held
+    # How long (ms of the window's age) a window held for the operator's fix is kept.
+    hold_for_ms: int = round(DEFAULT_HOLD_FOR * 1000)
     _sent_headers: tuple[int, str, httpx.Headers] | None = attrs.field(default=None, repr=False)
 
     def request_headers(self, user_agent: str) -> httpx.Headers:
@@ -117,6 +144,8 @@ class Delivery:
     unanswered_since_ms: int | None = None
     stale_reported: bool = False
     sent_version: int = 0
+    # Refused (held) since its last attempt: the next one is a first again for the outbox.
+    refused: bool = False
 
     @body.default
     def _encode(self) -> bytes:
@@ -138,21 +167,38 @@ class Backoff:
 
 
 @attrs.define(eq=False)
+class _Hold:
+    """Why a run's head window is held, and since when."""
+
+    cause: str  # the backend's code
+    url: str  # where it was refused: a cause is one backend's
+    error: ResponseError  # the latest refusal (its message carries the backend's fix)
+    since_ms: int  # timeline
+    credentials: bool = False  # a 401: waits for update_credentials(), not tried on its own
+
+
+@attrs.define(eq=False)
 class _Run:
     """The windows of one run still to deliver, oldest first."""
 
     run_id: str
     pending: deque[Delivery] = attrs.field(factory=deque)
     busy: bool = False  # a sender task is sending its head window
-    scheduled: bool = False  # it is in the ready heap
-    held: bool = False  # waiting for new credentials after a 401
+    scheduled: bool = False  # it has a live entry in the ready heap
+    not_before: int = 0  # that entry's instant
+    generation: int = 0  # entries of earlier generations were superseded
+    hold: _Hold | None = None  # why its head is held, if it is
     # Made only when someone waits (end(), close()): most runs never need one.
     waiter: anyio.Event | None = None
 
     @property
+    def waits_for_credentials(self) -> bool:
+        return self.hold is not None and self.hold.credentials
+
+    @property
     def is_settled(self) -> bool:
-        """Nothing left to do until something changes: empty, or held for credentials."""
-        return (not self.pending and not self.busy) or self.held
+        """Nothing left to do until something changes: empty, or held."""
+        return (not self.pending and not self.busy) or self.hold is not None
 
 
 class HeartbeatSender:
@@ -184,7 +230,9 @@ class HeartbeatSender:
         self._backoff = backoff or Backoff()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._runs: dict[str, _Run] = {}
-        self._ready: list[tuple[int, int, _Run]] = []  # (not before, order, run)
+        # (not before, order, generation, run): a run scheduled earlier than its entry
+        # (a held run released) gets a new entry, and the old one is skipped.
+        self._ready: list[tuple[int, int, int, _Run]] = []
         self._order = itertools.count()
         self._tasks = 0
         self._in_flight = 0
@@ -205,6 +253,17 @@ class HeartbeatSender:
         the app's thread while the loop adds and removes runs.
         """
         return sum(len(run.pending) for run in list(self._runs.values()))
+
+    def held(self, run_ids: Iterable[str]) -> list[tuple[_Hold, tuple[Window, ...]]]:
+        """The held runs among these, each with its hold and its windows (a copy, safe to
+        take from any thread)."""
+        found = []
+        for run_id in list(run_ids):
+            run = self._runs.get(run_id)
+            hold = None if run is None else run.hold
+            if run is not None and hold is not None:
+                found.append((hold, tuple(d.window for d in tuple(run.pending))))
+        return found
 
     @property
     def in_flight(self) -> int:
@@ -230,8 +289,8 @@ class HeartbeatSender:
         """New credentials: send again the windows a 401 held back for ``endpoint``."""
         now = self.clock.read().timeline_ms
         for run in self._runs.values():
-            if run.held and run.pending and run.pending[0].endpoint is endpoint:
-                run.held = False
+            if run.waits_for_credentials and run.pending and run.pending[0].endpoint is endpoint:
+                run.hold = None
                 self._schedule(run, now)
 
     def undelivered(self, run_ids: Iterable[str]) -> list[Delivery]:
@@ -263,11 +322,17 @@ class HeartbeatSender:
 
     # -- scheduling -----------------------------------------------------------------
 
-    def _schedule(self, run: _Run, not_before_ms: int) -> None:
-        if run.busy or run.scheduled or run.held or not run.pending:
+    def _schedule(self, run: _Run, not_before_ms: int, *, sooner: bool = False) -> None:
+        """Put the run in the ready heap for ``not_before_ms``. A run already there keeps
+        its turn (a window queued during a backoff waits it out), unless ``sooner``
+        brings it forward (a held run whose cause may be fixed)."""
+        if run.busy or run.waits_for_credentials or not run.pending:
             return
-        run.scheduled = True
-        heapq.heappush(self._ready, (not_before_ms, next(self._order), run))
+        if run.scheduled and (not sooner or run.not_before <= not_before_ms):
+            return
+        run.scheduled, run.not_before = True, not_before_ms
+        run.generation += 1
+        heapq.heappush(self._ready, (not_before_ms, next(self._order), run.generation, run))
         self._start_tasks()
         for scope in self._waiters:
             scope.cancel()
@@ -298,11 +363,19 @@ class HeartbeatSender:
             while True:
                 now = self.clock.read().timeline_ms
                 if self._ready:
-                    not_before, _, run = self._ready[0]
+                    not_before, _, generation, run = self._ready[0]
+                    if generation != run.generation:
+                        heapq.heappop(self._ready)  # superseded by an earlier entry
+                        continue
                     if not_before <= now:
                         heapq.heappop(self._ready)
                         run.scheduled = False
-                        if run.held or not run.pending or run.run_id not in self._runs:
+                        if (
+                            run.busy
+                            or run.waits_for_credentials
+                            or not run.pending
+                            or run.run_id not in self._runs
+                        ):
                             continue
                         await self._send_head(run)
                         linger_until = None
@@ -342,10 +415,12 @@ class HeartbeatSender:
         run.busy = True
         delivery.attempts += 1
         self.attempts += 1
-        if delivery.attempts == 1:
-            delivery.listener.sending(delivery)
-        else:
+        if delivery.attempts > 1:
             self.retries += 1
+        if delivery.attempts == 1 or delivery.refused:
+            # From now on the server may have it (again, after a refusal).
+            delivery.refused = False
+            delivery.listener.sending(delivery)
         self._in_flight += 1
         started = time.perf_counter()
         try:
@@ -413,6 +488,9 @@ class HeartbeatSender:
         match outcome:
             case Delivered(duplicate=duplicate):
                 run.pending.popleft()
+                hold, run.hold = run.hold, None
+                if hold is not None:
+                    self._release(hold, now)
                 if not duplicate:
                     # Accepted only now, more than 5 minutes after a send that got no
                     # answer: the server may have counted that one, forgotten it since,
@@ -420,9 +498,12 @@ class HeartbeatSender:
                     self._warn_if_stale(delivery, now, will_retry=False)
                 delivery.listener.delivered(delivery, duplicate=duplicate)
                 self._schedule(run, now)
-            case Retry(error=error, after=after, max_attempts=limit):
+            case Retry(error=error, after=after, max_attempts=limit, then_hold=cause):
                 error.window = window
-                if limit is not None and delivery.attempts >= limit:
+                if limit is not None and delivery.attempts >= limit and cause is not None:
+                    assert isinstance(error, ResponseError)
+                    self._hold(run, delivery, error, cause, now)
+                elif limit is not None and delivery.attempts >= limit:
                     run.pending.popleft()
                     error.retryable = False
                     delivery.listener.failed(delivery, error, will_retry=False)
@@ -446,15 +527,82 @@ class HeartbeatSender:
                 run.pending.popleft()
                 delivery.listener.failed(delivery, error, will_retry=False)
                 self._schedule(run, now)
-            case Held(error=error):
+            case Held(error=error, cause=cause, credentials=True):
                 error.window = window
+                delivery.refused, delivery.unanswered_since_ms = True, None
                 if delivery.sent_version != delivery.endpoint.version:
                     # Sent with credentials replaced since: try the new ones at once.
                     self._schedule(run, now)
                 else:
-                    run.held = True
-                delivery.listener.failed(delivery, error, will_retry=True)
+                    url = delivery.endpoint.url
+                    run.hold = _Hold(cause, url, error, now, credentials=True)
+                delivery.listener.held(delivery, error, report=True)
+            case Held(error=error, cause=cause):
+                self._hold(run, delivery, error, cause, now)
         self._settle_if_done(run)
+
+    def _hold(
+        self, run: _Run, delivery: Delivery, error: ResponseError, cause: str, now: int
+    ) -> None:
+        """The backend's operator must fix something first: keep the window, try it again
+        every few minutes, and drop (and report) what is held past its ``hold_for``."""
+        error.window = delivery.window
+        error.retryable = True
+        # An answer: the server does not have it, whatever an earlier attempt left open.
+        delivery.refused, delivery.unanswered_since_ms = True, None
+        first = run.hold is None or run.hold.cause != cause
+        if run.hold is None or first:
+            run.hold = _Hold(cause, delivery.endpoint.url, error, now)
+        else:
+            run.hold.error = error  # the latest words of the backend
+        expired = self._expire(run, now)
+        wait = HOLD_RETRY * self._rng.uniform(0.8, 1.2)
+        self._schedule(run, now + round(wait * 1000))
+        if expired:
+            self._report_expired(expired, cause)
+        if not run.pending:
+            run.hold = None
+            return
+        head = run.pending[0]
+        if head is delivery or first:
+            # A first refusal whose window expired at once is told with the next window.
+            error.window = head.window
+            head.listener.held(head, error, report=first)
+
+    def _expire(self, run: _Run, now: int) -> list[Delivery]:
+        """Drop the run's oldest windows that are older than their client's ``hold_for``."""
+        wall_now = self.clock.wall_ms(now)
+        expired: list[Delivery] = []
+        while run.pending and not run.busy:
+            head = run.pending[0]
+            if wall_now - head.window.ended_at_ms <= head.endpoint.hold_for_ms:
+                break
+            expired.append(run.pending.popleft())
+        return expired
+
+    @staticmethod
+    def _report_expired(expired: list[Delivery], cause: str) -> None:
+        windows = tuple(d.window for d in expired)
+        active = sum(w.elapsed_ms for w in windows)
+        paused = sum(w.paused_ms for w in windows)
+        days = expired[0].endpoint.hold_for_ms / 86_400_000
+        error = HoldExpiredError(
+            f"dropped {len(windows)} window(s) of run {windows[0].run_id} held for {cause} "
+            f"longer than hold_for ({days:g} days): {active} active ms and {paused} paused "
+            "ms are lost",
+            windows=windows,
+            cause=cause,
+        )
+        error.window = windows[0]
+        expired[0].listener.failed(expired[0], error, will_retry=False)
+
+    def _release(self, hold: _Hold, now: int) -> None:
+        """A window held for ``hold``'s cause was accepted: what the others of that cause
+        wait for may be fixed too, so each is tried at once."""
+        for other in list(self._runs.values()):
+            held = other.hold
+            if held is not None and held.cause == hold.cause and held.url == hold.url:
+                self._schedule(other, now, sooner=True)
 
     @staticmethod
     def _warn_if_stale(delivery: Delivery, now: int, *, will_retry: bool) -> None:
@@ -488,13 +636,18 @@ def _log_answer(delivery: Delivery, status: int | None, outcome: Outcome, latenc
     match outcome:
         case Delivered(duplicate=duplicate):
             result = "duplicate (the backend had it)" if duplicate else "accepted"
-        case Retry(error=error, max_attempts=limit):
+        case Retry(error=error, max_attempts=limit, then_hold=cause):
             final = limit is not None and delivery.attempts >= limit
-            result = f"{'given up' if final else 'to retry'}: {type(error).__name__}"
+            if final and cause is not None:
+                result = f"held for the backend's fix of {cause}: {type(error).__name__}"
+            else:
+                result = f"{'given up' if final else 'to retry'}: {type(error).__name__}"
         case Rejected(error=error):
             result = f"refused: {type(error).__name__}"
-        case Held(error=error):
+        case Held(error=error, credentials=True):
             result = f"held until update_credentials(): {type(error).__name__}"
+        case Held(error=error, cause=cause):
+            result = f"held for the backend's fix of {cause}: {type(error).__name__}"
     logger.debug(
         "timeback heartbeat run=%s window=%s elapsed_ms=%d paused_ms=%d attempt=%d "
         "status=%s latency_ms=%d: %s",

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -38,6 +38,7 @@ from ._client import (
 from ._clock import Clock
 from ._errors import DeliveryError, LifecycleError, ValidationError
 from ._models import Course, CourseFields, TimeOptions
+from ._sender import DEFAULT_HOLD_FOR
 
 __all__ = ["Activity", "SyncActivityNamespace", "Timeback"]
 
@@ -328,6 +329,7 @@ class Timeback:
         outbox: str | os.PathLike[str] | _Default | None = DEFAULT_OUTBOX,
         identity: str | None = None,
         on_error: ClientErrorCallback | None = None,
+        hold_for: float | timedelta = DEFAULT_HOLD_FOR,
         enabled: bool | None = None,
         backend: str = "asyncio",
     ) -> None:
@@ -349,6 +351,7 @@ class Timeback:
             outbox=outbox,
             identity=identity,
             on_error=on_error,
+            hold_for=hold_for,
             enabled=enabled,
         )
         self._backend = backend

@@ -36,6 +36,7 @@ __all__ = [
     "classify",
     "heartbeat_url",
     "parse_retry_after",
+    "short_reason",
 ]
 
 HEARTBEAT_PATH: Final = "/activity/heartbeat"
@@ -61,12 +62,15 @@ class Delivered:
 class Retry:
     """Send the same window again after a backoff (or after ``after`` seconds).
 
-    ``max_attempts`` bounds the attempts for answers that are only sometimes transient.
+    ``max_attempts`` bounds the attempts for answers that are only sometimes transient;
+    past it the window is held for ``then_hold`` (a cause, as `Held` has), or, without
+    one, dropped.
     """
 
     error: DeliveryError
     after: float | None = None
     max_attempts: int | None = None
+    then_hold: str | None = None
 
 
 @attrs.frozen
@@ -78,9 +82,19 @@ class Rejected:
 
 @attrs.frozen
 class Held:
-    """No student identity (401): keep the window until the app updates its credentials."""
+    """Keep the window: the backend refused it for a reason someone other than the window
+    can fix.
 
-    error: AuthenticationError
+    ``cause`` is the backend's code. With ``credentials`` (a 401) the window waits for the
+    app's ``update_credentials()``; otherwise for the backend's operator (a course not
+    synced or not in the app's config, a misconfiguration, a student not in the roster):
+    it is tried again at a slow cadence, at each client start, and at once when another
+    window held for the same cause is accepted.
+    """
+
+    error: ResponseError
+    cause: str
+    credentials: bool = False
 
 
 Outcome = Delivered | Retry | Rejected | Held
@@ -94,6 +108,11 @@ def classify(
     now: float | None = None,
 ) -> Outcome:
     """What a heartbeat response means, per the contract's response table.
+
+    Refusals split by whose fix they need: a window that is wrong (``INVALID_PAYLOAD``)
+    is dropped; one that the backend's operator can make acceptable (its config, a course
+    sync, its roster) or the app can (its credentials) is held; passing failures are
+    retried.
 
     Args:
         status: the HTTP status code.
@@ -109,27 +128,51 @@ def classify(
     if status in (502, 503, 504, 429) and code != "MISSING_SYNCED_COURSE_ID":
         after = parse_retry_after(headers.get("retry-after"), now=now)
         return Retry(ServerUnavailableError(text, retry_after=after, **kwargs), after=after)
+    if status == 400 and code == "UNKNOWN_COURSE":
+        # A course not (yet) in the app's config: the operator adds it.
+        return Held(BackendConfigurationError(text, field=field, **kwargs), cause=code)
     if status == 400:
         return Rejected(InvalidPayloadError(text, field=field, **kwargs))
     if status == 401:
-        return Held(AuthenticationError(text, field=field, **kwargs))
+        unauthorized = AuthenticationError(text, field=field, **kwargs)
+        return Held(unauthorized, cause=code or "UNAUTHORIZED", credentials=True)
     if status == 404 and code == "USER_RESOLUTION_FAILED":
-        # A passing lookup failure, per the contract: retried a few times (the sender
-        # reports the last one as final).
-        error = UserResolutionError(text, field=field, **kwargs)
-        return Retry(error, max_attempts=USER_LOOKUP_ATTEMPTS)
+        # A passing lookup failure, per the contract: retried a few times; after that the
+        # student is taken as missing from the roster, which the operator fixes.
+        unresolved = UserResolutionError(text, field=field, **kwargs)
+        return Retry(unresolved, max_attempts=USER_LOOKUP_ATTEMPTS, then_hold=code)
     if status == 404:
         # No route there: the base URL is not the backend's mount. Retrying cannot help.
         hint = f"{text} (is base_url the mount of the Timeback server SDK?)"
         return Rejected(HeartbeatRejected(hint, field=field, **kwargs))
     if status == 409:
-        return Rejected(UserResolutionError(text, field=field, **kwargs))
+        # Ambiguous in the roster: the operator fixes the roster.
+        ambiguous = UserResolutionError(text, field=field, **kwargs)
+        return Held(ambiguous, cause=code or "HTTP 409")
     if status >= 500:
         # 500 (AMBIGUOUS_COURSE_SELECTOR, MISSING_SENSOR), 503 MISSING_SYNCED_COURSE_ID and
-        # any other server error that no proxy produces: misconfiguration, do not spin.
-        return Rejected(BackendConfigurationError(text, field=field, **kwargs))
+        # any other server error that no proxy produces: the backend's configuration. Not
+        # spun on: held for the operator's fix, tried again every few minutes.
+        misconfigured = BackendConfigurationError(text, field=field, **kwargs)
+        return Held(misconfigured, cause=code or f"HTTP {status}")
     # Redirects (not followed: a mount URL must be exact) and other client errors.
     return Rejected(HeartbeatRejected(text, field=field, **kwargs))
+
+
+# A few words for each cause a window is held for, for an app's status line.
+_REASONS: Final = {
+    "MISSING_SYNCED_COURSE_ID": "course not synced",
+    "UNKNOWN_COURSE": "course not in the app's config",
+    "AMBIGUOUS_COURSE_SELECTOR": "course ambiguous in the app's config",
+    "MISSING_SENSOR": "no sensor in the app's config",
+    "USER_RESOLUTION_FAILED": "student not in the roster",
+    "UNAUTHORIZED": "signed out",
+}
+
+
+def short_reason(cause: str) -> str:
+    """A few words for a status line ("course not synced") for a held window's cause."""
+    return _REASONS.get(cause, f"backend refuses ({cause})")
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -136,6 +136,7 @@ class _Diff:
 
     adds: dict[Key, _Stored] = attrs.Factory(dict)
     sent: dict[Key, float] = attrs.Factory(dict)
+    refused: set[Key] = attrs.Factory(set)  # sent, then refused: as if never sent
     removes: set[Key] = attrs.Factory(set)
     # The newest open window of each run told since the last transaction (ended: gone).
     states: dict[str, OpenWindow | str] = attrs.Factory(dict)
@@ -153,21 +154,38 @@ class _Diff:
 
     @property
     def empty(self) -> bool:
-        return not (self.urgent or self.adds or self.sent or self.removes or self.states)
+        return not (
+            self.urgent or self.adds or self.sent or self.refused or self.removes or self.states
+        )
+
+    def _send(self, key: Key, at: float) -> None:
+        if key in self.adds:
+            self.adds[key] = (*self.adds[key][:4], at)
+        else:
+            self.sent.setdefault(key, at)
+            self.refused.discard(key)
+
+    def _refuse(self, key: Key) -> None:
+        if key in self.adds:
+            self.adds[key] = (*self.adds[key][:4], None)
+        else:
+            self.sent.pop(key, None)
+            self.refused.add(key)
 
     def absorb(self, newer: _Diff) -> None:
         """Take what was told after this diff (which a failed transaction left) on top."""
         for key, stored in newer.adds.items():
             self.adds[key] = stored
+        # A key is in at most one of `sent` and `refused` of a diff: the later of the two.
+        for key in newer.refused:
+            self._refuse(key)
         for key, at in newer.sent.items():
-            if key in self.adds:
-                self.adds[key] = (*self.adds[key][:4], at)
-            else:
-                self.sent.setdefault(key, at)
+            self._send(key, at)
         for key in newer.removes:
             if self.adds.pop(key, None) is None:
                 self.removes.add(key)
             self.sent.pop(key, None)
+            self.refused.discard(key)
         self.states.update(newer.states)
         self.joins += newer.joins
         self.claims += newer.claims
@@ -234,6 +252,12 @@ class OutboxOwner:
     def sending(self, window_key: Key) -> None:
         """The window's first attempt is going out (from now on the server may have it)."""
         self.writer._told(("sent", *window_key, time.time()))
+
+    def refused(self, window_key: Key) -> None:
+        """The backend answered the window with a refusal it keeps it through: the server
+        does not have it (a replay is never a double count), and, like a window never
+        sent, it may be merged to make room."""
+        self.writer._told(("refused", *window_key))
 
     def settled(self, window_key: Key) -> None:
         """The window has its final answer: forget it."""
@@ -407,18 +431,16 @@ class OutboxWriter:
         elif kind == "state":
             self._change(run_id, tuple(rest))
         elif kind == "sent":
-            key = (run_id, rest[0])
-            stored = diff.adds.get(key)
-            if stored is not None:
-                diff.adds[key] = (*stored[:4], rest[1])
-            else:
-                diff.sent.setdefault(key, rest[1])
+            diff._send((run_id, rest[0]), rest[1])
+        elif kind == "refused":
+            diff._refuse((run_id, rest[0]))
         elif kind == "remove":
             key = (run_id, rest[0])
             # Stored and answered between two transactions: the file never sees it.
             if diff.adds.pop(key, None) is None:
                 diff.removes.add(key)
             diff.sent.pop(key, None)
+            diff.refused.discard(key)
         elif kind == "watch":
             owner, template, clock, *state = rest
             stamp = f"{self._id}:{id(clock)}"
@@ -524,6 +546,7 @@ class OutboxWriter:
                     outbox.forget_dead_owners()
                 claimed = self._claim_all(outbox, diff)
                 outbox.add(self._rows(diff))
+                outbox.mark_refused(diff.refused)
                 outbox.mark_sent((at, run_id, start) for (run_id, start), at in diff.sent.items())
                 outbox.remove(diff.removes)
                 rows = self._write_checkpoints(outbox, diff)

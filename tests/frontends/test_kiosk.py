@@ -38,6 +38,7 @@ from examples.kiosk_app.app import SAMPLE_ROSTER, Kiosk, load_roster
 from examples.kiosk_app.backend import EmbeddedEmulator, RemoteBackend
 from examples.kiosk_app.progress import ProgressStore
 
+from timeback_client.emulator import Course as ConfiguredCourse
 from timeback_client.emulator import Emulator
 
 pytestmark = pytest.mark.skipif(
@@ -286,6 +287,72 @@ def test_a_scripted_classroom_session(
     }
     (artifacts / "kiosk-session.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("kiosk session totals:", json.dumps(summary))
+
+
+def test_the_badge_says_not_saving_while_the_backend_refuses_and_the_time_survives(
+    kiosk: tuple[Kiosk, EmbeddedEmulator],
+) -> None:
+    """A course not synced yet: the badge says "Not saving: course not synced" (not
+    "Tracking"), the banner gives the backend's own fix; the time is kept. Once the
+    operator syncs the course, the next sign-in sends it, and the badge says "Tracking"."""
+    app, backend = kiosk
+    screen = Screen(app.root)
+    emulator = backend.emulator
+    emulator.set_courses(
+        [
+            ConfiguredCourse(subject="Math", grade=3),  # not synced
+            ConfiguredCourse(subject="Reading", grade=3, staging_id="r3", production_id="r3"),
+            ConfiguredCourse(subject="Science", grade=4, staging_id="s4", production_id="s4"),
+        ]
+    )
+    screen.click("Ada Lovelace")
+    assert app.student is not None
+    student = app.student.key
+    app.lesson_list.selection_set(LESSON)
+    screen.click("Open lesson")
+    session = app.session
+    assert session is not None
+    run_id = session.activity.run_id
+    screen.work(0.8, app.lesson_frame)
+    screen.run_until(lambda: "Not saving: course not synced" in app.status_chip.cget("text"))
+    banner = app.banner.cget("text")
+    assert "Run `timeback resources push` first. It is kept" in banner
+    assert ".." not in banner
+    screen.work(0.6, app.lesson_frame)
+    assert "Not saving" in app.status_chip.cget("text")
+    screen.click("Close lesson")
+    assert app.store.get(student, LESSON).active_ms > 0
+    assert not emulator.runs()  # nothing recorded: refused, and kept
+
+    emulator.sync_course(subject="Math", grade=3)  # the operator's fix
+    screen.click("Sign out")
+    screen.run_until(lambda: not any(closer.is_alive() for closer in app._closers))
+    screen.click("Ada Lovelace")  # a new client: what was held goes at once
+    screen.run_until(lambda: emulator.runs() != ())
+    app.lesson_list.selection_set(LESSON)
+    screen.click("Open lesson")
+    screen.work(0.6, app.lesson_frame)
+    assert "Tracking" in app.status_chip.cget("text")
+    screen.click("Close lesson")
+    app.close()
+    run = emulator.run(run_id)
+    # Two sittings, each read just after end(wait=False): within a ms each.
+    assert abs(run.active_ms - _stored_active_ms(app.store.path, student, LESSON)) <= 2
+    starts = [window.started_at for window in run.windows]
+    assert len(starts) == len(set(starts))  # each window once
+    assert emulator.problems() == ()
+
+
+def test_the_time_column_header_is_not_cut_off(kiosk: tuple[Kiosk, EmbeddedEmulator]) -> None:
+    app, _ = kiosk
+    screen = Screen(app.root)
+    screen.click("Ada Lovelace")
+    screen.run(0.1)
+    tree = app.lesson_list
+    needed = int(tree.tk.call("font", "measure", app._fonts["bold"], "Time (open run)"))
+    # The heading's padding (6 px each side), its borders and the column separator:
+    # at 150 px (the text plus the padding alone) the heading was cut off.
+    assert int(tree.column("time", "width")) >= needed + 2 * 6 + 8
 
 
 def test_against_a_real_backend_finish_leaves_completion_to_it(

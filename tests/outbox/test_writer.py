@@ -15,6 +15,7 @@ from outbox_kit import AUTH, COURSE, STUDENTS, stored_windows, synced
 
 from timeback_client import AsyncTimeback, Engine, SystemClock, Timeback, TimeOptions
 from timeback_client._outbox import open_window
+from timeback_client._writer import OutboxOwner, outbox_writer, release_writer
 from timeback_client.emulator import Emulator
 
 pytestmark = pytest.mark.anyio
@@ -181,3 +182,42 @@ async def test_a_window_without_an_answer_is_on_disk_within_a_second(tmp_path: P
         await activity.end()
         await synced(path)
         assert stored_windows(path) == 0
+
+
+def test_a_refused_window_is_kept_as_never_received(tmp_path: Path) -> None:
+    """A window the backend refused and the SDK holds: the file keeps it without a first
+    attempt (the server does not have it, so a replay is no double count), whether the
+    refusal reaches the writer in the attempt's transaction or a later one; another
+    attempt marks it again."""
+    path = tmp_path / "outbox.sqlite3"
+    writer = outbox_writer(path)
+    owner = OutboxOwner(writer, backend=BASE, identity="ada", report=lambda error: None)
+    key = ("run-1", 1_000)
+
+    def sent_at() -> float | None:
+        writer.flush().result(10)
+        db = sqlite3.connect(path)
+        try:
+            (value,) = db.execute("SELECT sent_at FROM windows").fetchone()
+        finally:
+            db.close()
+        return None if value is None else float(value)
+
+    try:
+        owner.store(key, 16_000, 15_000, b"{}", (16_000, 16_000, 0, False, 0))
+        owner.sending(key)
+        owner.refused(key)  # in the transaction that stores it
+        assert sent_at() is None
+        owner.sending(key)
+        assert sent_at() is not None
+        owner.refused(key)  # in a later one
+        assert sent_at() is None
+        owner.sending(key)
+        owner.refused(key)
+        owner.sending(key)  # the last word wins
+        assert sent_at() is not None
+    finally:
+        owner.leave().result(10)
+        stopped = release_writer(writer)
+        if stopped is not None:
+            stopped.result(10)

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ._backend import MALFORMED_JSON, UNAUTHORIZED, Answer, Backend
+from ._catalog import Course
 from ._faults import Fault, FaultMiddleware, Faults
 from ._runs import UnknownRun, run_json_text
 from ._store import event_json_text
@@ -70,6 +71,47 @@ async def _json_body(request: Request) -> tuple[Any, Response | None]:
     # past Python's digit limit) with this one 400, so it catches everything here too.
     except Exception:
         return None, _reject(MALFORMED_JSON)
+
+
+def _course_json(course: Course) -> dict[str, Any]:
+    return {
+        "subject": course.subject,
+        "grade": course.grade,
+        "code": course.code,
+        "stagingId": course.staging_id,
+        "productionId": course.production_id,
+        "sensor": course.sensor,
+    }
+
+
+def _check_types(body: dict[str, Any], strings: tuple[str, ...]) -> None:
+    """TypeError unless ``grade`` is an integer and each of ``strings`` a string, where
+    present."""
+    grade = body.get("grade")
+    if grade is not None and (isinstance(grade, bool) or not isinstance(grade, int)):
+        raise TypeError(f"grade must be an integer, not {grade!r}")
+    for name in strings:
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, not {value!r}")
+
+
+def _course_from_json(body: dict[str, Any]) -> Course:
+    """A course from ``{"subject", "grade"|"code", "stagingId"?, "productionId"?,
+    "sensor"?}``; TypeError or ValueError for anything else."""
+    allowed = {"subject", "grade", "code", "stagingId", "productionId", "sensor"}
+    extra = sorted(set(body) - allowed)
+    if extra:
+        raise ValueError(f"unknown course field(s) {extra}; expected some of {sorted(allowed)}")
+    _check_types(body, ("subject", "code", "stagingId", "productionId", "sensor"))
+    return Course(
+        subject=body.get("subject", "Other"),
+        grade=body.get("grade"),
+        code=body.get("code"),
+        staging_id=body.get("stagingId"),
+        production_id=body.get("productionId"),
+        sensor=body.get("sensor"),
+    )
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -156,6 +198,84 @@ def build_app(
         emulator.reset()
         return Response(status_code=204)
 
+    # The operator's fixes, made while clients hold their windows.
+
+    def _roster_json() -> Response:
+        known = emulator.roster
+        return JSONResponse({"emails": None if known is None else sorted(known)})
+
+    async def roster(request: Request) -> Response:
+        if request.method == "GET":
+            return _roster_json()
+        body, error = await _json_body(request)
+        if error is not None:
+            return error
+        if request.method == "PUT":
+            emails = body.get("emails", ...) if isinstance(body, dict) else ...
+            if emails is not None and (
+                not isinstance(emails, list) or not all(isinstance(e, str) for e in emails)
+            ):
+                return _bad_request('expected {"emails": ["ada@example.edu", ...]} or null')
+            emulator.set_roster(emails)
+        else:
+            email = body.get("email") if isinstance(body, dict) else None
+            if not isinstance(email, str) or not email:
+                return _bad_request('expected {"email": "ada@example.edu"}')
+            emulator.add_to_roster(email)
+        return _roster_json()
+
+    async def courses(request: Request) -> Response:
+        if request.method == "GET":
+            known = emulator.courses
+            return JSONResponse(
+                {"courses": None if known is None else [_course_json(c) for c in known]}
+            )
+        body, error = await _json_body(request)
+        if error is not None:
+            return error
+        if request.method == "PUT":
+            listed = body.get("courses", ...) if isinstance(body, dict) else ...
+            if listed is not None and (
+                not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed)
+            ):
+                return _bad_request('expected {"courses": [{"subject": ..., ...}, ...]} or null')
+            try:
+                emulator.set_courses(
+                    None if listed is None else [_course_from_json(c) for c in listed]
+                )
+            except (TypeError, ValueError) as exc:
+                return _bad_request(str(exc))
+            known = emulator.courses
+            return JSONResponse(
+                {"courses": None if known is None else [_course_json(c) for c in known]}
+            )
+        if not isinstance(body, dict):
+            return _bad_request("a course must be a JSON object")
+        try:
+            course = _course_from_json(body)
+            emulator.add_course(course)
+        except (TypeError, ValueError) as exc:
+            return _bad_request(str(exc))
+        return JSONResponse({"course": _course_json(course)}, status_code=201)
+
+    async def sync(request: Request) -> Response:
+        body, error = await _json_body(request)
+        if error is not None:
+            return error
+        if not isinstance(body, dict):
+            return _bad_request('expected {"subject": ..., "grade": ...} or {"code": ...}')
+        try:
+            _check_types(body, ("subject", "code", "courseId"))
+            course = emulator.sync_course(
+                subject=body.get("subject"),
+                grade=body.get("grade"),
+                code=body.get("code"),
+                course_id=body.get("courseId"),
+            )
+        except (TypeError, ValueError) as exc:
+            return _bad_request(str(exc))
+        return JSONResponse({"course": _course_json(course)})
+
     heartbeat_path = f"{mount}/activity/heartbeat"
     app = Starlette(
         routes=[
@@ -167,6 +287,9 @@ def build_app(
             Route("/_emulator/problems", problems, methods=["GET"]),
             Route("/_emulator/faults", fault_queue, methods=["GET", "POST", "DELETE"]),
             Route("/_emulator/reset", reset, methods=["POST"]),
+            Route("/_emulator/roster", roster, methods=["GET", "POST", "PUT"]),
+            Route("/_emulator/courses", courses, methods=["GET", "POST", "PUT"]),
+            Route("/_emulator/courses/sync", sync, methods=["POST"]),
         ],
         exception_handlers={HTTPException: _http_exception},
     )

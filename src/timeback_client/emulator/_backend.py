@@ -38,6 +38,10 @@ UNAUTHORIZED = Rejection(status=401, code="UNAUTHORIZED", message="Unauthorized"
 MALFORMED_JSON = Rejection(
     status=400, code="INVALID_PAYLOAD", message="Malformed JSON in request body"
 )
+#: The vendor's answer for a student its OneRoster lookup does not find.
+UNRESOLVED = Rejection(
+    status=404, code="USER_RESOLUTION_FAILED", message="Unable to resolve Timeback identity"
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -94,6 +98,9 @@ class Backend:
     ) -> None:
         self._store = store
         self._catalog = catalog
+        # The emails OneRoster knows; None: every email (the default). Replaced whole,
+        # never mutated, so a request on the server's thread reads one or the other.
+        self.roster: frozenset[str] | None = None
         self._app_name = app_name
         self._env = env
         self._clock = clock
@@ -114,6 +121,9 @@ class Backend:
         course_id = checked.course.course_id(self._env)
         if not course_id:
             return Answer.reject(self._not_synced(checked.course))
+        if not self.knows(email):
+            # The vendor looks the student up in OneRoster after the sync check.
+            return Answer.reject(UNRESOLVED)
         try:
             event = self._time_spent(checked, email, course_id)
         except (ValueError, OverflowError) as exc:
@@ -121,6 +131,11 @@ class Backend:
             return Answer.reject(internal_error(exc))
         stored = self._store.add(event, dedupe_key=key)
         return ACCEPTED if stored is not None else DUPLICATE
+
+    def knows(self, email: str) -> bool:
+        """Whether OneRoster resolves this student (everyone, without a roster)."""
+        roster = self.roster
+        return roster is None or email in roster
 
     def _time_spent(self, beat: Heartbeat, email: str, course_id: str) -> NewEvent:
         context = self._context(
@@ -169,6 +184,8 @@ class Backend:
         course_id = course.course_id(self._env)
         if not course_id:
             raise RecordRejected(self._not_synced(course))
+        if record.timeback_id is None and not self.knows(record.email):
+            raise RecordRejected(UNRESOLVED)
         now = format_instant(self._clock())
         ended_at = record.ended_at or now
         sourced_id = record.timeback_id or sourced_id_for(record.email)

@@ -143,9 +143,59 @@ class Catalog:
 
     def matches(self, selector: Selector) -> tuple[Course, ...]:
         """All courses the selector names: none, one, or (misconfigured) several."""
-        if self._courses is None:
+        courses = self._courses  # read once: the operator may replace it meanwhile
+        if courses is None:
             return (_open_course(selector),)
-        return tuple(course for course in self._courses if course.matches(selector))
+        return tuple(course for course in courses if course.matches(selector))
+
+    @property
+    def courses(self) -> tuple[Course, ...] | None:
+        """The configured courses; None for the open catalog."""
+        return self._courses
+
+    # The operator's fixes. Each replaces the tuple whole, never mutates it, so a request
+    # handled on the server's thread sees the catalog before or after, never halfway.
+
+    def replace(self, courses: Sequence[Course] | None) -> None:
+        """The app's config is replaced (None: the open catalog).
+
+        Raises:
+            ValueError: the config would not boot (a duplicate selector, no sensor).
+        """
+        new = None if courses is None else tuple(courses)
+        if new is not None:
+            _check_config(new, self.sensor)
+        self._courses = new
+
+    def add(self, course: Course) -> None:
+        """A course is added to the app's config (and the backend redeployed).
+
+        Raises:
+            ValueError: the catalog is open (it knows every course already), or the
+                config would not boot with it (a duplicate selector, no sensor).
+        """
+        if self._courses is None:
+            raise ValueError("the open catalog knows every course already")
+        courses = (*self._courses, course)
+        _check_config(courses, self.sensor)
+        self._courses = courses
+
+    def sync(self, selector: Selector, *, staging_id: str, production_id: str) -> Course:
+        """A configured course is synced (``timeback resources push``): it gets its ids.
+
+        Raises:
+            ValueError: the catalog is open, or no single configured course is
+                ``selector``.
+        """
+        if self._courses is None:
+            raise ValueError("the open catalog has every course synced already")
+        matched = [course for course in self._courses if course.matches(selector)]
+        if len(matched) != 1:
+            found = "no" if not matched else f"{len(matched)}"
+            raise ValueError(f"{found} configured course(s) match {selector.describe()}")
+        synced = attrs.evolve(matched[0], staging_id=staging_id, production_id=production_id)
+        self._courses = tuple(synced if c is matched[0] else c for c in self._courses)
+        return synced
 
 
 def _check_config(courses: tuple[Course, ...], sensor: str | None) -> None:

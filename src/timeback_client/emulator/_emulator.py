@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp
 
 from ._app import build_app
 from ._backend import Backend
-from ._catalog import Catalog, Course, Environment
+from ._catalog import Catalog, Course, CourseCode, Environment, Selector, SubjectGrade
 from ._faults import Faults
 from ._problems import Problem, find_problems
 from ._runs import Run, UnknownRun, build_run
@@ -63,10 +64,20 @@ class Emulator:
 
     Students are identified by ``Authorization: Bearer <token>`` or the
     ``timeback_session=<token>`` cookie. The roster resolves every email, to the
-    OneRoster sourcedId ``uuid5(NAMESPACE_URL, "mailto:" + email)``.
+    OneRoster sourcedId ``uuid5(NAMESPACE_URL, "mailto:" + email)``, unless ``roster``
+    names the only emails it knows.
+
+    The backend's configuration can change while clients run, to test how an app rides
+    out a misconfigured backend and recovers once the operator fixes it: `set_courses`
+    and `set_roster` break it, `sync_course`, `add_course` and `add_to_roster` fix it
+    (also over ``/_emulator/courses``, ``/_emulator/courses/sync`` and
+    ``/_emulator/roster``).
 
     Args:
         students: Token -> student email.
+        roster: The emails OneRoster knows; others are answered 404
+            ``USER_RESOLUTION_FAILED``, as the vendor answers a student missing from the
+            roster. None (the default): every email.
         mount: Path the vendor routes are mounted at.
         db: SQLite file that keeps events and dedupe keys across restarts; None keeps
             everything in memory.
@@ -87,6 +98,7 @@ class Emulator:
         self,
         students: Mapping[str, str] | None = None,
         *,
+        roster: Iterable[str] | None = None,
         mount: str = DEFAULT_MOUNT,
         db: str | os.PathLike[str] | None = None,
         courses: Sequence[Course] | None = None,
@@ -100,13 +112,15 @@ class Emulator:
         # consistent map without a lock.
         self._students: Mapping[str, str] = MappingProxyType(dict(students or {}))
         self._store = Store(db)
+        self._catalog = Catalog(courses, sensor=sensor)
         self._backend = Backend(
             store=self._store,
-            catalog=Catalog(courses, sensor=sensor),
+            catalog=self._catalog,
             app_name=app_name,
             env=env,
             clock=clock,
         )
+        self.set_roster(roster)
         self._faults = Faults()
         self._app = build_app(
             emulator=self,
@@ -150,6 +164,84 @@ class Emulator:
         self._students = MappingProxyType(
             {known: email for known, email in self._students.items() if known != token}
         )
+
+    # ── the operator's fixes ───────────────────────────────────────────────────────────
+
+    @property
+    def courses(self) -> tuple[Course, ...] | None:
+        """The configured courses as they are now; None for the open catalog."""
+        return self._catalog.courses
+
+    @property
+    def roster(self) -> frozenset[str] | None:
+        """The emails OneRoster knows; None when it knows every email (the default)."""
+        return self._backend.roster
+
+    def set_roster(self, emails: Iterable[str] | None) -> None:
+        """Know only these students in OneRoster (the others get 404
+        ``USER_RESOLUTION_FAILED``); None: every student."""
+        if isinstance(emails, str):
+            raise TypeError("roster must be a list of emails, not one string")
+        self._backend.roster = None if emails is None else frozenset(emails)
+
+    def add_to_roster(self, email: str) -> None:
+        """A student is added to the roster: their windows are accepted from now on."""
+        roster = self._backend.roster
+        if roster is not None:
+            self._backend.roster = roster | {email}
+
+    def set_courses(self, courses: Sequence[Course] | None) -> None:
+        """Replace the app's configured courses, as a redeploy with another
+        ``timeback.config.json`` would; None: the open catalog (every course synced).
+
+        Raises:
+            ValueError: the config would not boot (a duplicate selector, no sensor).
+        """
+        self._catalog.replace(courses)
+
+    def add_course(self, course: Course) -> None:
+        """A course is added to the app's config (it was ``UNKNOWN_COURSE`` until now).
+
+        Raises:
+            ValueError: the catalog is open (``courses=None``), or the config would not
+                boot with this course (a duplicate selector, no sensor).
+        """
+        self._catalog.add(course)
+
+    def sync_course(
+        self,
+        *,
+        subject: str | None = None,
+        grade: int | None = None,
+        code: str | None = None,
+        course_id: str | None = None,
+    ) -> Course:
+        """A configured course is synced (``timeback resources push``): it gets a course
+        id in both environments and stops being ``MISSING_SYNCED_COURSE_ID``.
+
+        Name the course as a heartbeat does: by ``subject`` and ``grade``, or by ``code``.
+
+        Args:
+            subject: The course's subject, with ``grade``.
+            grade: The course's grade, with ``subject``.
+            code: The course's code, instead of both.
+            course_id: The synced id (default: a new one).
+
+        Returns:
+            The course as it is now configured.
+
+        Raises:
+            ValueError: the catalog is open, or no single configured course is named so.
+        """
+        selector: Selector
+        if code is not None:
+            selector = CourseCode(code=code)
+        elif subject is not None and grade is not None:
+            selector = SubjectGrade(subject=subject, grade=grade)
+        else:
+            raise ValueError("name the course by subject and grade, or by code")
+        synced_id = course_id or f"synced-{uuid.uuid4().hex[:12]}"
+        return self._catalog.sync(selector, staging_id=synced_id, production_id=synced_id)
 
     # ── connecting ─────────────────────────────────────────────────────────────────────
 

@@ -13,7 +13,8 @@ so nothing leaves the machine. Routes of its own, for the suite:
 - ``POST /_parity/record``: ``timeback.activity.record(body)``, with its exceptions
   mapped to the answers of the emulator's ``POST /_emulator/record``.
 
-It binds 127.0.0.1 on a free port and prints the port on stdout once listening.
+It binds 127.0.0.1 on a free port (or ``--port``, to come back where a restarted server
+was) and prints the port on stdout once listening.
 """
 
 from __future__ import annotations
@@ -189,11 +190,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True, help="timeback.config.json")
     parser.add_argument("--students", required=True, help="JSON object token -> email")
+    parser.add_argument("--port", type=int, default=0, help="the port (0: a free one)")
     args = parser.parse_args()
     app = build_app(args.config, json.loads(args.students))
     # IPPROTO_TCP, or asyncio leaves Nagle on and keep-alive requests take ~40 ms each.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
+    # A restarted server binds the port its predecessor's connections may still hold.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
     sock.listen(128)
     print(sock.getsockname()[1], flush=True)
     config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
