@@ -14,7 +14,8 @@ import json
 import random
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import anyio
@@ -136,15 +137,22 @@ def check_recorded_once(emulator: Emulator, run_id: str, active_ms: int) -> None
     assert run.sessions == 1
 
 
+@pytest.fixture
+def open_emulator() -> Iterator[Callable[[Misconfiguration], Emulator]]:
+    """Makes a case's emulator, and closes every one made at the test's end."""
+    with ExitStack() as stack:
+        yield lambda case: stack.enter_context(case.emulator())
+
+
 @pytest.mark.parametrize("case", MISCONFIGURATIONS, ids=lambda case: case.cause)
 async def test_held_windows_wait_for_the_operator_s_fix_then_each_is_delivered_once(
-    case: Misconfiguration, tmp_path: Path
+    case: Misconfiguration, tmp_path: Path, open_emulator: Callable[[Misconfiguration], Emulator]
 ) -> None:
     """Refused for a cause the operator fixes: the windows are held (the app is told
     once, with the backend's own words; statistics say what waits and why), the head is
     tried every few minutes, and once the fix is in, every window goes, exactly once."""
     clock = VirtualClock()
-    emulator = case.emulator()
+    emulator = open_emulator(case)
     wire = Wire(emulator, clock)
     reports: Reports = []
     async with AsyncTimeback(
@@ -181,7 +189,7 @@ async def test_held_windows_wait_for_the_operator_s_fix_then_each_is_delivered_o
         assert held.reason
         # Every held window is in the outbox, none as "sent and unanswered".
         await timeback.flush(0.5)
-        with sqlite3.connect(tmp_path / "outbox.sqlite3") as db:
+        with closing(sqlite3.connect(tmp_path / "outbox.sqlite3")) as db:
             rows = db.execute("SELECT count(*), count(sent_at) FROM windows").fetchone()
         assert rows == (120, 0)
 
@@ -196,11 +204,13 @@ async def test_held_windows_wait_for_the_operator_s_fix_then_each_is_delivered_o
     assert len(accepted) == len(set(accepted)) == activity.elapsed_ms // 15_000
 
 
-async def test_invalid_payload_is_still_dropped_and_reported_while_others_are_held() -> None:
+async def test_invalid_payload_is_still_dropped_and_reported_while_others_are_held(
+    open_emulator: Callable[[Misconfiguration], Emulator],
+) -> None:
     """The window that is wrong is dropped (the same bytes would never be accepted);
     the windows behind it, refused for an unsynced course, are held and delivered."""
     clock = VirtualClock()
-    emulator = MISCONFIGURATIONS[0].emulator()
+    emulator = open_emulator(MISCONFIGURATIONS[0])
     emulator.faults.add(status=400, code="INVALID_PAYLOAD", message="elapsedMs is wrong")
     wire = Wire(emulator, clock)
     reports: Reports = []
@@ -223,14 +233,14 @@ async def test_invalid_payload_is_still_dropped_and_reported_while_others_are_he
 
 
 async def test_held_windows_survive_a_restart_and_are_tried_at_once_by_the_next_client(
-    tmp_path: Path,
+    tmp_path: Path, open_emulator: Callable[[Misconfiguration], Emulator]
 ) -> None:
     """The client closes with windows held; the next one (an hour later, the course
     still not synced) replays them at once from the outbox, holds them again (no double
     count suspected: they were refused, not unanswered), and delivers them once the
     course is synced."""
     outbox = tmp_path / "outbox.sqlite3"
-    emulator = MISCONFIGURATIONS[0].emulator()
+    emulator = open_emulator(MISCONFIGURATIONS[0])
     first_reports: Reports = []
     clock = VirtualClock()
     async with AsyncTimeback(
@@ -277,15 +287,17 @@ async def test_held_windows_survive_a_restart_and_are_tried_at_once_by_the_next_
     assert [type(error) for error, _ in reports] == [BackendConfigurationError]
     assert not any(isinstance(error, DuplicateRiskError) for error, _ in reports)
     check_recorded_once(emulator, activity.run_id, active_ms)
-    with sqlite3.connect(outbox) as db:
+    with closing(sqlite3.connect(outbox)) as db:
         assert db.execute("SELECT count(*) FROM windows").fetchone() == (0,)
 
 
-async def test_windows_held_past_hold_for_are_dropped_and_reported_with_their_ms() -> None:
+async def test_windows_held_past_hold_for_are_dropped_and_reported_with_their_ms(
+    open_emulator: Callable[[Misconfiguration], Emulator],
+) -> None:
     """An age limit the app sets: what waited longer is dropped, and the app is told how
     many milliseconds it lost; what is younger is delivered once the fix comes."""
     clock = VirtualClock()
-    emulator = MISCONFIGURATIONS[0].emulator()
+    emulator = open_emulator(MISCONFIGURATIONS[0])
     reports: Reports = []
     async with AsyncTimeback(
         BASE,
