@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from timeback_client.tools._emulator_process import EmulatorProcess
+from vendor_kit import active_ms_by_run, sent_events, vendor_server
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -226,9 +226,6 @@ def test_time_the_backend_did_not_record_fails_the_test(
 
 # -- the vendor's own server ------------------------------------------------------------------
 
-VENDOR_SERVER = REPO / "tests" / "emulator" / "parity" / "vendor_server.py"
-VENV_SCRIPT = REPO / ".ci" / "parity-venv.sh"
-NO_PYTHON_312 = 3  # exit status of .ci/parity-venv.sh
 #: The built-in lessons' courses, synced (a staging id each) on the vendor's side.
 VENDOR_COURSES: Sequence[dict[str, Any]] = (
     {"subject": "Math", "grade": 3, "ids": {"staging": "course-math-3"}},
@@ -238,79 +235,12 @@ VENDOR_COURSES: Sequence[dict[str, Any]] = (
 )
 
 
-def _parity_python() -> str:
-    configured = os.environ.get("TIMEBACK_PARITY_PYTHON")
-    if configured:
-        if not Path(configured).is_file():
-            pytest.fail(f"TIMEBACK_PARITY_PYTHON={configured} does not exist")
-        return configured
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    venv = cache / "timeback-client" / "parity-venv"
-    made = subprocess.run(
-        ["bash", str(VENV_SCRIPT), str(venv)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if made.returncode == NO_PYTHON_312:
-        pytest.skip("no Python 3.12 interpreter here, and timeback-sdk 0.4.0 needs one")
-    if made.returncode != 0:
-        pytest.fail(f"{VENV_SCRIPT} {venv} failed:\n{made.stdout}\n{made.stderr}")
-    return str(venv / "bin" / "python")
-
-
 @pytest.fixture(scope="module")
 def vendor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The vendor's server SDK behind FastAPI: its origin."""
-    python = _parity_python()
-    workdir = tmp_path_factory.mktemp("vendor")
-    config = workdir / "timeback.config.json"
-    config.write_text(
-        json.dumps(
-            {"name": "Load", "sensor": "https://sensor.load.example", "courses": VENDOR_COURSES}
-        )
-    )
-    log_path = workdir / "vendor.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [
-                python,
-                str(VENDOR_SERVER),
-                "--config",
-                str(config),
-                "--students",
-                json.dumps({TOKEN: EMAIL}),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=workdir,
-        )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline().strip()
-        if not line.isdigit():
-            pytest.fail(f"the vendor server did not start:\n{log_path.read_text()}")
-        yield f"http://127.0.0.1:{line}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        if server.stdout is not None:
-            server.stdout.close()
-
-
-def _active_ms_by_run(events: list[dict[str, Any]]) -> dict[str, int]:
-    """The vendor's TimeSpentEvents, summed per run (``session`` is ``urn:uuid:<runId>``)."""
-    seconds: dict[str, float] = defaultdict(float)
-    for event in events:
-        if event.get("type") != "TimeSpentEvent":
-            continue
-        run_id = str(event["session"]).removeprefix("urn:uuid:")
-        for metric in event["generated"]["items"]:
-            if metric["type"] == "active":
-                seconds[run_id] += metric["value"]
-    return {run_id: round(total * 1000) for run_id, total in seconds.items()}
+    config = {"name": "Load", "sensor": "https://sensor.load.example", "courses": VENDOR_COURSES}
+    with vendor_server(tmp_path_factory.mktemp("vendor"), config, {TOKEN: EMAIL}) as origin:
+        yield origin
 
 
 @pytest.mark.e2e
@@ -321,9 +251,8 @@ def test_against_the_vendors_server_every_run_agrees(vendor: str, tmp_path: Path
     assert done.returncode == 0, done.stdout[-4000:]
     assert "exactness not checked" in done.stdout  # the vendor's server is no emulator
     found = report(tmp_path)
-    events = httpx.get(vendor + "/_parity/events").json()["events"]
     measured = measured_by_run(found)
-    recorded = _active_ms_by_run(events)
+    recorded = active_ms_by_run(sent_events(vendor))
     assert measured
     # A run the vendor sent no event for has 0 ms there (a session that ended at once).
     runs = measured.keys() | recorded.keys()

@@ -9,22 +9,17 @@ server does not have is named in the report with the backend's code and the fix.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import select
-import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import attrs
-import httpx
 import pytest
 
 from timeback_client.tools._cli import main
+from vendor_kit import active_ms_by_run, sent_events, vendor_server
 
 pytestmark = [
     pytest.mark.e2e,
@@ -35,7 +30,6 @@ pytestmark = [
     ),
 ]
 
-PARITY = Path(__file__).resolve().parents[1] / "emulator" / "parity"
 #: The backend's students: token -> email.
 STUDENTS = {
     "tok-ada": "ada@example.edu",
@@ -54,18 +48,6 @@ CONFIG = {
 }
 
 
-def _parity_module() -> ModuleType:
-    """The parity suite's module, for the one way it finds (or makes) the vendor's venv."""
-    spec = importlib.util.spec_from_file_location(
-        "_vendor_parity", PARITY / "test_emulator_parity.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @attrs.frozen
 class Vendor:
     mount: str
@@ -74,61 +56,21 @@ class Vendor:
 
     def time_spent_ms(self) -> dict[str, int]:
         """Active ms per run, from the TimeSpentEvents the server sent to Caliper."""
-        events = httpx.get(f"{self.origin}/_parity/events", timeout=30).json()["events"]
-        per_run: Counter[str] = Counter()
-        for event in events:
-            if event["type"] != "TimeSpentEvent":
-                continue
-            run = str(event["session"]).removeprefix("urn:uuid:")
-            for item in event["generated"]["items"]:
-                if item["type"] == "active":
-                    per_run[run] += round(float(item["value"]) * 1000)
-        return dict(per_run)
+        return active_ms_by_run(sent_events(self.origin))
 
     def actors(self) -> set[str]:
-        events = httpx.get(f"{self.origin}/_parity/events", timeout=30).json()["events"]
-        return {json.dumps(event["actor"], sort_keys=True) for event in events}
+        return {json.dumps(event["actor"], sort_keys=True) for event in sent_events(self.origin)}
 
 
 @pytest.fixture(scope="module")
 def vendor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vendor]:
-    python = _parity_module()._parity_python()
     workdir = tmp_path_factory.mktemp("vendor")
-    config = workdir / "timeback.config.json"
-    config.write_text(json.dumps(CONFIG), encoding="utf-8")
-    log_path = workdir / "vendor.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [
-                python,
-                str(PARITY / "vendor_server.py"),
-                "--config",
-                str(config),
-                "--students",
-                json.dumps(STUDENTS),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=workdir,
+    with vendor_server(workdir, CONFIG, STUDENTS) as origin:
+        yield Vendor(
+            mount=f"{origin}/api/timeback",
+            origin=origin,
+            config=workdir / "timeback.config.json",
         )
-    try:
-        assert server.stdout is not None
-        ready, _, _ = select.select([server.stdout], [], [], 60)
-        port = server.stdout.readline().strip() if ready else ""
-        if not port.isdigit():
-            pytest.fail(f"the vendor server did not start:\n{log_path.read_text()}")
-        origin = f"http://127.0.0.1:{port}"
-        yield Vendor(mount=f"{origin}/api/timeback", origin=origin, config=config)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stdout is not None:
-            server.stdout.close()
 
 
 def _simulate(vendor: Vendor, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import select
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -32,10 +29,10 @@ import attrs
 import httpx
 import pytest
 
+from vendor_kit import vendor_server
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-VENV_SCRIPT = REPO / ".ci" / "parity-venv.sh"
-NO_PYTHON_312 = 3  # exit status of .ci/parity-venv.sh
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32",
@@ -580,31 +577,6 @@ def table(outcomes: dict[str, tuple[Observed, Observed]] | None = None) -> str:
 # ── fixtures ───────────────────────────────────────────────────────────────────────────
 
 
-def _parity_python() -> str:
-    configured = os.environ.get("TIMEBACK_PARITY_PYTHON")
-    if configured:
-        if not Path(configured).is_file():
-            pytest.fail(f"TIMEBACK_PARITY_PYTHON={configured} does not exist")
-        return configured
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    venv = cache / "timeback-client" / "parity-venv"
-    made = subprocess.run(
-        ["bash", str(VENV_SCRIPT), str(venv)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if made.returncode == NO_PYTHON_312:
-        pytest.skip(
-            "no Python 3.12 interpreter on this machine, and timeback-sdk 0.4.0 needs"
-            " Python >= 3.12 (set TIMEBACK_PARITY_PYTHON to a venv's python to run this)"
-        )
-    if made.returncode != 0:
-        pytest.fail(f"{VENV_SCRIPT} {venv} failed:\n{made.stdout}\n{made.stderr}")
-    return str(venv / "bin" / "python")
-
-
 def _vendor_config() -> dict[str, Any]:
     courses = []
     for subject, grade, code, staging_id in COURSES:
@@ -621,42 +593,8 @@ def _vendor_config() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def vendor_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    python = _parity_python()
-    workdir = tmp_path_factory.mktemp("vendor")
-    config = workdir / "timeback.config.json"
-    config.write_text(json.dumps(_vendor_config()))
-    log_path = workdir / "vendor.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [
-                python,
-                str(HERE / "vendor_server.py"),
-                "--config",
-                str(config),
-                "--students",
-                json.dumps(STUDENTS),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=workdir,
-        )
-    try:
-        assert server.stdout is not None
-        ready, _, _ = select.select([server.stdout], [], [], 60)
-        line = server.stdout.readline().strip() if ready else ""
-        if not line.isdigit():
-            pytest.fail(f"the vendor server did not start:\n{log_path.read_text()}")
-        yield f"http://127.0.0.1:{line}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stdout is not None:
-            server.stdout.close()
+    with vendor_server(tmp_path_factory.mktemp("vendor"), _vendor_config(), STUDENTS) as origin:
+        yield origin
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,6 @@ takes seconds.
 
 from __future__ import annotations
 
-import json
-import select
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +21,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from test_emulator_parity import HERE, _parity_python
 
 from timeback_client import (
     AsyncTimeback,
@@ -35,6 +31,7 @@ from timeback_client import (
 )
 from timeback_client._clock import ScaledClock
 from timeback_client._sender import HOLD_RETRY
+from vendor_kit import vendor_server
 
 pytestmark = [
     pytest.mark.e2e,
@@ -58,44 +55,11 @@ def config(*, synced: bool) -> dict[str, Any]:
 
 
 @contextmanager
-def vendor_server(workdir: Path, *, synced: bool, port: int = 0) -> Iterator[int]:
+def vendor(workdir: Path, *, synced: bool, port: int = 0) -> Iterator[int]:
     """The vendor's server with this config, on ``port`` (0: a free one); its port."""
-    path = workdir / "timeback.config.json"
-    path.write_text(json.dumps(config(synced=synced)))
-    log_path = workdir / f"vendor-{'synced' if synced else 'unsynced'}.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [
-                _parity_python(),
-                str(HERE / "vendor_server.py"),
-                "--config",
-                str(path),
-                "--students",
-                json.dumps(STUDENTS),
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=workdir,
-        )
-    try:
-        assert server.stdout is not None
-        ready, _, _ = select.select([server.stdout], [], [], 60)
-        line = server.stdout.readline().strip() if ready else ""
-        if not line.isdigit():
-            pytest.fail(f"the vendor server did not start:\n{log_path.read_text()}")
-        yield int(line)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stdout is not None:
-            server.stdout.close()
+    name = f"vendor-{'synced' if synced else 'unsynced'}"
+    with vendor_server(workdir, config(synced=synced), STUDENTS, port=port, name=name) as origin:
+        yield int(origin.rsplit(":", 1)[1])
 
 
 async def wait_for(condition: Any, timeout: float) -> None:  # noqa: ASYNC109 - real seconds
@@ -110,7 +74,7 @@ async def test_held_time_reaches_the_vendor_once_after_the_course_is_synced(
 ) -> None:
     reports: list[tuple[TimebackError, ErrorContext]] = []
     with ExitStack() as unsynced:
-        port = unsynced.enter_context(vendor_server(tmp_path, synced=False))
+        port = unsynced.enter_context(vendor(tmp_path, synced=False))
         async with AsyncTimeback(
             f"http://127.0.0.1:{port}/api/timeback",
             headers={"Authorization": "Bearer tok-ada"},
@@ -136,7 +100,7 @@ async def test_held_time_reaches_the_vendor_once_after_the_course_is_synced(
 
             # The operator syncs the course and restarts the server, on the same port.
             unsynced.close()
-            with vendor_server(tmp_path, synced=True, port=port):
+            with vendor(tmp_path, synced=True, port=port):
                 # The next slow retry is accepted, and every held window follows it.
                 await wait_for(
                     lambda: not timeback.statistics().held, 1.3 * HOLD_RETRY / SPEED + 10
