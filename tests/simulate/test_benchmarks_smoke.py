@@ -12,6 +12,9 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
+# A fleet of processes (the emulator, the vendor's server, Locust's master and worker, a
+# child per figure) for a minute and a half: once, in the e2e session.
+@pytest.mark.e2e
 @pytest.mark.skipif(
     sys.platform != "linux", reason="the benchmarks read /proc/self and /proc/cpuinfo: Linux only"
 )
