@@ -307,7 +307,7 @@ async def test_a_read_timeout_says_what_happened() -> None:
             id="lesson-1",
             name="Fractions",
             course=COURSE,
-            time=TimeOptions(heartbeat_interval=1),
+            time=TimeOptions(heartbeat_interval=1, flush_timeout=0.5),
             on_error=lambda e, c: errors.append(e),
         )
         await clock.advance(1.5)
