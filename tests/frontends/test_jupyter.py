@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("anywidget", reason="the badge needs the 'jupyter' extra")
 
-from timeback_client import AsyncTimeback, Timeback, TimeOptions
+from timeback_client import AsyncTimeback, Timeback, TimeOptions, ValidationError
 from timeback_client.integrations import jupyter as timeback_jupyter
 
 from .conftest import Recorder
@@ -185,3 +185,54 @@ def test_track_outside_a_kernels_loop_says_where_to_call_it(recorder: Recorder) 
         with pytest.raises(RuntimeError, match="notebook cell"):
             timeback_jupyter.track(activity)
         activity.end()
+
+
+def test_a_held_refusal_shows_the_cause_in_a_students_words_not_the_operators_fix() -> None:
+    def backend(request: httpx.Request) -> httpx.Response:
+        message = (
+            'Course "Math grade 3" is missing a course ID for staging. Run '
+            "`timeback resources push` first."
+        )
+        body = {"error": {"code": "MISSING_SYNCED_COURSE_ID", "message": message}}
+        return httpx.Response(503, json=body)
+
+    async def lesson() -> None:
+        async with AsyncTimeback(URL, transport=httpx.MockTransport(backend)) as timeback:
+            activity = timeback.activity.start(
+                id="py-fractions",
+                name="Fractions",
+                course=COURSE,
+                time=OPTIONS,
+                on_error=lambda error, context: None,
+            )
+            tracker = timeback_jupyter.track(activity, show=False, poll_interval=0.05)
+            await asyncio.sleep(0.05)
+            activity.pause()  # the time so far goes now, and is held
+            await until(lambda: tracker.widget.problem != "")
+            assert tracker.widget.problem == "course not synced; kept until the backend is fixed"
+            assert "resources push" in str(activity.delivery_problem)  # on_error's, whole
+            await activity.end()
+
+    asyncio.run(lesson())
+
+
+@pytest.mark.parametrize("wrong", ["run-id", None, object()])
+def test_track_of_something_else_than_an_activity_names_the_argument(wrong: object) -> None:
+    async def cell() -> None:
+        with pytest.raises(ValidationError, match=r"activity: is a .*not an activity"):
+            timeback_jupyter.track(wrong, show=False)  # type: ignore[arg-type]
+
+    asyncio.run(cell())
+
+
+def test_a_poll_interval_that_is_not_positive_is_refused(recorder: Recorder) -> None:
+    async def cell() -> None:
+        async with AsyncTimeback(URL, transport=recorder.transport) as timeback:
+            activity = timeback.activity.start(
+                id="py-fractions", name="Fractions", course=COURSE, time=OPTIONS
+            )
+            with pytest.raises(ValidationError, match="poll_interval"):
+                timeback_jupyter.track(activity, show=False, poll_interval=0)
+            await activity.end()
+
+    asyncio.run(cell())

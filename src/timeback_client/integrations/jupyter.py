@@ -56,7 +56,16 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without any
     ) from exc
 
 from .._activity import AsyncActivity
+from .._errors import (
+    BackendConfigurationError,
+    DeliveryError,
+    HoldExpiredError,
+    UndeliveredError,
+    UserResolutionError,
+    ValidationError,
+)
 from .._sync import Activity
+from .._wire import short_reason
 from ._presence import DEFAULT_TOUCH_INTERVAL, Presence
 
 __all__ = ["JupyterTracker", "track"]
@@ -139,7 +148,7 @@ class JupyterTracker:
     @touch_interval.setter
     def touch_interval(self, seconds: float) -> None:
         if seconds < 0:
-            raise ValueError(f"touch_interval: {seconds!r} is negative; pass e.g. 0.25")
+            raise ValidationError("touch_interval", f"{seconds!r} is negative", "Pass e.g. 0.25.")
         self.widget.touch_interval_ms = round(seconds * 1000)
 
     @property
@@ -227,7 +236,7 @@ class JupyterTracker:
                 widget.elapsed_ms = elapsed
                 widget.state = state
             self._sent_ms, self._sent_at = elapsed, now
-        text = "" if problem is None else _shorten(str(problem))
+        text = "" if problem is None else _shorten(_problem_text(problem))
         if text != widget.problem:
             widget.problem = text
 
@@ -268,8 +277,15 @@ def track(
         The tracker; ``stop()`` lets go of the activity (done for you once it ends).
 
     Raises:
+        ValidationError: ``activity`` is not an activity, or an interval is not positive.
         RuntimeError: called outside a running asyncio loop (a Jupyter kernel has one).
     """
+    if not isinstance(activity, (Activity, AsyncActivity)):
+        raise ValidationError(
+            "activity",
+            f"is a {type(activity).__name__}, not an activity",
+            "Pass what timeback.activity.start(...) returned.",
+        )
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -294,8 +310,8 @@ def track(
 
 
 def _positive_poll_interval(seconds: float) -> float:
-    if seconds <= 0:
-        raise ValueError(f"poll_interval: {seconds!r} is not positive; pass e.g. 0.5")
+    if not seconds > 0:
+        raise ValidationError("poll_interval", f"{seconds!r} is not positive", "Pass e.g. 0.5.")
     return seconds
 
 
@@ -303,6 +319,22 @@ def _core(activity: Activity | AsyncActivity) -> AsyncActivity:
     """The running activity itself: a blocking `Activity` wraps one (and several wrappers,
     say from ``timeback.activity.current``, may wrap the same)."""
     return activity._activity if isinstance(activity, Activity) else activity
+
+
+def _problem_text(problem: DeliveryError) -> str:
+    """A delivery problem in a student's words: the cause of held windows, not the
+    operator's fix (which `on_error` and ``statistics().held`` carry whole)."""
+    if isinstance(problem, HoldExpiredError):
+        return f"{problem.active_ms / 1000:.0f} s dropped ({short_reason(problem.cause)})"
+    if isinstance(problem, UndeliveredError) and problem.retryable:
+        return "kept, and sent once the backend takes it"
+    if (
+        isinstance(problem, (BackendConfigurationError, UserResolutionError))
+        and problem.retryable
+        and problem.code
+    ):
+        return f"{short_reason(problem.code)}; kept until the backend is fixed"
+    return str(problem)
 
 
 def _shorten(text: str) -> str:
