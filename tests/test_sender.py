@@ -35,7 +35,6 @@ from timeback_client import (
     ServerUnavailableError,
     TimeOptions,
     UndeliveredError,
-    UserResolutionError,
     ValidationError,
     VirtualClock,
     Window,
@@ -188,7 +187,8 @@ async def test_retry_after_is_honoured_to_the_millisecond(status: int) -> None:
 
 async def test_a_404_user_lookup_failure_is_retried_a_few_times_then_held() -> None:
     """A passing lookup failure gets quick retries; then the student is taken as missing
-    from the roster: the window is held, tried every few minutes, reported once."""
+    from the roster: the window is held, tried every few minutes, reported once (the quick
+    retries tell the listener nothing: the app hears of the cause once, at its hold)."""
     clock = VirtualClock()
     backend = FakeBackend(clock, responder=lambda _: error(404, "USER_RESOLUTION_FAILED"))
     listener = Listener()
@@ -197,10 +197,8 @@ async def test_a_404_user_lookup_failure_is_retried_a_few_times_then_held() -> N
             Delivery(window=window(str(uuid.uuid4())), endpoint=Endpoint(URL), listener=listener)
         )
         await clock.advance(3_600)
-    assert [(type(e), n, retry) for _, e, n, retry in listener.failures] == [
-        (UserResolutionError, 1, True),
-        (UserResolutionError, 2, True),
-    ]
+    assert listener.failures == []
+    assert len(backend.seen) > 3  # the two quick retries were made
     assert [(n, report) for _, _, n, report in listener.holds][:2] == [(3, True), (4, False)]
     assert not any(report for _, _, _, report in listener.holds[1:])
     slow = gaps(backend)[2:]

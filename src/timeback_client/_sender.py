@@ -520,7 +520,10 @@ class HeartbeatSender:
                     # Schedule before telling the listener: a callback that queues a window
                     # (on_error -> pause()) would otherwise schedule the run for right now.
                     self._schedule(run, now + round(wait * 1000))
-                    delivery.listener.failed(delivery, error, will_retry=True)
+                    if cause is None:
+                        delivery.listener.failed(delivery, error, will_retry=True)
+                    # else a quick retry before a hold: the app hears of the cause once,
+                    # when the window is held (or never, if a retry is accepted).
                     self._warn_if_stale(delivery, now, will_retry=True)
             case Rejected(error=error):
                 error.window = window
