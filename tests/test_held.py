@@ -188,8 +188,9 @@ async def test_held_windows_wait_for_the_operator_s_fix_then_each_is_delivered_o
         # Held at the first refusal (for a 404, after its few quick retries).
         assert first_cut <= held.since <= first_cut + datetime.timedelta(seconds=5)
         assert held.reason
-        # Every held window is in the outbox, none as "sent and unanswered".
-        await timeback.flush(0.5)
+        # Every held window is in the outbox, none as "sent and unanswered" (the flush
+        # tries the head again, and waits for its refusal).
+        assert await timeback.flush(0.5)
         with closing(sqlite3.connect(tmp_path / "outbox.sqlite3")) as db:
             rows = db.execute("SELECT count(*), count(sent_at) FROM windows").fetchone()
         assert rows == (120, 0)
@@ -427,3 +428,32 @@ async def test_when_one_held_window_is_accepted_the_others_of_its_cause_go_at_on
         runs[:2]
     )
     assert (runs[2], fixed_at, 400) not in answers
+
+
+async def test_a_flush_after_the_fix_delivers_the_held_windows_at_once(
+    open_emulator: Callable[[Misconfiguration], Emulator],
+) -> None:
+    """The app need not wait for the next slow retry: ``flush()`` tries held windows now,
+    and once the operator has fixed the cause, they are delivered, exactly once."""
+    clock = VirtualClock()
+    emulator = open_emulator(MISCONFIGURATIONS[0])
+    wire = Wire(emulator, clock)
+    reports: Reports = []
+    async with AsyncTimeback(
+        BASE, headers=AUTH, transport=wire, clock=clock, outbox=None
+    ) as timeback:
+        activity = start(timeback, reports)
+        await clock.advance(10 * 60)
+        assert timeback.statistics().held != ()
+        still = await timeback.flush(0.5)  # not fixed yet: tried, refused, still held
+        assert still
+        assert timeback.statistics().held != ()
+
+        MISCONFIGURATIONS[0].fix(emulator)
+        tried = len(wire.seen)
+        assert not await timeback.flush(2)  # no virtual time passes: the flush did it
+        assert timeback.statistics().held == ()
+        assert len(wire.seen) > tried
+        await activity.end()
+    check_recorded_once(emulator, activity.run_id, activity.elapsed_ms)
+    assert len(reports) == 1

@@ -506,7 +506,9 @@ class AsyncTimeback:
         The running activity's time so far is cut into a window at the instant of the
         call (the next window starts where it ends: nothing is counted twice), then
         `flush` waits until every window of this client is delivered, or ``timeout``
-        passes. Windows left undelivered are on disk in the outbox by then, if the timeout
+        passes. Windows held for the backend's fix (`Statistics.held`) are tried again at
+        once, not at their next slow retry: after the operator's fix, a `flush` delivers
+        them. Windows left undelivered are on disk in the outbox by then, if the timeout
         allows. It never raises for a network failure: it returns what is undelivered,
         and the SDK goes on trying.
 
@@ -552,6 +554,7 @@ class AsyncTimeback:
         """The second half of `flush`, in the loop: wait until ``deadline``
         (``time.monotonic()``) for delivery."""
         pipeline = self._running_pipeline()
+        pipeline.sender.retry_held(pipeline.endpoint)
         remaining = max(0.0, deadline - time.monotonic())
         return Undelivered(windows=await pipeline.flush(anyio.current_time() + remaining))
 

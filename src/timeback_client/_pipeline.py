@@ -405,6 +405,9 @@ class Pipeline:
             await self.sender.settle(self.runs)
         left = self.undelivered()
         if left and written is not None:
+            # Asked again: what the answers since told the writer (a refused window is
+            # never sent after all) is on disk too.
+            written = self._owner.writer.flush() if self._owner is not None else written
             with anyio.move_on_at(deadline):
                 await self.scheduler.wait_for(written)
         return left

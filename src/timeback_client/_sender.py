@@ -188,6 +188,7 @@ class _Run:
     not_before: int = 0  # that entry's instant
     generation: int = 0  # entries of earlier generations were superseded
     hold: _Hold | None = None  # why its head is held, if it is
+    hurried: bool = False  # a held head tried now for flush(): not settled until answered
     # Made only when someone waits (end(), close()): most runs never need one.
     waiter: anyio.Event | None = None
 
@@ -197,8 +198,9 @@ class _Run:
 
     @property
     def is_settled(self) -> bool:
-        """Nothing left to do until something changes: empty, or held."""
-        return (not self.pending and not self.busy) or self.hold is not None
+        """Nothing left to do until something changes: empty, or held (and not being
+        tried now for a flush)."""
+        return (not self.pending and not self.busy) or (self.hold is not None and not self.hurried)
 
 
 class HeartbeatSender:
@@ -284,6 +286,22 @@ class HeartbeatSender:
             run = self._runs[delivery.window.run_id] = _Run(delivery.window.run_id)
         run.pending.append(delivery)
         self._schedule(run, self.clock.read().timeline_ms)
+
+    def retry_held(self, endpoint: Endpoint) -> None:
+        """The app asks for delivery now (``flush()``): each run of ``endpoint`` held for
+        the backend's fix tries its head window at once rather than at its next slow
+        retry (the operator may have fixed the cause since). Runs waiting for new
+        credentials keep waiting: the same ones would be refused again."""
+        now = self.clock.read().timeline_ms
+        for run in list(self._runs.values()):
+            if (
+                run.hold is not None
+                and not run.waits_for_credentials
+                and run.pending
+                and run.pending[0].endpoint is endpoint
+            ):
+                run.hurried = True
+                self._schedule(run, now, sooner=True)
 
     def release_held(self, endpoint: Endpoint) -> None:
         """New credentials: send again the windows a 401 held back for ``endpoint``."""
@@ -542,6 +560,7 @@ class HeartbeatSender:
                 delivery.listener.held(delivery, error, report=True)
             case Held(error=error, cause=cause):
                 self._hold(run, delivery, error, cause, now)
+        run.hurried = False
         self._settle_if_done(run)
 
     def _hold(
