@@ -299,6 +299,16 @@ class Report:
         }
 
 
+def _fate(refusal: Refusal) -> str:
+    """What became of the refused windows: given up, or kept for the fix (held)."""
+    kept = refusal.count - refusal.given_up
+    if not refusal.given_up:
+        return "all kept: held until the backend is fixed, or new credentials"
+    if not kept:
+        return f"{refusal.given_up} given up"
+    return f"{refusal.given_up} given up, {kept} kept"
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
@@ -317,7 +327,8 @@ def render_text(report: Report) -> str:
     """The human-readable report."""
     lines = [
         f"timeback-client simulate: {report.students} students, "
-        f"{report.lesson_minutes:g} lesson minutes at x{report.speed:g} "
+        f"{report.lesson_minutes:g} lesson minute{'' if report.lesson_minutes == 1 else 's'} "
+        f"at x{report.speed:g} "
         f"(heartbeat every {report.interval_s:g} s of lesson time), seed {report.seed}",
         f"  backend: {report.server}",
         f"  courses: {', '.join(report.courses) or '-'} ({report.catalogue})",
@@ -382,7 +393,12 @@ def render_text(report: Report) -> str:
             + (", ".join(f"{k}: {v}" for k, v in sorted(emulator.problems.items())) or "none"),
             *(f"    {example}" for example in emulator.problem_examples),
         ]
-    verdicts = ["OK: every simulated millisecond was delivered exactly once."]
+    verdicts = [
+        "OK: every simulated millisecond was delivered exactly once."
+        if emulator is not None
+        else "OK: every simulated millisecond was accepted by the backend (only an emulator's "
+        "totals can show that none was counted twice)."
+    ]
     if not report.ok:
         verdicts = (
             ["NOT OK: nothing was simulated (give the students more --minutes)."]
@@ -405,7 +421,7 @@ def _refusal_lines(refusals: Sequence[Refusal]) -> list[str]:
         if refusal.status == 401 or refusal.code == "USER_RESOLUTION_FAILED":
             involved.append(f"credentials {_some(refusal.credentials, 6)}")
         lines += [
-            f"  refused {refusal.kind}: {refusal.count} windows ({refusal.given_up} given up)"
+            f"  refused {refusal.kind}: {refusal.count} windows ({_fate(refusal)})"
             + "".join(f"; {item}" for item in involved),
             f"    e.g. {refusal.example}",
         ]
