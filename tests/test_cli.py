@@ -171,3 +171,40 @@ def test_the_emulator_process_startup_wait_ends_even_when_the_child_is_silent(
             assert time.monotonic() - started < 3
         finally:
             child.kill()
+
+
+def test_simulate_against_a_url_that_is_not_the_mount_says_so_before_any_student() -> None:
+    from timeback_client.tools._emulator_process import EmulatorProcess
+
+    with EmulatorProcess({"t": "ada@example.edu"}) as emulator:
+        done = run(
+            "simulate",
+            "--students",
+            "2",
+            "--minutes",
+            "1",
+            "--server",
+            emulator.origin + "/api",  # the mount is /api/timeback
+            "--token",
+            "t",
+        )
+    assert done.returncode == 2
+    assert "answers 404" in done.stderr
+    assert "is it the mount of the Timeback server SDK" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_simulate_against_a_url_without_a_scheme_says_what_to_give() -> None:
+    done = run(
+        "simulate",
+        "--students",
+        "2",
+        "--minutes",
+        "1",
+        "--server",
+        "127.0.0.1:9/api/timeback",
+        "--token",
+        "t",
+    )
+    assert done.returncode == 2
+    assert "give a URL with http:// or https://" in done.stderr

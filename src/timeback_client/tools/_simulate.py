@@ -580,18 +580,36 @@ def _report(
     )
 
 
-def _unreachable(server: str) -> str | None:
-    """Why the backend cannot be reached (None: it answers, whatever the status)."""
+def _preflight(server: str) -> str | None:
+    """Why ``server`` is no Timeback mount to simulate against (None: it answers as one,
+    whatever the status)."""
+    url = server.rstrip("/") + "/activity/heartbeat"
     try:
-        httpx.post(
-            server.rstrip("/") + "/activity/heartbeat",
-            content=b"{}",
-            headers={"content-type": "application/json"},
-            timeout=5.0,
+        response = httpx.post(
+            url, content=b"{}", headers={"content-type": "application/json"}, timeout=5.0
         )
+    except httpx.UnsupportedProtocol:
+        return f"cannot use --server {server}: give a URL with http:// or https://"
     except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc or 'no answer within 5 s'}"
+        why = f"{type(exc).__name__}: {exc or 'no answer within 5 s'}"
+        return f"cannot reach --server {server}: {why}"
+    if response.status_code == 404 and _error_code(response) is None:
+        return (
+            f"--server {server} answers 404 at {url}: is it the mount of the Timeback server "
+            "SDK (e.g. https://host/api/timeback)?"
+        )
     return None
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """The backend's error code in an error answer (``error.code``), if it has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def run_simulation(
@@ -619,12 +637,9 @@ def run_simulation(
         )
         return 2
     if config.server is not None:
-        problem = _unreachable(config.server)
+        problem = _preflight(config.server)
         if problem is not None:
-            print(
-                f"timeback-client simulate: cannot reach --server {config.server}: {problem}",
-                file=err or sys.stderr,
-            )
+            print(f"timeback-client simulate: {problem}", file=err or sys.stderr)
             return 2
     report = simulate(config, progress_out=err)
     stream = out or sys.stdout
