@@ -94,6 +94,10 @@ class _Badge(anywidget.AnyWidget):
     generation = traitlets.Int(0).tag(sync=True)
     touch_interval_ms = traitlets.Int(250).tag(sync=True)
 
+    def __repr__(self) -> str:
+        # The notebook's text/plain output (nbconvert, a console) where no view renders.
+        return f"<Timeback badge {self.label!r}: {self.state}>"
+
 
 # The tracker of each running activity, so that tracking it again (a re-run cell) shows the
 # same badge rather than a second one. Weak: an activity's tracker goes with it.
