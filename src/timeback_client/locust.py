@@ -64,8 +64,9 @@ which sends its last window and waits (at most ``flush_timeout``) for delivery. 
 asks every worker to stop its students and waits for each worker's runs (they come with
 the worker's last statistics, over ``report_to_master``, so Locust's figures include every
 last heartbeat); then it writes ``--timeback-report`` and, against the emulator, compares
-each run's measured active time with what the emulator recorded, prints the verdict and
-sets a non-zero exit code on a mismatch.
+each run's measured active time with what the emulator recorded, prints the verdict (with
+the most common heartbeat failures, if any) and sets a non-zero exit code on a mismatch, or
+when no student started a run. Bad ``--timeback-*`` options are refused when Locust starts.
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import os
 import random
+import sys
 import time
 import weakref
 from collections import deque
@@ -619,6 +623,7 @@ class _Students:
 
     def _reset(self) -> None:
         self.heartbeats = _Heartbeats()
+        self.failures: dict[str, int] = {}  # a HeartbeatFailed's text -> how many
         self.students = 0
         self.completions = 0
         self.cpu_started = time.process_time()
@@ -682,6 +687,8 @@ class _Students:
         counts.sent += 1
         if answer.failure is not None:
             counts.failed += 1
+            kind = str(answer.failure)
+            self.failures[kind] = self.failures.get(kind, 0) + 1
         elif answer.duplicate:
             counts.duplicates += 1
         else:
@@ -720,6 +727,7 @@ class _Students:
             "students": self.students,
             "completions": self.completions,
             "heartbeats": self.heartbeats.to_json(),
+            "failures": dict(self.failures),
             "cpuSeconds": round(time.process_time() - self.cpu_started, 3),
             "runs": runs,
         }
@@ -948,6 +956,14 @@ def _init(environment: Environment, **_kwargs: Any) -> None:
     # Locust logs at INFO; httpx's line per request would cost more than the request.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     runner = environment.runner
+    if not isinstance(runner, WorkerRunner):
+        # Refused now, as Locust refuses its own bad options, not by every student later.
+        # (A worker gets the master's options, which the master checked.)
+        errors = _option_errors(environment)
+        if errors:
+            for error in errors:
+                logger.error(error)
+            sys.exit(1)
     if not isinstance(runner, MasterRunner):
         # Start the SDK's thread (and its imports) now, not with the first student: the
         # test's time then goes to students, not to a cold start.
@@ -1058,11 +1074,14 @@ def _students_option(environment: Environment, name: str) -> Any:
 
 def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     heartbeats = _Heartbeats()
+    failures: dict[str, int] = {}
     runs: list[dict[str, Any]] = []
     workers = []
     for report in sorted(reports, key=lambda r: str(r["worker"])):
         for key, value in report["heartbeats"].items():
             setattr(heartbeats, key, getattr(heartbeats, key) + int(value))
+        for kind, count in report.get("failures", {}).items():
+            failures[kind] = failures.get(kind, 0) + int(count)
         runs.extend(report["runs"])
         workers.append(
             {
@@ -1082,6 +1101,7 @@ def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
             "activeMs": sum(int(run["activeMs"]) for run in runs),
             "workers": len(reports),
         },
+        "failures": dict(sorted(failures.items(), key=lambda item: (-item[1], item[0]))),
         "workers": workers,
     }
 
@@ -1097,8 +1117,18 @@ def _check(environment: Environment, report: dict[str, Any], missing: int) -> di
             f"{_flush_timeout(environment) + _REPORT_GRACE_S:g} s; their time is unaccounted for",
         )
         return verdict
+    if not report["runs"]:
+        verdict.update(
+            ok=False,
+            message="NO RUNS: no student started a run, so nothing was measured"
+            + _failures_named(report["failures"])
+            + " (see Locust's errors above)",
+        )
+        return verdict
     if not host:
-        verdict["message"] = "exactness not checked: no --host"
+        verdict["message"] = "exactness not checked: no --host" + _failures_named(
+            report["failures"]
+        )
         return verdict
     origin = _origin(str(host))
     try:
@@ -1111,6 +1141,7 @@ def _check(environment: Environment, report: dict[str, Any], missing: int) -> di
     if found is None:
         verdict["message"] = (
             f"exactness not checked: {origin} is not the emulator (no /_emulator/ routes)"
+            + _failures_named(report["failures"])
         )
         return verdict
     recorded = {str(run["runId"]): int(run["activeMs"]) for run in found.json()["runs"]}
@@ -1129,7 +1160,7 @@ def _check(environment: Environment, report: dict[str, Any], missing: int) -> di
         verdict["message"] = (
             f"MISMATCH: {len(mismatches)} of {len(measured)} runs differ from the emulator "
             f"at {origin}, e.g. run {first['runId']}: measured {first['measuredMs']} ms, "
-            f"recorded {first['recordedMs']} ms"
+            f"recorded {first['recordedMs']} ms" + _failures_named(report["failures"])
         )
     else:
         verdict["message"] = (
@@ -1137,6 +1168,65 @@ def _check(environment: Environment, report: dict[str, Any], missing: int) -> di
             f"({len(measured)} runs, {total} ms)"
         )
     return verdict
+
+
+#: Fixes for the heartbeat failures a misconfigured test shows, by the failure's text.
+_FIXES: Final = {
+    "401 UNAUTHORIZED": "the backend knows no student by this token: check --timeback-token",
+    "404 error": "is --host the mount of the Timeback server SDK, e.g. .../api/timeback?",
+}
+
+
+def _failures_named(failures: dict[str, int], most: int = 3) -> str:
+    """``; heartbeat failures: 401 UNAUTHORIZED x18 (fix)``, the most common first."""
+    if not failures:
+        return ""
+    common = sorted(failures.items(), key=lambda item: (-item[1], item[0]))
+    named = []
+    for kind, count in common[:most]:
+        fix = _FIXES.get(kind)
+        named.append(f"{kind} x{count}" + (f" ({fix})" if fix else ""))
+    others = len(common) - most
+    more = f", and {others} other kind(s)" if others > 0 else ""
+    return "; heartbeat failures: " + ", ".join(named) + more
+
+
+def _option_errors(environment: Environment) -> list[str]:
+    """What is wrong with this test's ``--timeback-*`` options (empty when nothing is)."""
+    options = environment.parsed_options
+    if options is None:
+        return []
+    errors = []
+    students = [
+        user
+        for user in environment.user_classes
+        if isinstance(user, type) and issubclass(user, StudentUser)
+    ]
+    token = getattr(options, "timeback_token", None)
+    if not token and any(user.credentials is StudentUser.credentials for user in students):
+        errors.append(
+            "--timeback-token: give the bearer token students send, or override "
+            "StudentUser.credentials() to give each student its own"
+        )
+    interval = getattr(options, "timeback_interval", None)
+    if interval is not None and not (math.isfinite(interval) and interval > 0):
+        errors.append(
+            f"--timeback-interval: {interval:g} is not a positive number of seconds "
+            "(e.g. 15, the default)"
+        )
+    report = getattr(options, "timeback_report", None)
+    if report:
+        path = Path(report).expanduser()
+        folder = path.parent
+        if path.is_dir():
+            errors.append(f"--timeback-report: {report} is a directory; give a file's path")
+        elif not folder.is_dir():
+            errors.append(f"--timeback-report: the directory {folder} does not exist")
+        elif not os.access(folder, os.W_OK | os.X_OK) or (
+            path.exists() and not os.access(path, os.W_OK)
+        ):
+            errors.append(f"--timeback-report: {report} cannot be written (permission denied)")
+    return errors
 
 
 def _listen(hook: Any, handler: Callable[..., None]) -> None:

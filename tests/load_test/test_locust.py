@@ -49,7 +49,7 @@ def _locust(*args: str) -> list[str]:
     return [sys.executable, "-m", "locust", *args]
 
 
-def _options(host: str, tmp: Path, *, users: int, run_time: str) -> list[str]:
+def _options(host: str, tmp: Path, *, users: int, run_time: str, token: str = TOKEN) -> list[str]:
     return [
         "--headless",
         "--users",
@@ -60,8 +60,7 @@ def _options(host: str, tmp: Path, *, users: int, run_time: str) -> list[str]:
         run_time,
         "--host",
         host,
-        "--timeback-token",
-        TOKEN,
+        *(("--timeback-token", token) if token else ()),
         "--timeback-interval",
         "1",
         "--timeback-report",
@@ -116,11 +115,19 @@ def run_distributed(
 
 
 def run_local(
-    locustfile: Path, host: str, tmp: Path, *, users: int = 6, run_time: str = "4s"
+    locustfile: Path,
+    host: str,
+    tmp: Path,
+    *,
+    users: int = 6,
+    run_time: str = "4s",
+    token: str = TOKEN,
+    extra: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """One Locust process: the students and the statistics in one place."""
+    options = _options(host, tmp, users=users, run_time=run_time, token=token)
     return subprocess.run(
-        _locust("-f", str(locustfile), *_options(host, tmp, users=users, run_time=run_time)),
+        _locust("-f", str(locustfile), *options, *extra),
         cwd=tmp,
         capture_output=True,
         text=True,
@@ -222,6 +229,86 @@ def test_time_the_backend_did_not_record_fails_the_test(
     assert check["ok"] is False
     assert len(check["mismatches"]) == 2
     assert all(m["measuredMs"] > m["recordedMs"] for m in check["mismatches"])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "role", [[], ["--master", "--expect-workers", "1"]], ids=["local", "master"]
+)
+def test_bad_options_are_refused_at_start(role: list[str], tmp_path: Path) -> None:
+    # Nothing listens on the host: the options are refused before any student would try.
+    done = run_local(
+        EXAMPLE,
+        "http://127.0.0.1:9/api/timeback",
+        tmp_path,
+        run_time="30s",
+        token="",
+        extra=[*role, "--timeback-interval", "0", "--timeback-report", str(tmp_path / "no/r.json")],
+    )
+
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr[-4000:]
+    assert "ERROR/timeback_client: --timeback-token: give the bearer token" in done.stderr
+    assert "--timeback-interval: 0 is not a positive number of seconds" in done.stderr
+    assert f"--timeback-report: the directory {tmp_path / 'no'} does not exist" in done.stderr
+    assert "Run time limit set" not in done.stderr  # no test started
+
+
+@pytest.mark.e2e
+def test_a_test_where_no_student_started_is_not_ok(tmp_path: Path) -> None:
+    # A user class with its own credentials needs no --timeback-token; here every
+    # student's login fails, so no run starts.
+    locustfile = tmp_path / "refused.py"
+    locustfile.write_text(
+        "from timeback_client.locust import StudentUser\n\n\n"
+        "class Refused(StudentUser):\n"
+        "    def credentials(self):\n"
+        "        raise RuntimeError('login refused')\n",
+        encoding="utf-8",
+    )
+    done = run_local(
+        locustfile, "http://127.0.0.1:9/api/timeback", tmp_path, users=2, run_time="1s", token=""
+    )
+
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert "timeback: NO RUNS: no student started a run" in done.stdout
+    assert "timeback: OK" not in done.stdout
+    assert report(tmp_path)["check"]["ok"] is False
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("token", "mount", "named"),
+    [
+        (
+            "tok-nobody",
+            "/api/timeback",
+            "401 UNAUTHORIZED x{n} (the backend knows no student by this token: "
+            "check --timeback-token)",
+        ),
+        (
+            TOKEN,
+            "",
+            "404 error x{n} (is --host the mount of the Timeback server SDK, "
+            "e.g. .../api/timeback?)",
+        ),
+    ],
+    ids=["wrong-token", "no-mount"],
+)
+def test_a_mismatch_names_the_heartbeat_failures_and_their_fix(
+    emulator: EmulatorProcess, tmp_path: Path, token: str, mount: str, named: str
+) -> None:
+    done = run_local(
+        EXAMPLE, emulator.origin + mount, tmp_path, users=3, run_time="2s", token=token
+    )
+
+    assert done.returncode == 1, done.stderr[-4000:]
+    found = report(tmp_path)
+    failed = found["totals"]["heartbeats"]["failed"]
+    assert failed > 0
+    assert found["failures"] == {named.split(" x")[0]: failed}
+    verdict = next(line for line in done.stdout.splitlines() if "MISMATCH" in line)
+    assert verdict.endswith("; heartbeat failures: " + named.format(n=failed)), verdict
 
 
 # -- the vendor's own server ------------------------------------------------------------------
