@@ -115,6 +115,7 @@ from .tools.students import (
     Step,
     Touch,
     Wait,
+    completion_body,
     student_plan,
 )
 
@@ -563,18 +564,7 @@ async def _record(hook: httpx.AsyncClient, origin: str, lesson: Lesson, run_id: 
     students = found.json().get("students") if found.status_code == 200 else None
     if not students:
         return False  # no window of the run arrived: the server knows no student for it
-    body = {
-        "user": {"email": students[0]},
-        "activity": {"id": lesson.id, "name": lesson.name, "course": lesson.course},
-        "metrics": {
-            "total_questions": 10,
-            "correct_questions": 8,
-            "xp_earned": 10,
-            "pct_complete": 100,
-            "mastered_units": 1,
-        },
-        "run_id": run_id,
-    }
+    body = completion_body(students[0], lesson, run_id)
     response = await hook.post(f"{origin}/_emulator/record", json=body)
     return response.status_code == 200
 

@@ -54,6 +54,7 @@ from .students import (
     Step,
     Touch,
     Wait,
+    completion_body,
     describe_course,
     student_plan,
 )
@@ -237,18 +238,7 @@ class _School:
     async def complete(self, email: str, lesson: Lesson, run_id: str) -> None:
         """The app's server records the completion of ``run_id`` (never the client)."""
         assert self.hook is not None
-        body = {
-            "user": {"email": email},
-            "activity": {"id": lesson.id, "name": lesson.name, "course": lesson.course},
-            "metrics": {
-                "total_questions": 10,
-                "correct_questions": 8,
-                "xp_earned": 10,
-                "pct_complete": 100,
-                "mastered_units": 1,
-            },
-            "run_id": run_id,
-        }
+        body = completion_body(email, lesson, run_id)
         try:
             response = await self.hook.post("/_emulator/record", json=body)
         except httpx.HTTPError as exc:

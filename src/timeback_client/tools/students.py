@@ -61,6 +61,7 @@ __all__ = [
     "Step",
     "Touch",
     "Wait",
+    "completion_body",
     "courses_from_specs",
     "describe_course",
     "parse_course",
@@ -160,6 +161,23 @@ class Complete:
 
     lesson: Lesson
     run_id: str
+
+
+def completion_body(email: str, lesson: Lesson, run_id: str) -> dict[str, Any]:
+    """What the app's server passes to ``record()`` for a `Complete` step (the emulator's
+    ``POST /_emulator/record``): the student, the lesson, fixed metrics, the run."""
+    return {
+        "user": {"email": email},
+        "activity": {"id": lesson.id, "name": lesson.name, "course": lesson.course},
+        "metrics": {
+            "total_questions": 10,
+            "correct_questions": 8,
+            "xp_earned": 10,
+            "pct_complete": 100,
+            "mastered_units": 1,
+        },
+        "run_id": run_id,
+    }
 
 
 Step = Wait | Start | Touch | Pause | Resume | End | Complete
@@ -327,16 +345,19 @@ def read_catalogue(
     return Catalogue(lessons=tuple(lessons), source=where, left_out=tuple(left_out))
 
 
-def _read_json(where: str) -> object:
+def _read_text(where: str, fix: str) -> str:
+    """A file's text, or a `ValidationError` naming it, with ``fix``."""
     try:
-        # utf-8-sig: a byte order mark from a Windows editor is not part of the JSON.
-        text = Path(where).read_text(encoding="utf-8-sig")
+        # utf-8-sig: a byte order mark from a Windows editor is not part of the text.
+        return Path(where).read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise ValidationError(
-            where, f"cannot be read ({exc.strerror or exc})", _CONFIG_FIX
-        ) from None
+        raise ValidationError(where, f"cannot be read ({exc.strerror or exc})", fix) from None
     except UnicodeDecodeError:
-        raise ValidationError(where, "is not UTF-8 text", _CONFIG_FIX) from None
+        raise ValidationError(where, "is not UTF-8 text", fix) from None
+
+
+def _read_json(where: str) -> object:
+    text = _read_text(where, _CONFIG_FIX)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -593,14 +614,7 @@ def read_roster(path: str | os.PathLike[str]) -> Roster:
             or a line repeats another (its number named; its value never shown).
     """
     where = os.fspath(path)
-    try:
-        text = Path(where).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ValidationError(
-            where, f"cannot be read ({exc.strerror or exc})", _ROSTER_FIX
-        ) from None
-    except UnicodeDecodeError:
-        raise ValidationError(where, "is not UTF-8 text", _ROSTER_FIX) from None
+    text = _read_text(where, _ROSTER_FIX)
     credentials: list[Credential] = []
     first_line: dict[tuple[str, str, str], int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
