@@ -33,7 +33,7 @@ from ._models import (
     check_sendable,
     normalize_run_id,
 )
-from ._outbox import identity_of
+from ._outbox import foreign_content, identity_of
 from ._outbox_home import default_outbox_path
 from ._pipeline import Pipeline, call_safely
 from ._sender import DEFAULT_HOLD_FOR, Endpoint
@@ -352,6 +352,8 @@ class AsyncTimeback:
             )
         elif outbox is DEFAULT_OUTBOX:
             outbox = default_outbox_path()
+        else:
+            _check_outbox_file(outbox)
         self._outbox_path = None if outbox is None else os.fspath(outbox)
         if identity is not None:
             _check_text("identity", identity, '"student-42"')
@@ -737,6 +739,31 @@ def _check_text(field: str, value: object, example: str) -> None:
             field, f"{value!r} is not a non-empty string", f"Pass e.g. {example}."
         )
     check_sendable(field, value)
+
+
+def _check_outbox_file(outbox: str | os.PathLike[str] | None) -> None:
+    """A path the app named holds an outbox, or nothing yet: anything else is refused here,
+    at the call, and left exactly as it is (a read of its first bytes; nothing is written)."""
+    if outbox is None:
+        return
+    if not isinstance(outbox, str | os.PathLike):
+        raise ValidationError(
+            "outbox",
+            f"{outbox!r} is not a path",
+            'Pass a file path of its own, e.g. data_dir / "timeback-outbox.sqlite3", or None.',
+        )
+    try:
+        problem = foreign_content(outbox)
+    except OSError:
+        return  # cannot look now (a permission, a disk): the outbox writer reports it
+    if problem is not None:
+        raise ValidationError(
+            "outbox",
+            f"{os.fspath(outbox)} {problem}, not a timeback-client outbox; the SDK left it "
+            "as it is",
+            "Pass a path of the outbox's own (the SDK creates it), e.g. "
+            'data_dir / "timeback-outbox.sqlite3", or leave outbox= out for the default place.',
+        )
 
 
 def _time_options(time: bool | TimeOptions) -> TimeOptions:

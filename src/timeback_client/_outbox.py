@@ -30,6 +30,7 @@ import sqlite3
 import stat
 import sys
 import time
+import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -48,6 +49,7 @@ __all__ = [
     "OutboxError",
     "StoredWindow",
     "WindowRow",
+    "foreign_content",
     "identity_of",
     "open_window",
     "window_body",
@@ -244,17 +246,24 @@ class Outbox:
     what it writes into `transaction()`s; reads are plain. Several processes may use the
     file at once (SQLite's own locking, WAL mode).
 
+    A file is opened only once it is proven to be an outbox (`foreign_content`); anything
+    else at the path is left exactly as it is: never renamed, chmodded, written or
+    truncated, and nothing is created beside it.
+
     Args:
         path: the SQLite file (created private to the user if missing).
         max_windows: beyond this many stored windows of a backend, merge, then drop the
             oldest.
         busy_timeout: how long a write waits for another process's lock before it fails
             (the writer then keeps what it had and tries again later).
-        create: False to open only an existing outbox, and leave any other file alone.
+        create: False to open only an existing outbox.
+        set_aside: True only for a file in the SDK's own state directory: one that is not
+            an outbox, or is a damaged one, is renamed beside itself (its bytes and mode as
+            they were) and a new outbox made. False (a path the app named): it is refused.
 
     Raises:
-        OutboxError: the file is not an outbox (it is moved aside, and a new one made;
-            with ``create=False`` it is left as it is), or cannot be created or opened.
+        OutboxError: the file is not a usable outbox (and ``set_aside`` is False, or it
+            could not be set aside), or it cannot be created or opened.
     """
 
     def __init__(
@@ -264,51 +273,75 @@ class Outbox:
         max_windows: int = DEFAULT_MAX_WINDOWS,
         busy_timeout: float = 10.0,
         create: bool = True,
+        set_aside: bool = False,
     ) -> None:
         self.path = Path(path)
         self.max_windows = max_windows
         self._busy_timeout = busy_timeout
         self.set_aside: Path | None = None
-        self._db = self._open() if create else self._open_existing()
+        #: Why the file that was there was set aside (see ``set_aside``).
+        self.set_aside_because: str | None = None
+        if create:
+            self._db = self._open(may_set_aside=set_aside)
+        else:
+            self._db = self._open_existing()
 
     # -- opening --------------------------------------------------------------------
 
     def _open_existing(self) -> sqlite3.Connection:
         try:
             return self._connect(create=False)
+        except _NotAnOutbox as exc:
+            raise OutboxError(f"{self.path} {exc}; it was left as it is") from None
         except sqlite3.DatabaseError as exc:
             raise OutboxError(f"cannot use the outbox {self.path}: {exc}") from exc
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, *, may_set_aside: bool) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             return self._connect()
+        except _NotAnOutbox as exc:
+            problem = str(exc)
         except sqlite3.DatabaseError as exc:
-            problem = exc
-        # Not ours, or corrupt: keep it aside for inspection and start a new one, so
-        # tracking goes on.
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-        try:
-            os.replace(self.path, aside)
-        except OSError as exc:
-            raise OutboxError(f"outbox {self.path} is unusable ({problem}): {exc}") from problem
-        self.set_aside = aside
-        # Its journal goes with it: another app's database may hold committed data there.
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+            raise OutboxError(f"cannot use the outbox {self.path}: {exc}") from exc
+        if not may_set_aside:
+            raise OutboxError(
+                f"{self.path} {problem}; it was left as it is (the SDK never moves or changes "
+                "a file it cannot prove is its own outbox)"
+            )
+        self.set_aside = self._move_aside(problem)
+        self.set_aside_because = problem
         try:
             return self._connect()
-        except sqlite3.DatabaseError as exc:
-            raise OutboxError(f"cannot create outbox {self.path}: {exc}") from exc
+        except (_NotAnOutbox, sqlite3.DatabaseError) as exc:
+            raise OutboxError(f"cannot create outbox {self.path}: {exc}") from None
+
+    def _move_aside(self, problem: str) -> Path:
+        """Rename the file (in the SDK's own directory) to a name no file has, with its
+        journal: another program's database may hold committed data there. Its bytes and
+        mode stay as they were, for inspection."""
+        aside = self.path.with_name(
+            f"{self.path.name}.corrupt-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+        )
+        try:
+            os.rename(self.path, aside)
+        except OSError as exc:
+            raise OutboxError(
+                f"outbox {self.path} {problem}, and cannot be set aside: {exc}"
+            ) from exc
+        for suffix in ("-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                os.rename(f"{self.path}{suffix}", f"{aside}{suffix}")
+        return aside
 
     def _connect(self, *, create: bool = True) -> sqlite3.Connection:
         if create:
-            # Create the file private before SQLite does, so it is never readable by others.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
+            _create_private(self.path)
+        # Look before SQLite opens the file: opening alone may write (it rolls back a hot
+        # journal of another program's database), and switching to WAL rewrites the header.
+        problem = foreign_content(self.path)
+        if problem is not None:
+            raise _NotAnOutbox(problem)
         # Without create, SQLite's own "rw" mode: a file gone since it was looked for is
         # an error, never a new file.
         name = self.path if create else f"{self.path.absolute().as_uri()}?mode=rw"
@@ -320,13 +353,15 @@ class Outbox:
             uri=not create,
         )
         try:
-            # Look before writing anything (switching to WAL rewrites the header): a file
-            # that is not ours, or is damaged, is set aside exactly as it was.
-            _check_ours(db)
+            try:
+                _check_intact(db)
+            except sqlite3.DatabaseError as exc:
+                if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                    raise _NotAnOutbox(f"is a damaged timeback-client outbox ({exc})") from None
+                raise
             # A new file gets small pages: a second's checkpoint rewrites one page, so
             # smaller pages mean fewer bytes written per second (set before any table).
             db.execute(f"PRAGMA page_size={_PAGE_SIZE}")
-            db.execute("PRAGMA journal_mode=WAL")
             # Stored means on the disk: every commit syncs the WAL (NORMAL would sync it
             # only at checkpoints, and a power cut could take back minutes of commits).
             # The writer commits at most about once a second, so this is one sync a second.
@@ -334,6 +369,9 @@ class Outbox:
             # macOS: fsync() leaves the data in the drive's cache; F_FULLFSYNC empties it.
             db.execute("PRAGMA fullfsync=ON")
             db.execute("PRAGMA checkpoint_fullfsync=ON")
+            # A new file's first transaction writes the schema and the application id
+            # together (a rollback journal makes it atomic): a file with a database header
+            # is therefore ours only if it carries the id. WAL comes after.
             with self._transaction(db):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -344,13 +382,11 @@ class Outbox:
                         db.execute(statement)
                 db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version={max(version, _SCHEMA_VERSION)}")
+            db.execute("PRAGMA journal_mode=WAL")
             db.execute("SELECT count(*) FROM windows").fetchone()
         except BaseException:
             db.close()
             raise
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                os.chmod(f"{self.path}{suffix}", stat.S_IRUSR | stat.S_IWUSR)
         return db
 
     @staticmethod
@@ -863,17 +899,99 @@ class _Row:
         return self.run_id == other.run_id and self.ended_at_ms == other.started_at_ms
 
 
-def _check_ours(db: sqlite3.Connection) -> None:
-    app_id = db.execute("PRAGMA application_id").fetchone()[0]
-    tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    if app_id not in (0, _APPLICATION_ID) or (app_id == 0 and tables):
-        raise sqlite3.DatabaseError("not a timeback-client outbox")
-    if tables:
-        # Every page of every table and index: a damaged file fails here, untouched
-        # (a count of the windows alone can pass on an intact index over torn rows).
+class _NotAnOutbox(Exception):
+    """The file holds something else than an outbox (the message says what)."""
+
+
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+
+def _create_private(path: Path) -> None:
+    """Create the file private to the user before SQLite does, if there is none: SQLite
+    gives its journals the same mode. An existing file is not touched."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def foreign_content(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` holds, in words, if it is not (and cannot become) a timeback-client
+    outbox; None if it is missing, is an outbox, or is an empty file private to the user.
+
+    Proof comes from the file's first bytes: a SQLite header carrying the outbox's
+    application id, which every outbox has had from its first transaction. It reads at
+    most the header and never writes; for another SQLite database it names the tables,
+    read without locks or journal recovery (``immutable``), so the database stays as it is.
+
+    Raises:
+        OSError: the file cannot be looked at or read (a permission, a failing disk).
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # nothing there to leave alone (creating it will say what is wrong)
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_size == 0:
+        if sys.platform != "win32" and info.st_mode & 0o077:
+            return (
+                f"is an empty file that other users may read (mode "
+                f"{stat.S_IMODE(info.st_mode):04o}), and the SDK never changes a file's mode"
+            )
+        return None
+    with path.open("rb") as file:
+        head = file.read(100)
+    if not head.startswith(_SQLITE_MAGIC):
+        kind = "text" if _looks_like_text(head) else "data"
+        return f"holds {info.st_size:,} bytes of {kind}"
+    if len(head) < 100:
+        return "is a truncated SQLite file"
+    if int.from_bytes(head[68:72], "big") == _APPLICATION_ID:
+        return None
+    return f"is another application's SQLite database{_tables_of(path)}"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\x00" not in head
+
+
+def _tables_of(path: Path) -> str:
+    """`` (tables: a, b)`` of a SQLite file, read without writing or locking it."""
+    try:
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error:
+        return ""
+    try:
+        names = [
+            row[0]
+            for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 6"
+            )
+        ]
+    except sqlite3.Error:
+        return ""
+    finally:
+        db.close()
+    if not names:
+        return " (no tables)"
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return f" (tables: {shown})"
+
+
+def _check_intact(db: sqlite3.Connection) -> None:
+    """Every page of every table and index of an existing outbox: a damaged file fails
+    here, before anything is written (a count of the windows alone can pass on an intact
+    index over torn rows)."""
+    if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
         if verdict != "ok":
-            raise sqlite3.DatabaseError(f"damaged outbox: {verdict}")
+            raise _NotAnOutbox(f"is a damaged timeback-client outbox ({verdict})")
 
 
 def _process_alive(pid: int) -> bool:

@@ -51,7 +51,7 @@ from typing import Final
 import platformdirs
 
 from ._errors import OutboxError
-from ._outbox import MOVE_PREFIX, Outbox
+from ._outbox import MOVE_PREFIX, Outbox, foreign_content
 
 __all__ = ["FORMER_BUSY_TIMEOUT", "default_outbox_path", "former_outbox_path", "move_outbox"]
 
@@ -165,6 +165,11 @@ def _holds_windows(path: Path) -> bool:
         return False
     except OSError:
         return True  # cannot tell (a folder it may not read): opening it will say why
+    try:
+        if foreign_content(path) is not None:
+            return False  # not an outbox: nothing of ours to move, and it is never opened
+    except OSError:
+        return True  # cannot tell: opening it will say why
     try:
         db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error:

@@ -286,8 +286,11 @@ class OutboxWriter:
     def __init__(self, path: str, *, key: tuple[int, str]) -> None:
         self.path = path
         self._key = key
-        # The default file takes in what earlier versions left in its former place.
-        self._former = _former_of(path)
+        # The default file takes in what earlier versions left in its former place, and
+        # lives in the SDK's own directory: there, and only there, a file that is not a
+        # usable outbox is set aside. A path the app named is never moved.
+        self._own = path == os.path.realpath(default_outbox_path())
+        self._former = _former_of(path) if self._own else None
         self._id = uuid.uuid4().hex  # this writer's stamps, apart from any other's
         # Orders a caller waits for, and what is told of windows and runs, in order: a
         # caller waits only for the first kind, so only that wakes the thread (a wake-up
@@ -360,7 +363,7 @@ class OutboxWriter:
 
     def _run(self) -> None:
         try:
-            self._outbox = Outbox(self.path, busy_timeout=BUSY_TIMEOUT)
+            self._outbox = Outbox(self.path, busy_timeout=BUSY_TIMEOUT, set_aside=self._own)
             with self._outbox.transaction():
                 self._outbox.forget_earlier_process()
         except (OSError, sqlite3.Error, OutboxError) as exc:
@@ -713,8 +716,8 @@ class OutboxWriter:
             if outbox.set_aside is not None:
                 owner.report(
                     OutboxError(
-                        f"the outbox {self.path} was unreadable or not ours; kept it as "
-                        f"{outbox.set_aside} and started a new one"
+                        f"the outbox {self.path} {outbox.set_aside_because}; kept it as "
+                        f"{outbox.set_aside} (as it was) and started a new one"
                     )
                 )
 
@@ -774,9 +777,7 @@ class OutboxWriter:
 
 
 def _former_of(path: str) -> str | None:
-    """The former location of the outbox if ``path`` is the default one, else None."""
-    if path != os.path.realpath(default_outbox_path()):
-        return None
+    """The former location of the default outbox ``path``, unless it is the same file."""
     try:
         former = os.path.realpath(former_outbox_path())
     except RuntimeError:

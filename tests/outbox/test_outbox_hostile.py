@@ -3,6 +3,7 @@ bodies that are not JSON or are huge; and what the outbox files keep of a real s
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 import sys
@@ -29,8 +30,10 @@ from outbox_kit import (
 from timeback_client import (
     AsyncTimeback,
     ErrorContext,
+    Timeback,
     TimebackError,
     TimeOptions,
+    ValidationError,
     VirtualClock,
 )
 from timeback_client._outbox import Outbox, OutboxError, WindowRow
@@ -79,20 +82,56 @@ def set_aside(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.startswith("outbox.sqlite3.corrupt-")]
 
 
-@pytest.mark.parametrize("kind", ["garbage", "another app's database", "torn pages"])
-async def test_a_file_that_is_not_a_usable_outbox_is_set_aside_and_tracking_goes_on(
-    tmp_path: Path, kind: str
-) -> None:
-    """The client starts, on_error hears OutboxError, the bad file is kept aside as it
-    was, a new outbox takes its place, and the session is delivered."""
-    path = tmp_path / "outbox.sqlite3"
+def untouched(path: Path) -> tuple[bytes, int, list[str]]:
+    """Bytes, mode, and the folder around it (nothing renamed, nothing made beside it)."""
+    return path.read_bytes(), stat.S_IMODE(path.stat().st_mode), sorted(os.listdir(path.parent))
+
+
+def make_bad(path: Path, kind: str) -> None:
     if kind == "garbage":
         path.write_bytes(b"\x00not an outbox\xff" * 500)
     elif kind == "another app's database":
         foreign_sqlite(path)
     else:
         corrupt_outbox(path)
-    original = path.read_bytes()
+    path.chmod(0o644)
+
+
+@pytest.mark.parametrize("client", ["AsyncTimeback", "Timeback"])
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("garbage", "holds 7,500 bytes of data"),
+        ("another app's database", "another application's SQLite database (tables: notes)"),
+    ],
+)
+def test_a_path_the_app_named_that_holds_something_else_is_refused_at_the_call(
+    tmp_path: Path, kind: str, says: str, client: str
+) -> None:
+    """An app that passes its own file as ``outbox=`` hears so at once, from either
+    client, in a ValidationError that names ``outbox=`` and what the file holds; the file
+    keeps its bytes, mode and name, and nothing is made beside it."""
+    path = tmp_path / "app.db"
+    make_bad(path, kind)
+    before = untouched(path)
+    make = AsyncTimeback if client == "AsyncTimeback" else Timeback
+    with pytest.raises(ValidationError) as raised:
+        make(BASE, headers=AUTH, outbox=path)
+    assert raised.value.field == "outbox"
+    assert says in str(raised.value)
+    assert "left it as it is" in str(raised.value)
+    assert untouched(path) == before
+
+
+async def test_a_damaged_outbox_at_the_app_s_path_is_left_as_it_was_and_time_goes_on(
+    tmp_path: Path,
+) -> None:
+    """An outbox by its header, but torn: the call cannot tell without reading it all, so
+    the writer finds out; on_error hears OutboxError, the file stays as it was, and the
+    session is delivered from memory."""
+    path = tmp_path / "outbox.sqlite3"
+    make_bad(path, "torn pages")
+    before = untouched(path)
     reports: list[tuple[TimebackError, ErrorContext]] = []
     clock = VirtualClock()
     with Emulator(students=STUDENTS) as emulator:
@@ -106,23 +145,61 @@ async def test_a_file_that_is_not_a_usable_outbox_is_set_aside_and_tracking_goes
         ) as timeback:
             activity = timeback.activity.start(id="lesson-1", name="Fractions", course=COURSE)
             await clock.advance(45)
+            await activity.end()
+        delivery = check_delivery(emulator, {activity.run_id: 45_000})
+    assert [type(e) for e, _ in reports] == [OutboxError]
+    assert "damaged timeback-client outbox" in str(reports[0][0])
+    assert "windows stay in memory" in str(reports[0][0])
+    assert untouched(path) == before
+    TALLY.add(delivery, **{"outbox file: torn pages at the app's path": 1})
+
+
+@pytest.mark.parametrize("kind", ["garbage", "another app's database", "torn pages"])
+async def test_in_the_sdk_s_own_directory_a_bad_file_is_set_aside_and_tracking_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The default file, in the SDK's own state directory: on_error hears OutboxError, the
+    bad file is kept aside with its bytes and mode, a new outbox takes its place, and the
+    session is delivered."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = default_outbox_path()
+    assert path.is_relative_to(tmp_path)
+    path.parent.mkdir(parents=True)
+    make_bad(path, kind)
+    original = path.read_bytes()
+    reports: list[tuple[TimebackError, ErrorContext]] = []
+    clock = VirtualClock()
+    with Emulator(students=STUDENTS) as emulator:
+        async with AsyncTimeback(
+            BASE,
+            headers=AUTH,
+            transport=emulator.transport(),
+            clock=clock,
+            on_error=lambda e, c: reports.append((e, c)),
+        ) as timeback:
+            activity = timeback.activity.start(id="lesson-1", name="Fractions", course=COURSE)
+            await clock.advance(45)
             await synced(path)
             assert stored_windows(path) == 0  # the new outbox is in use
             await activity.end()
         delivery = check_delivery(emulator, {activity.run_id: 45_000})
     assert [type(e) for e, _ in reports] == [OutboxError]
     assert reports[0][1].operation == "outbox"
-    aside = set_aside(tmp_path)
+    aside = set_aside(path.parent)
     assert len(aside) == 1
     assert aside[0].read_bytes() == original
+    assert stat.S_IMODE(aside[0].stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     TALLY.add(delivery, **{f"outbox file: {kind}": 1})
 
 
-def test_another_app_s_database_in_wal_mode_is_set_aside_with_its_journal(
+def test_another_app_s_database_in_wal_mode_is_never_opened_for_writing(
     tmp_path: Path,
 ) -> None:
-    """Another app's WAL database, with committed rows still only in its -wal file: the
-    outbox neither writes to it nor deletes its journal; both are set aside together."""
+    """Another app's WAL database, with committed rows still only in its -wal file: at a
+    path the app named, the outbox neither writes to it nor touches its journal; in the
+    SDK's own directory both are set aside together."""
     path = tmp_path / "outbox.sqlite3"
     other = sqlite3.connect(path)
     other.execute("PRAGMA journal_mode=WAL")
@@ -130,7 +207,11 @@ def test_another_app_s_database_in_wal_mode_is_set_aside_with_its_journal(
     with other:
         other.execute("CREATE TABLE notes (text TEXT)")
         other.execute("INSERT INTO notes VALUES ('only in the journal')")
-    outbox = Outbox(path)
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(OutboxError, match="another application's SQLite database"):
+        Outbox(path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+    outbox = Outbox(path, set_aside=True)
     other.close()
     outbox.close()
     assert outbox.set_aside is not None

@@ -296,33 +296,144 @@ def test_sent_windows_are_never_merged(tmp_path: Path) -> None:
     assert len(owner.pending()) == 2
 
 
-@pytest.mark.parametrize("content", [b"not a database at all" * 50, b""])
-def test_a_foreign_or_corrupt_file_is_set_aside_and_a_new_outbox_made(
+def untouched(path: Path) -> tuple[bytes, int, list[str]]:
+    """What must not change about a file the SDK does not own: bytes, mode, and the
+    folder around it (nothing renamed, nothing made beside it)."""
+    return path.read_bytes(), stat.S_IMODE(path.stat().st_mode), sorted(os.listdir(path.parent))
+
+
+def app_database(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE progress (lesson TEXT, score INTEGER)")
+    db.execute("INSERT INTO progress VALUES ('fractions', 9)")
+    db.commit()
+    db.close()
+    path.chmod(0o644)
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: p.write_bytes(b"not a database at all" * 50), "holds 1,050 bytes of text"),
+        (lambda p: p.write_bytes(bytes(range(256)) * 4), "holds 1,024 bytes of data"),
+        (app_database, "another application's SQLite database (tables: progress)"),
+        (lambda p: (p.write_bytes(b""), p.chmod(0o644)), "empty file that other users may read"),
+        (lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\x01" * 40), "truncated SQLite"),
+    ],
+    ids=["text", "binary", "another app's database", "empty, readable by others", "truncated"],
+)
+def test_a_file_that_is_not_an_outbox_is_refused_and_left_exactly_as_it_was(
+    tmp_path: Path, make: Any, says: str
+) -> None:
+    """At a path the app named: no rename, no chmod, no write, nothing beside it."""
+    path = tmp_path / "app.db"
+    make(path)
+    before = untouched(path)
+    with pytest.raises(OutboxError, match="it was left as it is") as raised:
+        Outbox(path)
+    assert says in str(raised.value)
+    assert untouched(path) == before
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 50, b"SQLite format 3\x00" * 9])
+def test_in_the_sdk_s_own_directory_a_foreign_file_is_set_aside_as_it_was(
     tmp_path: Path, content: bytes
 ) -> None:
+    """``set_aside=True`` (the default file, in the SDK's own state directory): the file
+    is renamed to a name of its own, bytes and mode unchanged, and a new outbox made."""
     path = tmp_path / "outbox.sqlite3"
     path.write_bytes(content)
-    outbox = Outbox(path)
+    path.chmod(0o640)
+    outbox = Outbox(path, set_aside=True)
     OPENED.append(outbox)
-    if content:
-        assert outbox.set_aside is not None
-        assert outbox.set_aside.read_bytes() == content
+    assert outbox.set_aside is not None
+    assert outbox.set_aside.read_bytes() == content
+    assert stat.S_IMODE(outbox.set_aside.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert outbox.count() == 0
 
 
-def test_another_applications_sqlite_file_is_not_touched(tmp_path: Path) -> None:
+def test_setting_aside_never_replaces_a_file_already_there(tmp_path: Path) -> None:
+    """Two bad files set aside within one second keep distinct names: neither is lost."""
     path = tmp_path / "outbox.sqlite3"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE notes (text TEXT)")
-    db.execute("INSERT INTO notes VALUES ('keep me')")
-    db.commit()
-    db.close()
+    kept = []
+    for content in (b"first" * 30, b"second" * 30):
+        path.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        path.write_bytes(content)
+        outbox = Outbox(path, set_aside=True)
+        outbox.close()
+        assert outbox.set_aside is not None
+        kept.append(outbox.set_aside)
+    assert kept[0] != kept[1]
+    assert [p.read_bytes() for p in kept] == [b"first" * 30, b"second" * 30]
+
+
+def test_an_empty_private_file_becomes_the_outbox(tmp_path: Path) -> None:
+    """What a crash between creating the file and its first transaction leaves: empty and
+    0600, it holds nothing to lose, so it is used as it is."""
+    path = tmp_path / "outbox.sqlite3"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
     outbox = Outbox(path)
     OPENED.append(outbox)
-    assert outbox.set_aside is not None
-    kept = sqlite3.connect(outbox.set_aside)
-    assert kept.execute("SELECT text FROM notes").fetchall() == [("keep me",)]
-    kept.close()
+    assert outbox.set_aside is None
+    assert outbox.count() == 0
+
+
+def test_an_outbox_s_mode_is_never_changed(tmp_path: Path) -> None:
+    """The SDK makes its file 0600 when it creates it; a mode the user set later (a
+    backup tool's group, say) is theirs."""
+    path = tmp_path / "outbox.sqlite3"
+    Outbox(path).close()
+    path.chmod(0o640)
+    OPENED.append(Outbox(path))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_a_damaged_outbox_at_the_app_s_path_is_refused_as_it_was(tmp_path: Path) -> None:
+    """Ours by its header, but torn: outside the SDK's own directory it is not moved."""
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(path)
+    with outbox.transaction():
+        outbox.add(
+            WindowRow(
+                owner="o",
+                backend=BACKEND,
+                identity=IDENTITY,
+                run_id=f"run-{i}",
+                started_at_ms=i,
+                ended_at_ms=i + 1,
+                elapsed_ms=1,
+                body=b"x" * 2000,
+            )
+            for i in range(40)
+        )
+    outbox.close()
+    raw = bytearray(path.read_bytes())
+    raw[8192:16384] = b"\xde\xad\xbe\xef" * 2048
+    path.write_bytes(bytes(raw))
+    before = untouched(path)
+    with pytest.raises(OutboxError, match="damaged timeback-client outbox"):
+        Outbox(path)
+    assert untouched(path) == before
+
+
+def test_a_locked_outbox_is_never_set_aside(tmp_path: Path) -> None:
+    """Another process holding the write lock longer than the busy timeout is no sign of
+    a bad file: opening fails for now, and the file stays where it is, for its owner."""
+    path = tmp_path / "outbox.sqlite3"
+    Outbox(path).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OutboxError, match="locked"):
+            Outbox(path, busy_timeout=0.05, set_aside=True)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name) == []
 
 
 def test_an_unusable_location_raises_a_clear_error(tmp_path: Path) -> None:
