@@ -103,6 +103,11 @@ def test_app_calls_return_while_another_connection_holds_the_outbox_lock(
 
         activity = timeback.activity.start(id="lesson-1", name="Fractions", course=COURSE)
         advance(20)
+        # The client's start does not wait for the outbox: the writer makes it on its own
+        # thread. Once it has, the lock is taken.
+        joined = flush_outbox(path)
+        assert joined is not None
+        joined.result(timeout=30)
         locker = sqlite3.connect(path, isolation_level=None, timeout=0)
         locker.execute("BEGIN EXCLUSIVE")  # what a second copy of the app or a backup does
         try:

@@ -274,8 +274,13 @@ async def test_held_windows_survive_a_restart_and_are_tried_at_once_by_the_next_
         outbox=outbox,
         on_error=lambda error, context: reports.append((error, context)),
     ) as second:
-        await later.advance(1)
+        # The writer reads what the first client left on its own thread, and the replay
+        # goes out as soon as it has: no time passes on the client's clock meanwhile.
+        with anyio.fail_after(30):
+            while not wire.seen:  # noqa: ASYNC110 - the replay starts on the writer's thread
+                await anyio.sleep(0.01)
         assert wire.seen[0][0] == 0  # tried at the client's start
+        await later.advance(1)
         (held,) = second.statistics().held
         assert (held.cause, held.windows, held.active_ms) == (
             "MISSING_SYNCED_COURSE_ID",

@@ -35,15 +35,39 @@ def backend() -> Iterator[LoopbackBackend]:
     server.stop()
 
 
+def sdk_loops() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("timeback-client loop (")}
+
+
 @pytest.fixture
 def no_leftover_threads() -> Iterator[None]:
-    """Every thread a test starts (the SDK's event loop included) is gone at its end."""
+    """Every thread a test starts is gone at its end, but for the SDK's one event-loop
+    thread per backend, which every blocking client of the process shares."""
     before = set(threading.enumerate())
     yield
     deadline = time.monotonic() + 2
-    while set(threading.enumerate()) - before and time.monotonic() < deadline:
+    while set(threading.enumerate()) - before - sdk_loops() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert set(threading.enumerate()) - before == set()
+    assert set(threading.enumerate()) - before - sdk_loops() == set()
+    assert len(sdk_loops()) <= 2  # asyncio's and trio's, at most
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+def test_every_blocking_client_shares_one_loop_thread(
+    backend: LoopbackBackend, no_leftover_threads: None, loop: str
+) -> None:
+    """Clients made one after another, and several at once, run in one SDK thread: a
+    sign-in starts no thread of its own, and closing a client leaves nothing behind."""
+    threads = set()
+    for _ in range(5):
+        with Timeback(backend.base_url, backend=loop, outbox=None) as timeback:
+            threads.add(timeback.portal.call(threading.get_ident))
+    several = [Timeback(backend.base_url, backend=loop, outbox=None) for _ in range(3)]
+    threads |= {timeback.portal.call(threading.get_ident) for timeback in several}
+    for timeback in several:
+        timeback.close()
+    assert len(threads) == 1
+    assert [t.ident for t in sdk_loops() if t.name.endswith(f"({loop})")] == list(threads)
 
 
 def timed(call: Callable[[], object]) -> float:

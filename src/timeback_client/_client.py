@@ -441,11 +441,6 @@ class AsyncTimeback:
             enabled=self._enabled,
         )
         self._state = "open"
-        try:
-            await self._pipeline.open()
-        except BaseException:
-            await self.aclose()  # cancelled while opening: leave nothing behind
-            raise
         return self
 
     def _running_pipeline(self) -> Pipeline:

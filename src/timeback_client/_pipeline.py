@@ -14,7 +14,8 @@ pipeline stores the window with the outbox writer and queues it with the engine'
 The sender reports each attempt's outcome back here, and only here: the pipeline tells
 the writer (a first attempt, a final answer) and the activity that owns the run (its
 ``on_flush`` and ``on_error``). Windows left by earlier sessions come back from the
-outbox at open (`open`) and take the same route, reported to the client's ``on_error``.
+outbox once the writer has read them (the client's start never waits for that) and take
+the same route, reported to the client's ``on_error``.
 
 A disabled client (``enabled=False``) has a pipeline that sends and stores nothing: it has
 no outbox, hands no window to the sender, and answers each window itself, in the loop,
@@ -28,7 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -58,9 +59,6 @@ __all__ = ["Pipeline", "RunListener", "call_safely"]
 logger = logging.getLogger("timeback_client")
 
 ClientReport = Callable[[TimebackError, ErrorContext | None], None]
-
-# How long opening a client waits for the outbox's replay before it goes on without it.
-OPEN_WAIT: Final = 2.0
 
 
 class RunListener(Protocol):
@@ -150,8 +148,8 @@ class Pipeline:
                 report=self._report_soon,
                 explicit_identity=explicit_identity,
             )
-            # What earlier sessions left comes back when the writer has read it (`open`
-            # waits for that, briefly).
+            # What earlier sessions left comes back when the writer has read it, on its own
+            # thread: opening a client never waits for the disk (a sign-in on a GUI thread).
             self._claim = self._owner.claim()
             self._claim.add_done_callback(
                 lambda future: self._post_and_kick(self._replay, future.result())
@@ -314,18 +312,6 @@ class Pipeline:
             listener.delivered(window, duplicate=False)
 
     # -- flushing, opening and closing -----------------------------------------------------------
-
-    async def open(self) -> None:
-        """Wait, at most `OPEN_WAIT` seconds, for the outbox to hand back what earlier
-        sessions left, and queue it: replays go before this session's windows. A slow or
-        locked disk does not hold the app: its replay then comes when the disk allows."""
-        if self._claim is None:
-            return
-        with anyio.move_on_after(OPEN_WAIT):
-            await self.scheduler.wait_for(self._claim)
-        if self._claim.done():
-            self._claim = None  # a future holds a lock and its callbacks: let it go
-        self.scheduler.kick()
 
     def _replay(self, stored: list[StoredWindow]) -> None:
         """What earlier processes left for this backend and identity, sent again with the

@@ -1,7 +1,8 @@
 """`Timeback`: the blocking face of `AsyncTimeback`, for GUI threads, notebooks and scripts.
 
-The async client runs in an event loop of its own, in a background thread, through
-anyio's blocking portal, so there is one implementation. `start`, `pause`, `resume` and
+The async client runs in the SDK's event loop, a background thread that every blocking
+client of the process shares (`_loop`), through anyio's blocking portal, so there is one
+implementation. `start`, `pause`, `resume` and
 `touch` act on the calling thread, at its instant, and hand the rest to that loop without
 waiting for it; only `end()`, `flush()` and `close()` wait, and never longer than their
 timeout (``end(wait=False)`` does not wait at all).
@@ -10,7 +11,6 @@ timeout (``end(wait=False)`` does not wait at all).
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import functools
 import logging
 import os
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import anyio.from_thread
 import httpx
@@ -37,6 +37,7 @@ from ._client import (
 )
 from ._clock import Clock
 from ._errors import DeliveryError, LifecycleError, ValidationError
+from ._loop import SdkLoop, sdk_loop
 from ._models import Course, CourseFields, TimeOptions
 from ._sender import DEFAULT_HOLD_FOR
 
@@ -46,68 +47,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 logger = logging.getLogger("timeback_client")
-
-# How long past its deadline a waiting thread gives the loop's answer to arrive.
-ANSWER_GRACE: Final = 0.25
-
-
-class _Loop:
-    """The background event loop, and a way to wait for it from any other thread."""
-
-    def __init__(self, backend: str) -> None:
-        self._portal_cm = anyio.from_thread.start_blocking_portal(backend)
-        self.portal = self._portal_cm.__enter__()
-        self.thread_id = self.portal.call(threading.get_ident)
-        self.pid = os.getpid()
-        self.stopped = False
-
-    def check_process(self) -> None:
-        if os.getpid() != self.pid:
-            # After fork() the loop thread exists only in the parent: its activities are
-            # the parent's.
-            raise LifecycleError(
-                "this activity belongs to the parent process (before fork()); in the child, "
-                "start a new one from the Timeback client, which rebuilds itself there"
-            )
-
-    def wait(self, func: Callable[[], Any]) -> Any:
-        """Run a coroutine function in the loop and wait for it."""
-        self.check_process()
-        if threading.get_ident() == self.thread_id:
-            raise LifecycleError(
-                "this call waits for the network and cannot run inside an SDK callback; "
-                "use end(wait=False) there"
-            )
-        if self.stopped:
-            return None
-        return self.portal.call(func)
-
-    def wait_until(
-        self,
-        deadline: float,
-        start: Callable[[], concurrent.futures.Future[T]],
-        fallback: Callable[[], T],
-    ) -> T:
-        """Start work in the loop (``start()`` must not wait for the loop) and wait for
-        its answer, but never much past ``deadline`` (``time.monotonic()``): if the loop
-        cannot answer by then (an app's SDK callback blocks it), ``fallback()`` answers.
-
-        Not the portal: handing it a task waits for the loop to take it.
-        """
-        self.check_process()
-        future = start()
-        try:
-            return future.result(timeout=max(0.0, deadline - time.monotonic()) + ANSWER_GRACE)
-        except concurrent.futures.TimeoutError:
-            logger.warning(
-                "timeback: the SDK's thread did not answer in time (an SDK callback may be "
-                "blocking it); answering from what is known"
-            )
-            return fallback()
-
-    def stop(self) -> None:
-        self._portal_cm.__exit__(None, None, None)
-        self.stopped = True
 
 
 class Activity:
@@ -126,7 +65,7 @@ class Activity:
         options: how it tracks time.
     """
 
-    def __init__(self, loop: _Loop, activity: AsyncActivity, client: Timeback) -> None:
+    def __init__(self, loop: SdkLoop, activity: AsyncActivity, client: Timeback) -> None:
         self._loop = loop
         self._activity = activity
         # A running activity keeps its client alive, as a running thread does.
@@ -192,7 +131,7 @@ class Activity:
         if not wait:
             self._activity._end_soon()
             return
-        if threading.get_ident() == self._loop.thread_id:
+        if self._loop.in_loop:
             self._loop.wait(self._activity.end)  # raises: a callback cannot wait
         if self._activity._finish():
             self._loop.wait(self._activity._await_delivery)
@@ -267,26 +206,21 @@ class SyncActivityNamespace:
 
 
 class _Runtime:
-    """A background event loop and the async client open in it."""
+    """The async client, open in the process's SDK loop (`_loop.sdk_loop`)."""
 
     def __init__(self, make_client: Callable[[], AsyncTimeback], backend: str) -> None:
-        # Validate before starting a thread, so bad arguments leave nothing behind.
+        # Validate before reaching for the loop, so bad arguments leave nothing behind.
         self.client = make_client()
-        self.loop = _Loop(backend)
+        self.loop = sdk_loop(backend)
+        # Opening waits for the loop to take the client, never for the disk or the network
+        # (the outbox writer joins and replays on its own thread).
         self._client_cm: AbstractContextManager[AsyncTimeback] = (
             self.loop.portal.wrap_async_context_manager(self.client)
         )
-        try:
-            self._client_cm.__enter__()
-        except BaseException:
-            self.loop.stop()
-            raise
+        self._client_cm.__enter__()
 
     def close(self) -> None:
-        try:
-            self._client_cm.__exit__(None, None, None)
-        finally:
-            self.loop.stop()
+        self._client_cm.__exit__(None, None, None)
 
 
 # Open clients, closed (with their flush deadline) if the interpreter exits without close().
@@ -422,7 +356,7 @@ class Timeback:
         runtime = self._open_runtime()
         loop, client = runtime.loop, runtime.client
         loop.check_process()
-        if threading.get_ident() == loop.thread_id:
+        if loop.in_loop:
             raise LifecycleError(
                 "flush() cannot run inside an SDK callback (it waits for the callback's own "
                 "thread); call it from the app's thread"
@@ -450,10 +384,11 @@ class Timeback:
         self._open_runtime().client.update_credentials(headers=headers, cookies=cookies, auth=auth)
 
     def close(self) -> None:
-        """End the running activity, wait (at most ``flush_timeout``) for delivery, and stop
-        the background loop. Idempotent."""
+        """End the running activity, wait (at most ``flush_timeout``) for delivery, and
+        release the client (the SDK's loop thread, shared by the process's blocking clients,
+        stays for the next one until the interpreter exits). Idempotent."""
         runtime = self._runtime()
-        if threading.get_ident() == runtime.loop.thread_id:
+        if runtime.loop.in_loop:
             raise LifecycleError(
                 "close() cannot run inside an SDK callback (it waits for the callback's own "
                 "thread); call it from the app's thread"
