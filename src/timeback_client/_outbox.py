@@ -52,6 +52,7 @@ __all__ = [
     "foreign_content",
     "identity_of",
     "open_window",
+    "table_names",
     "window_body",
 ]
 
@@ -913,12 +914,15 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
 
 
-def foreign_content(path: str | os.PathLike[str]) -> str | None:
+def foreign_content(
+    path: str | os.PathLike[str], application_id: int = _APPLICATION_ID
+) -> str | None:
     """What ``path`` holds, in words, if it is not (and cannot become) a timeback-client
     outbox; None if it is missing, is an outbox, or is an empty file private to the user.
 
     Proof comes from the file's first bytes: a SQLite header carrying the outbox's
-    application id, which every outbox has had from its first transaction. It reads at
+    application id, which every outbox has had from its first transaction (or the
+    ``application_id`` of another file the SDK makes, such as the emulator's store). It reads at
     most the header and never writes; for another SQLite database it names the tables,
     read without locks or journal recovery (``immutable``), so the database stays as it is.
 
@@ -948,7 +952,7 @@ def foreign_content(path: str | os.PathLike[str]) -> str | None:
         return f"holds {info.st_size:,} bytes of {kind}"
     if len(head) < 100:
         return "is a truncated SQLite file"
-    if int.from_bytes(head[68:72], "big") == _APPLICATION_ID:
+    if int.from_bytes(head[68:72], "big") == application_id:
         return None
     return f"is another application's SQLite database{_tables_of(path)}"
 
@@ -961,23 +965,32 @@ def _looks_like_text(head: bytes) -> bool:
     return b"\x00" not in head
 
 
-def _tables_of(path: Path) -> str:
-    """`` (tables: a, b)`` of a SQLite file, read without writing or locking it."""
+def table_names(path: str | os.PathLike[str], limit: int = 6) -> list[str] | None:
+    """The first ``limit`` tables of a SQLite file by name, read without writing or
+    locking it (no journal recovery); None if it cannot be read as a database."""
     try:
-        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
+        db = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro&immutable=1", uri=True)
     except sqlite3.Error:
-        return ""
+        return None
     try:
-        names = [
+        return [
             row[0]
             for row in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 6"
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT ?",
+                (limit,),
             )
         ]
     except sqlite3.Error:
-        return ""
+        return None
     finally:
         db.close()
+
+
+def _tables_of(path: Path) -> str:
+    """`` (tables: a, b)`` of a SQLite file, read without writing or locking it."""
+    names = table_names(path)
+    if names is None:
+        return ""
     if not names:
         return " (no tables)"
     shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")

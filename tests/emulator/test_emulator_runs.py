@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import stat
 import sys
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ from emulator_bodies import ADA, completion, new_run, window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from timeback_client import ValidationError
 from timeback_client.emulator import Emulator, SentEvent, UnknownRun
 
 pytestmark = pytest.mark.anyio
@@ -275,3 +278,39 @@ def test_the_database_file_is_private_to_the_user(tmp_path: Path) -> None:
     path = tmp_path / "emulator.sqlite3"
     Emulator(db=path).close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_db_that_is_not_the_emulator_s_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """A harness that passes its app's database as ``db=`` hears so at once; the file
+    keeps its bytes, mode and name (no emulator tables, no WAL switch, nothing beside)."""
+    path = tmp_path / "app.db"
+    app = sqlite3.connect(path)
+    app.execute("CREATE TABLE progress (lesson TEXT)")
+    app.commit()
+    app.close()
+    path.chmod(0o644)
+    before = (path.read_bytes(), stat.S_IMODE(path.stat().st_mode), sorted(os.listdir(tmp_path)))
+    with pytest.raises(ValidationError, match="another application's SQLite database") as raised:
+        Emulator(db=path)
+    assert raised.value.field == "db"
+    after = (path.read_bytes(), stat.S_IMODE(path.stat().st_mode), sorted(os.listdir(tmp_path)))
+    assert after == before
+
+
+def test_an_event_store_of_an_earlier_version_still_opens(tmp_path: Path) -> None:
+    """Stores made before they carried the emulator's application id keep their events."""
+    path = tmp_path / "emulator.sqlite3"
+    run_id = new_run()
+    with Emulator(db=path, students={"tok": ADA}) as emulator, emulator.serve_in_thread() as url:
+        answer = httpx.post(
+            f"{url}/activity/heartbeat",
+            json=window(run_id),
+            headers={"Authorization": "Bearer tok"},
+        )
+        assert answer.status_code == 204
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA application_id=0")  # as an earlier version left it
+    db.commit()
+    db.close()
+    with Emulator(db=path) as emulator:
+        assert emulator.run(run_id).active_ms == 15_000

@@ -79,8 +79,10 @@ class Emulator:
             ``USER_RESOLUTION_FAILED``, as the vendor answers a student missing from the
             roster. None (the default): every email.
         mount: Path the vendor routes are mounted at.
-        db: SQLite file that keeps events and dedupe keys across restarts; None keeps
-            everything in memory.
+        db: SQLite file that keeps events and dedupe keys across restarts, created if
+            missing; None keeps everything in memory. A file that is not an emulator's
+            store (the app's own database, say) is refused with a `ValidationError` and
+            left exactly as it is.
         courses: The configured courses (``timeback.config.json``); None accepts every
             well-formed course selector as a synced course.
         app_name: App name in the Caliper activity context.

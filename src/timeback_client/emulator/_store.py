@@ -8,6 +8,7 @@ access goes through one lock (``check_same_thread=False`` only lifts sqlite3's o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -15,6 +16,9 @@ import threading
 from typing import Any, Literal
 
 import attrs
+
+from .._errors import ValidationError
+from .._outbox import foreign_content, table_names
 
 EventKind = Literal["heartbeat", "time", "completion"]
 
@@ -234,6 +238,28 @@ class NewEvent:
     caliper: dict[str, Any]
 
 
+#: "TBKE": tells an emulator's event store from any other SQLite file.
+STORE_APPLICATION_ID = 0x54424B45
+# What an event store made before it carried the application id holds.
+_LEGACY_TABLES = {"events", "sqlite_sequence"}
+
+
+def _check_store_file(path: str) -> None:
+    """A file the harness named is the emulator's store, or nothing yet (or empty and
+    private); anything else is refused and left exactly as it is."""
+    problem = foreign_content(path, application_id=STORE_APPLICATION_ID)
+    if problem is None:
+        return
+    tables = table_names(path, limit=10)
+    if tables and "events" in tables and set(tables) <= _LEGACY_TABLES:
+        return  # a store of an earlier version (before the application id)
+    raise ValidationError(
+        "db",
+        f"{path} {problem}, not an emulator's event store; the emulator left it as it is",
+        "Pass a file of its own (the emulator creates it), or None to keep events in memory.",
+    )
+
+
 class Store:
     """Thread-safe event storage.
 
@@ -245,19 +271,26 @@ class Store:
         self._lock = threading.Lock()
         target = ":memory:" if path is None else os.fspath(path)
         if path is not None:
+            _check_store_file(target)
             # Events name students: create the file private to the user before SQLite does.
-            os.close(os.open(target, os.O_RDWR | os.O_CREAT, 0o600))
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         with self._lock:
-            if path is not None:
-                # WAL keeps a crash from losing committed events without an fsync per read.
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            # The schema and the application id in one transaction, before WAL: a file
+            # with a database header is then the emulator's only if it carries the id.
+            self._db.executescript(
+                f"BEGIN IMMEDIATE;\n{_SCHEMA}\n"
+                f"PRAGMA application_id={STORE_APPLICATION_ID};\nCOMMIT;"
+            )
             (version,) = self._db.execute("PRAGMA user_version").fetchone()
             if version not in (0, _SCHEMA_VERSION):
                 raise ValueError(f"{target}: unknown emulator database version {version}")
             self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            if path is not None:
+                # WAL keeps a crash from losing committed events without an fsync per read.
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
 
     def has_key(self, dedupe_key: str) -> bool:
         """Whether a heartbeat window with this dedupe key was already accepted."""
