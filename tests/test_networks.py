@@ -45,6 +45,7 @@ from timeback_client import (
     TimebackError,
     TimeOptions,
 )
+from timeback_client._engine import tls_context
 from timeback_client.emulator import Emulator
 
 TOKEN = "network-student-token"
@@ -462,3 +463,26 @@ def test_the_loopback_proxy_refuses_other_hosts() -> None:
             client.get("http://example.invalid/")
         assert proxy.seen == [("GET", "http://example.invalid/")]
     assert LOOPBACK in proxy.url
+
+
+def test_clients_share_one_tls_context_that_follows_the_environment(
+    tls: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading a CA bundle is what a client's start cost most: clients share the context
+    made once, but a CA that the environment names later, or truststore injected later,
+    is what the next client verifies with."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    shared = tls_context()
+    assert tls_context() is shared
+    assert shared.verify_mode == ssl.CERT_REQUIRED
+    assert shared.check_hostname
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_pem))
+    assert tls_context() is not shared
+    monkeypatch.delenv("SSL_CERT_FILE")
+    truststore.inject_into_ssl()
+    try:
+        assert isinstance(tls_context(), truststore.SSLContext)
+    finally:
+        truststore.extract_from_ssl()
+    assert tls_context() is shared

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import ssl
 from types import TracebackType
 from typing import Final
@@ -37,13 +38,22 @@ __all__ = ["DEFAULT_TIMEOUT", "Engine", "EngineStatistics", "tls_context"]
 DEFAULT_TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
 
 
-@functools.cache
 def tls_context() -> ssl.SSLContext:
-    """The TLS settings of every engine's own connection pool in this process: httpx's
-    defaults (certificates verified against its CA bundle, ``SSL_CERT_FILE`` and
-    ``SSL_CERT_DIR`` honoured), made once. Loading the CA bundle takes 10-30 ms, which
-    every client's start used to pay (a kiosk's sign-in, on its GUI thread); a context is
-    safe to share between connections and threads once made."""
+    """The TLS settings of an engine's own connection pool: httpx's defaults (certificates
+    verified against its CA bundle, or the ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` the
+    environment names when the engine is made, or the system's store once truststore is
+    injected), made once per process for each such choice. Loading a CA bundle takes
+    10-30 ms, which every client's start used to pay (a kiosk's sign-in, on its GUI
+    thread); a context is safe to share between connections and threads once made."""
+    # What httpx reads to make a default context is the key: the environment's CA
+    # choice, and the class ssl.SSLContext is now (truststore.inject_into_ssl() swaps it).
+    return _tls_context(
+        os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"), ssl.SSLContext
+    )
+
+
+@functools.cache
+def _tls_context(cert_file: str | None, cert_dir: str | None, kind: type) -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 

@@ -250,7 +250,12 @@ async def test_a_replayed_window_the_server_may_have_forgotten_is_reported(
             outbox=path,
             identity="ada",
             on_error=lambda e, c: reports.append(e),
-        ):
+        ) as timeback:
+            # The writer reads what the dead process left on its own thread; the replay's
+            # first attempt goes out as soon as it has, before any time passes here.
+            with anyio.fail_after(30):
+                while timeback.statistics().engine.attempts == 0:  # noqa: ASYNC110 - the writer's thread
+                    await anyio.sleep(0.01)
             await clock.advance(30)
         check_delivery(emulator, {sent.run_id: 15_000})
     assert sum(isinstance(e, DuplicateRiskError) for e in reports) == 1, reports
