@@ -287,10 +287,10 @@ class AsyncActivity:
             self._apply(self._time.fire(self._clock.read()))
 
     def _open_window(self) -> OpenWindow:
-        """The open window as of the last change, in wall ms (see `Ledger.state`)."""
-        start, as_of, active, counting, suspended = self._time.ledger.state()
-        wall = self._clock.wall_ms
-        return (wall(start), wall(as_of), active, counting, suspended)
+        """The open window as of the last change, in timeline ms (see `Ledger.state`):
+        the outbox writer maps it to wall ms as it writes, with the offset of the stamp
+        it writes beside it, so a step of the wall clock in between counts for nothing."""
+        return self._time.ledger.state()
 
     def _apply(self, step: Step) -> None:
         """Hand on what a transition asks for (under the lock: windows leave in order, and
