@@ -18,6 +18,9 @@ the run used already. The server dedupes on ``runId + startedAt``, so a window w
 label the run has used moves, start and end together, to the first unused millisecond
 after it (`StartLabels`): its duration, active and paused time stay exact, and it may
 overlap its neighbours by that millisecond, as windows after a step back overlap anyway.
+Only windows cut here are checked: the open window a crash replays from the outbox keeps
+the start its clock gives it, which repeats an earlier start only if a step back lined
+the timeline up with the run's earlier windows to the millisecond.
 """
 
 from __future__ import annotations
@@ -321,6 +324,8 @@ class AsyncActivity:
 
     def _window(self, cut: Cut) -> Window:
         start = self._clock.wall_ms(cut.start_ms)
+        # One mapping, not two: another thread's read() may take a new offset between
+        # two, and endedAt - startedAt must be the timeline's span to the millisecond.
         end = start + (cut.end_ms - cut.start_ms)
         moved = self._starts.claim(start, end)
         if moved:
