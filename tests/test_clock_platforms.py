@@ -24,13 +24,19 @@ class Machine:
     def __init__(self) -> None:
         self.through_ns = 7_000_000_000_000
         self.awake_ns = 3_000_000_000_000
+        self.wall_ns = 1_767_603_600_000_000_000
 
     def run(self, seconds: float) -> None:
         self.through_ns += round(seconds * 1e9)
         self.awake_ns += round(seconds * 1e9)
+        self.wall_ns += round(seconds * 1e9)
 
     def suspend(self, seconds: float) -> None:
         self.through_ns += round(seconds * 1e9)
+        self.wall_ns += round(seconds * 1e9)
+
+    def wall(self) -> int:
+        return self.wall_ns
 
 
 class FakeKernel32:
@@ -87,7 +93,7 @@ def test_a_suspend_counts_as_suspended_and_running_time_does_not(
 ) -> None:
     machine = Machine()
     platform(monkeypatch, machine)
-    clock = SystemClock()
+    clock = SystemClock(wall_ns=machine.wall)
     start = clock.read()
     machine.run(2)
     ran = clock.read()
@@ -97,8 +103,10 @@ def test_a_suspend_counts_as_suspended_and_running_time_does_not(
     woke = clock.read()
     assert woke.timeline_ms - ran.timeline_ms == 3_601_000
     assert woke.suspended_ms == 3_600_000
-    # The wall clock is read once: a timeline instant maps by the same offset after it.
-    assert clock.wall_ms(woke.timeline_ms) - clock.wall_ms(start.timeline_ms) == 3_603_000
+    # The wall clock went on through the suspend, as the timeline did: no step, so the
+    # labels before and after it are on one offset.
+    assert clock.wall_ms(start.timeline_ms) == 1_767_603_600_000
+    assert clock.wall_ms(woke.timeline_ms) == machine.wall_ns // 1_000_000
 
 
 def without_boottime(monkeypatch: pytest.MonkeyPatch, machine: Machine) -> None:
@@ -131,9 +139,11 @@ def test_without_a_suspend_free_clock_both_clocks_are_the_monotonic_one(
     late heartbeat: neither counted as suspended nor as passed."""
     machine = Machine()
     platform(monkeypatch, machine)
-    clock = SystemClock()
+    clock = SystemClock(wall_ns=machine.wall)
     start = clock.read()
     machine.run(2)
     machine.suspend(3_600)
     after = clock.read()
     assert (after.timeline_ms - start.timeline_ms, after.suspended_ms) == (2_000, 0)
+    # The wall clock went on through the suspend: to the clock, a step, which labels follow.
+    assert clock.wall_ms(after.timeline_ms) == machine.wall_ns // 1_000_000

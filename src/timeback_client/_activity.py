@@ -11,10 +11,21 @@ The engine's scheduler calls `fire` when a deadline of the activity passes (a he
 an idle timeout), under the same lock. Each change of the open window (a cut, a pause, a
 resume) is told to the outbox as it happens, with the window it cut, in one message.
 Nothing under the lock waits, or calls the app's code.
+
+A window's labels are its timeline instants mapped by the clock when it is cut, so they
+follow a step of the wall clock (see `_clock`); after a step back they may fall on labels
+the run used already. The server dedupes on ``runId + startedAt``, so a window whose start
+label the run has used moves, start and end together, to the first unused millisecond
+after it (`StartLabels`): its duration, active and paused time stay exact, and it may
+overlap its neighbours by that millisecond, as windows after a step back overlap anyway.
+Only windows cut here are checked: the open window a crash replays from the outbox keeps
+the start its clock gives it, which repeats an earlier start only if a step back lined
+the timeline up with the run's earlier windows to the millisecond.
 """
 
 from __future__ import annotations
 
+import array
 import json
 import logging
 import threading
@@ -34,7 +45,7 @@ from ._pipeline import Pipeline, call_safely
 from ._timekeeper import IDLE, Step, Timekeeper
 from ._writer import OpenWindow
 
-__all__ = ["AsyncActivity", "ErrorCallback", "FlushCallback", "StateCallback"]
+__all__ = ["AsyncActivity", "ErrorCallback", "FlushCallback", "StartLabels", "StateCallback"]
 
 logger = logging.getLogger("timeback_client")
 
@@ -72,6 +83,7 @@ class AsyncActivity:
         "_pipeline",
         "_problem",
         "_send_time",
+        "_starts",
         "_time",
         "course",
         "id",
@@ -114,6 +126,7 @@ class AsyncActivity:
         self._on_resume = on_resume
         self._on_end = on_end
         self._problem: DeliveryError | None = None
+        self._starts = StartLabels()
         self.schedule_entry: list[Any] | None = None
         # The fields every window of the run shares, for the outbox's checkpoints.
         self.template: Final = json.dumps(
@@ -287,10 +300,10 @@ class AsyncActivity:
             self._apply(self._time.fire(self._clock.read()))
 
     def _open_window(self) -> OpenWindow:
-        """The open window as of the last change, in wall ms (see `Ledger.state`)."""
-        start, as_of, active, counting, suspended = self._time.ledger.state()
-        wall = self._clock.wall_ms
-        return (wall(start), wall(as_of), active, counting, suspended)
+        """The open window as of the last change, in timeline ms (see `Ledger.state`):
+        the outbox writer maps it to wall ms as it writes, with the offset of the stamp
+        it writes beside it, so a step of the wall clock in between counts for nothing."""
+        return self._time.ledger.state()
 
     def _apply(self, step: Step) -> None:
         """Hand on what a transition asks for (under the lock: windows leave in order, and
@@ -310,13 +323,26 @@ class AsyncActivity:
             pipeline.post(pipeline.scheduler.update, self)
 
     def _window(self, cut: Cut) -> Window:
+        start = self._clock.wall_ms(cut.start_ms)
+        # One mapping, not two: another thread's read() may take a new offset between
+        # two, and endedAt - startedAt must be the timeline's span to the millisecond.
+        end = start + (cut.end_ms - cut.start_ms)
+        moved = self._starts.claim(start, end)
+        if moved:
+            logger.debug(
+                "timeback run %s: start label %d used before (the wall clock stepped back); "
+                "the window moves %d ms later",
+                self.run_id,
+                start,
+                moved,
+            )
         return Window(
             activity_id=self.id,
             name=self.name,
             course=self.course,
             run_id=self.run_id,
-            started_at_ms=self._clock.wall_ms(cut.start_ms),
-            ended_at_ms=self._clock.wall_ms(cut.end_ms),
+            started_at_ms=start + moved,
+            ended_at_ms=end + moved,
             elapsed_ms=cut.active_ms,
             paused_ms=cut.paused_ms,
         )
@@ -364,6 +390,36 @@ class AsyncActivity:
             will_retry=will_retry,
         )
         call_safely("on_error", self._on_error, error, context)
+
+
+class StartLabels:
+    """The start labels a run has used, so that none is used twice.
+
+    While the wall clock only goes forward, each window starts at or after the latest end
+    label, and no earlier start can be met again: only that end is compared. A step back
+    brings labels below it, onto starts of windows cut *before* the step, so every start
+    is kept, not only those since a step: in an ``array`` of int64, 8 bytes a window and
+    one object the garbage collector does not track (a two-hour lesson of 15 s windows
+    keeps 4 kB), searched only when a start falls below the latest end.
+    """
+
+    __slots__ = ("_latest_end", "_used")
+
+    def __init__(self) -> None:
+        self._used = array.array("q")
+        self._latest_end: int | None = None
+
+    def claim(self, start: int, end: int) -> int:
+        """Record the window ``start..end``; return how many ms it must move later for
+        its start to be unused (0 unless the wall clock stepped back)."""
+        moved = 0
+        if self._latest_end is not None and start < self._latest_end:
+            while start + moved in self._used:
+                moved += 1
+        self._used.append(start + moved)
+        if self._latest_end is None or end + moved > self._latest_end:
+            self._latest_end = end + moved
+        return moved
 
 
 def _ms(seconds: float) -> int:

@@ -6,9 +6,28 @@ A clock answers two questions in integer milliseconds:
   is suspended, and the total time the machine spent *suspended* since the clock was made.
   Active time is the timeline's advance minus the suspended time's advance, so a suspend
   counts as paused, never as active.
-- ``wall_ms(t)`` maps a timeline instant to epoch milliseconds, from one wall-clock reading
-  taken when the clock was made. A wall-clock jump later on (NTP, the user, a VM restore)
-  therefore never produces negative or inflated windows.
+- ``wall_ms(t)`` maps a timeline instant to epoch milliseconds: ``t`` plus the clock's
+  *offset*, the wall clock's lead over the timeline. Only the labels of windows
+  (``startedAt``, ``endedAt``) come from it; durations come from the timeline alone, so a
+  wall-clock jump never produces negative or inflated windows.
+
+**Labels follow the real clock.** A Raspberry Pi without a battery-backed clock boots
+with the time it last shut down, and NTP steps it 10-60 s after the app started; a VM
+restore or a person fixing the clock does the same. The platform files a student's
+minutes by each window's ``endedAt``, so labels that kept the boot-time offset would file
+a whole day's minutes under the wrong day. Each ``read()`` therefore compares the wall
+clock with the timeline (`WallAnchor`): when the wall clock has *stepped* away from where
+the offset puts it by more than ``STEP_MS`` (2 s), the offset is taken again, and every
+label mapped from then on carries the true time. Smaller differences (NTP slewing the
+clock, the few microseconds between two reads) never move the offset, so a healthy
+machine's labels stay exactly contiguous.
+
+**Backwards too.** A step back (a clock that ran ahead, set right) moves labels back as
+well: a minute belongs to the day it happened, and the server checks no order or overlap
+between windows. Windows cut after a step back may therefore overlap earlier windows of
+the same run in time; what the server does care about is ``startedAt``, on which it
+dedupes, and the activity makes sure no start label of a run repeats (see
+``AsyncActivity``). Active and paused milliseconds never change with a step.
 """
 
 from __future__ import annotations
@@ -16,6 +35,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +43,23 @@ from typing import Final, NamedTuple, Protocol
 
 import anyio
 
-__all__ = ["Clock", "Reading", "ScaledClock", "SystemClock", "VirtualClock", "system_clock"]
+__all__ = [
+    "STEP_MS",
+    "Clock",
+    "Reading",
+    "ScaledClock",
+    "SystemClock",
+    "VirtualClock",
+    "WallAnchor",
+    "system_clock",
+]
+
+# A wall clock this far from where the offset puts it has been stepped (NTP on a machine
+# that booted with a stale clock, a VM restore, a person): labels follow it. NTP slews
+# smaller errors away gradually, and those leave the offset alone.
+STEP_MS: Final = 2_000
+
+logger = logging.getLogger("timeback_client")
 
 
 class Reading(NamedTuple):
@@ -41,7 +77,9 @@ class Clock(Protocol):
         ...
 
     def wall_ms(self, timeline_ms: int) -> int:
-        """The epoch milliseconds of a timeline instant, on the clock's anchored wall clock."""
+        """The epoch milliseconds of a timeline instant: ``timeline_ms`` plus the clock's
+        offset, the same for every instant until the offset is taken again (at a
+        ``read()`` that finds the wall clock stepped). For labels only, never durations."""
         ...
 
     async def sleep_until(self, timeline_ms: int) -> None:
@@ -84,15 +122,53 @@ def _windows_unbiased_ns() -> Callable[[], int] | None:
     return read
 
 
-class SystemClock:
-    """The machine's clocks. The wall clock is read once, here, as the anchor."""
+class WallAnchor:
+    """The offset from a monotonic reference to the wall clock, taken again when the wall
+    clock steps.
 
-    def __init__(self) -> None:
+    Every clock here keeps one: ``offset_ms`` is the wall clock's lead over the reference
+    (the timeline, or for `ScaledClock` the real monotonic time), and `follow` compares the
+    wall clock with the reference now. The offset is one int, replaced whole, so a thread
+    that maps a label while another re-anchors sees the old offset or the new one, never a
+    mix.
+
+    Args:
+        wall_ms: the wall clock, epoch ms.
+        reference_ms: the reference's reading now.
+    """
+
+    __slots__ = ("_wall_ms", "offset_ms")
+
+    def __init__(self, wall_ms: Callable[[], int], reference_ms: int) -> None:
+        self._wall_ms = wall_ms
+        self.offset_ms = wall_ms() - reference_ms
+
+    def follow(self, reference_ms: int) -> None:
+        """Take the offset again if the wall clock stepped more than `STEP_MS` away from
+        ``reference_ms + offset_ms``."""
+        offset = self._wall_ms() - reference_ms
+        step = offset - self.offset_ms
+        if abs(step) > STEP_MS:
+            self.offset_ms = offset
+            logger.debug("timeback: the wall clock stepped %+d ms; labels follow it", step)
+
+
+class SystemClock:
+    """The machine's clocks, with labels that follow the wall clock's steps.
+
+    Args:
+        wall_ns: the wall clock in epoch nanoseconds (`time.time_ns`; a test injects its
+            own to step it).
+    """
+
+    def __init__(self, wall_ns: Callable[[], int] = time.time_ns) -> None:
         self._through_suspend, self._awake = _system_clocks()
         self._suspend_offset_ms = self._offset_ms()
         self._suspended_ms = 0
-        self._anchor_timeline_ms = self._through_suspend() // 1_000_000
-        self._anchor_wall_ms = time.time_ns() // 1_000_000
+        self._wall = WallAnchor(lambda: wall_ns() // 1_000_000, self._timeline_ms())
+
+    def _timeline_ms(self) -> int:
+        return self._through_suspend() // 1_000_000
 
     def _offset_ms(self) -> int:
         # The two clocks advance at the same rate except while suspended; rounding keeps
@@ -107,21 +183,25 @@ class SystemClock:
         # total never goes back.
         if suspended >= self._suspended_ms + 2:
             self._suspended_ms = suspended
-        return Reading(self._through_suspend() // 1_000_000, self._suspended_ms)
+        timeline_ms = self._timeline_ms()
+        # The timeline counts through a suspend, as the wall clock does: only a step of
+        # the wall clock moves the offset.
+        self._wall.follow(timeline_ms)
+        return Reading(timeline_ms, self._suspended_ms)
 
     def wall_ms(self, timeline_ms: int) -> int:
-        """Epoch ms of a timeline instant, from the one wall-clock reading of this clock."""
-        return self._anchor_wall_ms + (timeline_ms - self._anchor_timeline_ms)
+        """Epoch ms of a timeline instant, on the wall clock as of the last step seen."""
+        return timeline_ms + self._wall.offset_ms
 
     async def sleep_until(self, timeline_ms: int) -> None:
         """Sleep until the timeline reaches ``timeline_ms``."""
-        remaining_ms = timeline_ms - self._through_suspend() // 1_000_000
+        remaining_ms = timeline_ms - self._timeline_ms()
         await anyio.sleep(max(0, remaining_ms) / 1000)
 
 
 @functools.cache
 def system_clock() -> SystemClock:
-    """The process's one `SystemClock`: every client shares its wall-clock anchor."""
+    """The process's one `SystemClock`: every client shares its wall-clock offset."""
     return SystemClock()
 
 
@@ -132,6 +212,9 @@ class VirtualClock:
     until every task is blocked again, so a two-hour session runs in milliseconds with
     exact, repeatable windows. Use it from the event loop that runs the SDK.
 
+    Its wall clock runs with the timeline, and `step_wall` steps it without moving the
+    timeline, as NTP or a person setting the clock would.
+
     Args:
         wall_start_ms: the epoch milliseconds that timeline instant 0 maps to
             (default 2026-01-05T09:00:00.000Z, a Monday morning).
@@ -141,6 +224,7 @@ class VirtualClock:
         self._now_ms = 0
         self._suspended_ms = 0
         self._wall_start_ms = wall_start_ms
+        self._wall = WallAnchor(self.wall_now_ms, 0)
         self._sleepers: list[tuple[int, int, anyio.Event]] = []
         self._order = itertools.count()
 
@@ -149,13 +233,22 @@ class VirtualClock:
         """The virtual timeline, in ms since the clock was made."""
         return self._now_ms
 
+    def wall_now_ms(self) -> int:
+        """The virtual wall clock now, epoch ms (what labels follow once a read sees it)."""
+        return self._wall_start_ms + self._now_ms
+
+    def step_wall(self, seconds: float) -> None:
+        """Step the wall clock by ``seconds`` (back if negative); the timeline stays."""
+        self._wall_start_ms += round(seconds * 1000)
+
     def read(self) -> Reading:
         """The virtual timeline and the virtual suspended time."""
+        self._wall.follow(self._now_ms)
         return Reading(self._now_ms, self._suspended_ms)
 
     def wall_ms(self, timeline_ms: int) -> int:
-        """Epoch ms of a timeline instant."""
-        return self._wall_start_ms + timeline_ms
+        """Epoch ms of a timeline instant, on the wall clock as of the last step seen."""
+        return timeline_ms + self._wall.offset_ms
 
     async def sleep_until(self, timeline_ms: int) -> None:
         """Wait until `advance` moves the timeline to ``timeline_ms``."""
@@ -217,22 +310,30 @@ class ScaledClock:
 
     For demos and load simulations that compress a school day into minutes: windows carry
     lesson time (a 15 s heartbeat is 15,000 ms on the wire) while only 15/speed s pass.
+    A step of the real wall clock moves labels by the step (the anchor follows real time,
+    not scaled time).
+
+    Args:
+        speed: how much faster than real time the timeline runs.
+        wall_ns: the wall clock in epoch nanoseconds (`time.time_ns`).
     """
 
-    def __init__(self, speed: float) -> None:
+    def __init__(self, speed: float, wall_ns: Callable[[], int] = time.time_ns) -> None:
         if not speed > 0:
             raise ValueError("speed must be positive")
         self.speed = speed
         self._start_ns = time.monotonic_ns()
-        self._anchor_wall_ms = time.time_ns() // 1_000_000
+        self._wall = WallAnchor(lambda: wall_ns() // 1_000_000, 0)
 
     def read(self) -> Reading:
         """Scaled time since this clock was made; suspends are not told apart here."""
-        return Reading(int((time.monotonic_ns() - self._start_ns) * self.speed) // 1_000_000, 0)
+        real_ns = time.monotonic_ns() - self._start_ns
+        self._wall.follow(real_ns // 1_000_000)
+        return Reading(int(real_ns * self.speed) // 1_000_000, 0)
 
     def wall_ms(self, timeline_ms: int) -> int:
-        """Epoch ms: the real start, plus scaled time."""
-        return self._anchor_wall_ms + timeline_ms
+        """Epoch ms: the real start, plus scaled time, plus the wall clock's steps."""
+        return timeline_ms + self._wall.offset_ms
 
     async def sleep_until(self, timeline_ms: int) -> None:
         """Sleep in real time until the scaled timeline reaches ``timeline_ms``."""

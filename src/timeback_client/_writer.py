@@ -17,6 +17,14 @@ go in one transaction, so nothing a crash replays was not active; a window cut a
 open window after it are told in one message, so they reach the file together. A thousand
 students cost one stamp a second, plus a row per heartbeat.
 
+**A checkpoint and its stamp share one wall-clock offset.** Activities tell their open
+windows in timeline ms; the writer maps them to wall ms (what the file holds) with the
+offset of its clock read for the stamp of the same transaction. When the wall clock
+steps, the clock takes a new offset (see `_clock`), and the writer rewrites the
+checkpoints of that clock's runs in the transaction of the first stamp after the step:
+otherwise an open window written before the step and a stamp written after it would
+count the step as active time after a crash (a step forward) or lose time (a step back).
+
 So a crash loses at most about a second; a window stored and answered within the same
 second never reaches the disk at all; a paused lesson writes nothing; one process makes
 at most one transaction a second, however many activities it runs. A locked or slow disk
@@ -74,8 +82,9 @@ STOP_TIMEOUT: Final = 10.0  # at interpreter exit, the longest wait for the last
 QUICK_GAP: Final = 0.05
 
 Key = tuple[str, int]  # (run_id, started_at_ms): a window's identity in the outbox
-# A run's open window as of its last change, wall ms:
-# (started_at_ms, as_of_ms, active_ms, counting, suspended_ms at as_of).
+# A run's open window as of its last change, in its clock's timeline ms (the writer maps
+# them to wall ms as it writes them):
+# (start_ms, as_of_ms, active_ms, counting, suspended_ms at as_of).
 OpenWindow = tuple[int, int, int, bool, int]
 # A window to store: (owner, ended_at_ms, elapsed_ms, body, first attempt or None).
 _Stored = tuple[str, int, int, bytes, float | None]
@@ -128,6 +137,7 @@ class _Run:
     stamp: str  # the stamp of its clock
     row_id: int | None = None  # its row in the file, once written
     counting: bool = False  # as last told
+    state: OpenWindow | None = None  # as last told, rewritten when its clock steps
 
 
 @attrs.define(eq=False)
@@ -302,6 +312,8 @@ class OutboxWriter:
         self._known: dict[str, OutboxOwner] = {}  # every owner that joined, by its id
         self._runs: dict[str, _Run] = {}
         self._clocks: dict[str, Clock] = {}  # by stamp
+        # The wall-clock offset each clock's checkpoints were last written with.
+        self._offsets: dict[str, int] = {}
         self._counting: collections.Counter[str] = collections.Counter()  # runs, by stamp
         self._members = 0  # owners joined or joining (guarded by _registry_lock)
         self._diff = _Diff()
@@ -461,6 +473,8 @@ class OutboxWriter:
         if counting != run.counting:
             self._counting[run.stamp] += 1 if counting else -1
             run.counting = counting
+        if state != _ENDED:
+            run.state = state
         self._diff.states[run_id] = state
 
     def _join(self, owner: OutboxOwner) -> None:
@@ -528,15 +542,18 @@ class OutboxWriter:
             self._discard_for_broken_outbox()
             return
         stamps: list[tuple[str, int, int]] = []
+        offsets: dict[str, int] = {}
         renew = False
         if full:
             self._last_tick = now
-            stamps = self._stamps()
+            stamps, offsets = self._stamps()
+            self._restate_stepped(offsets)
             renew = bool(self._owners) and now - self._last_renewal >= RENEW_EVERY
             if self._diff.empty and not stamps and not renew:
                 return  # nothing changed: a paused activity writes nothing
             diff, self._diff = self._diff, _Diff()
         else:
+            # Joins and claims only: no open window is written without its clock's offset.
             self._last_quick = now
             diff = _Diff(joins=self._diff.joins, claims=self._diff.claims)
             self._diff.joins, self._diff.claims = [], []
@@ -552,7 +569,7 @@ class OutboxWriter:
                 outbox.mark_refused(diff.refused)
                 outbox.mark_sent((at, run_id, start) for (run_id, start), at in diff.sent.items())
                 outbox.remove(diff.removes)
-                rows = self._write_checkpoints(outbox, diff)
+                rows = self._write_checkpoints(outbox, diff, offsets)
                 for stamp, wall_ms, suspended_ms in stamps:
                     outbox.stamp(stamp, wall_ms, suspended_ms)
                 if renew:
@@ -590,15 +607,32 @@ class OutboxWriter:
                 )
             )
 
-    def _stamps(self) -> list[tuple[str, int, int]]:
-        """The instant of every clock whose runs are counting: until here they count."""
+    def _stamps(self) -> tuple[list[tuple[str, int, int]], dict[str, int]]:
+        """The instant of every clock whose runs are counting (until here they count),
+        and the wall-clock offset of every clock, to write checkpoints with."""
         stamps = []
-        for stamp, counting in self._counting.items():
-            if counting > 0:
-                clock = self._clocks[stamp]
-                reading = clock.read()
-                stamps.append((stamp, clock.wall_ms(reading.timeline_ms), reading.suspended_ms))
-        return stamps
+        offsets = {}
+        for stamp, clock in self._clocks.items():
+            reading = clock.read() if self._counting[stamp] > 0 else None
+            # Read after read(), which takes a new offset if the wall clock stepped: the
+            # stamp and the checkpoints of this transaction share it.
+            offsets[stamp] = offset = clock.wall_ms(0)
+            if reading is not None:
+                stamps.append((stamp, reading.timeline_ms + offset, reading.suspended_ms))
+        return stamps, offsets
+
+    def _restate_stepped(self, offsets: dict[str, int]) -> None:
+        """Rewrite the checkpoints of the runs whose clock's offset changed since they
+        were written (the wall clock stepped)."""
+        stepped = {stamp for stamp, offset in offsets.items() if self._offsets.get(stamp) != offset}
+        if not stepped:
+            return
+        self._offsets.update(offsets)
+        states = self._diff.states
+        for run_id, run in self._runs.items():
+            state = run.state
+            if run.stamp in stepped and run.row_id is not None and state is not None:
+                states.setdefault(run_id, state)  # unless a newer state is told already
 
     @staticmethod
     def _claim_all(
@@ -650,10 +684,12 @@ class OutboxWriter:
             )
         return rows
 
-    def _write_checkpoints(self, outbox: Outbox, diff: _Diff) -> dict[str, int | None]:
-        """Write the runs' changed open windows: a new row the first time, then a move of
-        that row, and its end drops it. Returns the new row of each run written (None for
-        an ended run)."""
+    def _write_checkpoints(
+        self, outbox: Outbox, diff: _Diff, offsets: dict[str, int]
+    ) -> dict[str, int | None]:
+        """Write the runs' changed open windows, in wall ms of their clock's ``offsets``:
+        a new row the first time, then a move of that row, and its end drops it. Returns
+        the new row of each run written (None for an ended run)."""
         rows: dict[str, int | None] = {}
         moves: list[tuple[int, int, int, int, int, int]] = []
         drops: list[int] = []
@@ -666,7 +702,9 @@ class OutboxWriter:
                     drops.append(run.row_id)
                 rows[run_id] = None  # forgotten once this transaction is on disk
                 continue
+            offset = offsets[run.stamp]
             start, as_of, active, counting, suspended = state
+            start, as_of = start + offset, as_of + offset
             if run.row_id is not None:
                 moves.append((run.row_id, start, as_of, active, int(counting), suspended))
             elif active or counting:

@@ -78,7 +78,7 @@ def timeback_emulator(virtual_clock: VirtualClock) -> Iterator[Emulator]:
     from .emulator import Emulator
 
     def now() -> datetime:
-        return datetime.fromtimestamp(virtual_clock.wall_ms(virtual_clock.now_ms) / 1000, UTC)
+        return datetime.fromtimestamp(virtual_clock.wall_now_ms() / 1000, UTC)
 
     with Emulator(students={STUDENT_TOKEN: STUDENT_EMAIL}, clock=now) as emulator:
         yield emulator

@@ -28,7 +28,7 @@ from timeback_client import (
     Window,
 )
 from timeback_client._errors import DuplicateRiskError
-from timeback_client._outbox import Outbox, WindowRow
+from timeback_client._outbox import Outbox, WindowRow, open_window
 from timeback_client._sender import DEDUPE_MEMORY_MS, UNANSWERED_RETRY_CAP, Backoff
 from timeback_client.emulator import Emulator
 
@@ -297,3 +297,53 @@ def test_the_system_clock_reads_no_suspend_when_there_is_none() -> None:
     assert {r.suspended_ms for r in readings} == {0}
     timeline = [r.timeline_ms for r in readings]
     assert timeline == sorted(timeline)
+
+
+def replayable(path: Path) -> list[tuple[int, int, int]]:
+    """What a crash now would replay of the open windows, ``(start, end, active ms)``:
+    the checkpoints counted up to their stamps, as the next client's claim counts them."""
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute(
+            "SELECT c.started_at_ms, c.ended_at_ms, c.elapsed_ms, running, c.suspended_ms, "
+            "s.wall_ms, s.suspended_ms FROM checkpoints AS c "
+            "LEFT JOIN stamps AS s ON s.stamp = c.stamp"
+        ).fetchall()
+    finally:
+        db.close()
+    return [
+        open_window(tuple(checkpoint), None if alive is None else (alive, asleep_then))
+        for *checkpoint, alive, asleep_then in rows
+    ]
+
+
+@pytest.mark.parametrize("step_s", [60, -40])
+async def test_a_crash_after_a_wall_clock_step_replays_exactly_what_was_active(
+    tmp_path: Path, step_s: int
+) -> None:
+    """The open window was checkpointed before the wall clock stepped, and the stamp
+    that says until when the process lived is taken after it: a crash then must replay
+    the time really active (not the step as active time forwards, not less backwards),
+    labelled in the true time."""
+    clock = VirtualClock()
+    t0 = clock.wall_ms(0)
+    path = tmp_path / "outbox.sqlite3"
+    with Emulator(students=STUDENTS) as emulator:
+        async with AsyncTimeback(
+            BASE, headers=AUTH, transport=emulator.transport(), clock=clock, outbox=path
+        ) as timeback:
+            activity = start(timeback)
+            await clock.advance(20)  # a window cut at 15 s; the open one holds 5 s
+            await synced(path)
+            before = replayable(path)
+            clock.step_wall(step_s)
+            await clock.advance(5)
+            await synced(path)
+            after = replayable(path)
+            now = clock.wall_now_ms()
+            await activity.end()
+        check_delivery(emulator, {activity.run_id: 25_000})
+    assert before == [(t0 + 15_000, t0 + 20_000, 5_000)]
+    shift = step_s * 1000
+    assert after == [(t0 + shift + 15_000, now, 10_000)]
+    assert now == t0 + shift + 25_000

@@ -3,6 +3,13 @@
 Pure functions over the facts of a run's stored events (their Caliper payloads are never
 read). Each problem names its run, a rule (a short stable id, listed in ``RULES``) and
 human-readable evidence.
+
+A wall clock set back during a run (a clock that ran ahead, put right) makes the run's
+later windows overlap earlier ones in time, since timeback-client labels windows in the
+true time: that is reported as ``overlapping-windows``, for the emulator cannot tell it
+from a client that really sends one stretch of time twice, and the platform receives the
+overlap all the same. A clock set forward leaves a gap between two windows, which no rule
+reports: a run has gaps anyway, after a long absence.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ RULES: dict[str, str] = {
     "(runId reused for a new attempt)",
     COMPLETED_TWICE: "two completions with different times on one run "
     "(runId reused for a new attempt)",
-    OVERLAPPING_WINDOWS: "two windows of the run overlap in time",
+    OVERLAPPING_WINDOWS: "two windows of the run overlap in time (or the client's wall "
+    "clock was set back during the run)",
     WINDOW_ARITHMETIC: "endedAt - startedAt != elapsedMs + pausedMs",
     RUN_SHARED_BY_STUDENTS: "two students sent events on one runId",
     RUN_SHARED_BY_ACTIVITIES: "one runId carries two activities",
