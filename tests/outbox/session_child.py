@@ -31,6 +31,7 @@ from timeback_client import (
     TimebackError,
     TimeOptions,
 )
+from timeback_client._writer import flush_outbox
 
 COURSE = {"subject": "Math", "grade": 3}
 
@@ -162,6 +163,11 @@ def disk_full(args: argparse.Namespace) -> None:
         errors.append(type(error).__name__)
 
     timeback = client(args, on_error=note)
+    # The client's start does not wait for the disk: the outbox is made, joined and
+    # claimed on the writer's thread. The disk fills up once that is done.
+    joined = flush_outbox(args.outbox)
+    assert joined is not None
+    joined.result(timeout=30)
     # The database and its write-ahead log (the -shm index is memory-mapped, not written).
     written = (args.outbox, f"{args.outbox}-wal")
     limit = max(os.path.getsize(name) for name in written if os.path.exists(name))
