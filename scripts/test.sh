@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the tests need (from scratch on a fresh machine), then run every nox
-# session of noxfile.py, several at once: the test suite on Python 3.11, 3.12 and 3.13,
-# again on the oldest versions pyproject.toml allows (lowest), the linters (lint), the
-# package (build) and the docs site (docs). Arguments go to pytest: `bash scripts/test.sh -k ledger`.
+# session of noxfile.py, several at once: the test suite on Python 3.11 to 3.14 (one the
+# machine lacks is reported skipped), again on the oldest versions pyproject.toml allows
+# (lowest), the linters (lint), the package (build) and the docs site (docs). Arguments go
+# to pytest: `bash scripts/test.sh -k ledger`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -125,6 +125,52 @@ def serve_tls_hypercorn(app: ASGIApp, tls: TlsFiles, *, mount: str) -> Iterator[
         thread.join(10)
 
 
+class SilentTlsServer:
+    """A server on 127.0.0.1 that takes one connection and reads the client's TLS hello,
+    but never answers it: the client's handshake stays under way until it gives up.
+
+    ``hello`` is set once the hello has arrived; `closed_by_client` then says whether the
+    client closed that connection itself (the server reads end-of-file).
+    """
+
+    def __init__(self) -> None:
+        self._listener = _listening_socket()
+        self.url = f"https://{LOOPBACK}:{self._listener.getsockname()[1]}"
+        self.hello = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="silent TLS", daemon=True)
+
+    def __enter__(self) -> SilentTlsServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._listener.close()  # ends a wait in accept() if no client came
+        self._thread.join(15)
+
+    def closed_by_client(self, timeout: float) -> bool:
+        """Whether the client closes the connection within ``timeout`` seconds."""
+        return self._closed.wait(timeout)
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            try:
+                if conn.recv(65536):
+                    self.hello.set()
+                while conn.recv(65536):
+                    pass
+            except ConnectionResetError:
+                pass  # closed by the client too, abruptly
+            except OSError:
+                return  # not closed within 10 s (a timeout): `_closed` stays unset
+            self._closed.set()
+
+
 class LoopbackProxy:
     """An HTTP proxy on 127.0.0.1, as a school's or office's: ``CONNECT`` tunnels (for
     https) and absolute-form requests (for plain http), to loopback targets only.

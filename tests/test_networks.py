@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from network_kit import (
     LOOPBACK,
     LoopbackProxy,
+    SilentTlsServer,
     TlsFiles,
     serve_tls_hypercorn,
     serve_tls_uvicorn,
@@ -238,6 +239,25 @@ async def test_without_the_ca_the_server_is_refused_clearly_and_the_time_waits(
             while sum(run.active_ms for run in emulator.runs()) < activity.elapsed_ms:  # noqa: ASYNC110 - the server's thread keeps it
                 await anyio.sleep(0.02)
     assert_all_time_arrived(emulator, activity.run_id, activity.elapsed_ms)
+
+
+@pytest.mark.anyio
+async def test_closing_during_a_tls_handshake_closes_its_connection() -> None:
+    """A client closed while a heartbeat's TLS handshake is under way (a slow server, a
+    proxy that inspects TLS) closes that connection itself, at once: nothing is left to
+    the garbage collector, which an app would see as a ResourceWarning and the server as
+    a connection still open. (httpcore closes a connection whose handshake fails, but
+    not one whose handshake is cancelled.)"""
+    with SilentTlsServer() as server:
+        async with AsyncTimeback(server.url, headers=AUTH, outbox=None) as timeback:
+            activity = timeback.activity.start(
+                **LESSON, time=TimeOptions(heartbeat_interval=0.1, flush_timeout=0.1)
+            )
+            with anyio.fail_after(10):
+                while not server.hello.is_set():  # noqa: ASYNC110 - set by the server's thread
+                    await anyio.sleep(0.01)
+            await activity.end()  # not delivered: the handshake hangs
+        assert await anyio.to_thread.run_sync(server.closed_by_client, 5)
 
 
 # -- the system trust store -------------------------------------------------------------------

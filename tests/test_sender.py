@@ -48,6 +48,9 @@ BASE = "http://127.0.0.1:9/api/timeback"
 URL = BASE + "/activity/heartbeat"
 COURSE = {"subject": "Math", "grade": 3}
 SEED = 20261125
+# Room past a real-time deadline for a loaded machine (two cores, several suites): a test
+# shows that a wait ends, a benchmark how punctually (benchmarks/RESULTS.md, 5.).
+SLACK = 3.0
 
 
 def error(status: int, code: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -604,7 +607,10 @@ async def test_end_with_the_server_unreachable_returns_within_flush_timeout() ->
         started = time.monotonic()
         await activity.end()
         took = time.monotonic() - started
-        assert 0.25 <= took < 0.3 + 0.25
+        # It waited out flush_timeout, then gave up on a server that never answers (on the
+        # virtual clock no retry comes due). How close to the deadline it returns is a
+        # benchmark figure (benchmarks/RESULTS.md), not something a loaded machine keeps.
+        assert 0.25 <= took < 0.3 + SLACK
         flush = [(e, c) for e, c in errors if c.operation == "flush"]
         assert len(flush) == 1
         reported, context = flush[0]
@@ -637,7 +643,7 @@ async def test_close_reports_every_window_it_could_not_deliver(
         )
         await clock.advance(50)
         started = time.monotonic()
-    assert time.monotonic() - started < 0.2 + 0.25
+    assert time.monotonic() - started < 0.2 + SLACK  # the backend would answer 503 forever
     assert activity.is_ended
     lost = [(e, c) for e, c in errors if c.operation == "flush"]
     assert len(lost) == 1

@@ -82,24 +82,31 @@ def test_real_session_windows_over_loopback(
     """A short real session (0.2 s heartbeats, a pause): contiguous windows whose elapsedMs
     add up to the activity's elapsed_ms."""
     with Timeback(backend.base_url) as timeback:
+        began = time.monotonic()
         activity = timeback.activity.start(
             id="lesson-1", name="Fractions", course=COURSE, time=FAST
         )
         time.sleep(0.5)
+        pause_called = time.monotonic()
         activity.pause()
         time.sleep(0.3)
         activity.resume()
+        resume_returned = time.monotonic()
         time.sleep(0.45)
         activity.end()
+        ended = time.monotonic()
         elapsed = activity.elapsed_ms
     windows = backend.bodies
     print(json.dumps(windows, indent=2))
     check_windows(windows)
     assert abs(total_active_ms(windows) - elapsed) <= 2
-    assert 900 <= elapsed <= 1_200
     paused = [w for w in windows if w["pausedMs"]]
     assert len(paused) == 1
-    assert 280 <= paused[0]["pausedMs"] <= 400
+    paused_ms = paused[0]["pausedMs"]
+    # Bounded by what the test slept and by the time it measured around the calls, not by
+    # a guess at how late a loaded machine wakes a sleeper.
+    assert 280 <= paused_ms <= (resume_returned - pause_called) * 1000 + 2
+    assert 900 <= elapsed <= (ended - began) * 1000 - paused_ms + 2
     assert len(windows) >= 5
     assert {w["runId"] for w in windows} == {activity.run_id}
 
@@ -109,7 +116,7 @@ def test_start_pause_resume_touch_return_at_once_while_the_server_is_slow(
 ) -> None:
     """No SDK call but end() and close() waits on the network; close() gives up after
     flush_timeout and reports what it could not deliver."""
-    server = LoopbackBackend(delay=1.0).start()
+    server = LoopbackBackend(delay=3.0).start()
     lost: list[Window] = []
 
     def on_error(error: DeliveryError, context: ErrorContext) -> None:
@@ -134,11 +141,12 @@ def test_start_pause_resume_touch_return_at_once_while_the_server_is_slow(
             durations[name] = max(durations.get(name, 0.0), timed(getattr(activity, name)))
             time.sleep(0.03)
         durations["end(wait=False)"] = timed(lambda: activity.end(wait=False))
-        # Not a speed figure: far under the server's 1 s, so no call waited on it.
-        assert max(durations.values()) < 0.25, durations
+        # Not a speed figure: under half the server's 3 s, so no call waited on it (how
+        # fast they are is a benchmark's figure, not a test's).
+        assert max(durations.values()) < 1.5, durations
         elapsed = activity.elapsed_ms
         close_took = timed(timeback.close)
-        assert close_took < 0.5 + 0.3
+        assert close_took < 0.5 + 1.5  # gave up at flush_timeout, not at the server's answer
         delivered = server.bodies
         check_windows(delivered)
         assert lost
@@ -275,18 +283,23 @@ def test_close_from_a_callback_is_refused_and_a_later_close_works(
 def test_end_without_waiting_returns_at_once_and_close_delivers(
     no_leftover_threads: None,
 ) -> None:
-    server = LoopbackBackend(delay=0.3).start()
+    # The server takes 1 s over each window, one after the other: the first heartbeat
+    # (0.2 s in) is answered 1.2 s in, long after end(wait=False) has returned.
+    server = LoopbackBackend(delay=1.0).start()
     try:
         timeback = Timeback(server.base_url)
         activity = timeback.activity.start(
-            id="lesson-1", name="Fractions", course=COURSE, time=FAST
+            id="lesson-1",
+            name="Fractions",
+            course=COURSE,
+            time=TimeOptions(heartbeat_interval=0.2, flush_timeout=10),
         )
         time.sleep(0.5)
-        assert timed(lambda: activity.end(wait=False)) < 0.15  # the server takes 0.3 s
+        assert timed(lambda: activity.end(wait=False)) < 0.5  # under half the server's 1 s
         assert activity.is_ended
         assert timeback.activity.current is None
         elapsed = activity.elapsed_ms
-        assert server.bodies == []  # still on their way: the server takes 0.3 s each
+        assert server.bodies == []  # still on their way
         timeback.close()
         timeback.close()  # idempotent
         windows = server.bodies
@@ -299,16 +312,18 @@ def test_end_without_waiting_returns_at_once_and_close_delivers(
 def test_with_timeback_closes_and_ends_the_activity(
     backend: LoopbackBackend, no_leftover_threads: None
 ) -> None:
+    began = time.monotonic()
     with Timeback(backend.base_url) as timeback:
         activity = timeback.activity.start(
             id="lesson-1", name="Fractions", course=COURSE, time=FAST
         )
         time.sleep(0.25)
         assert repr(activity).startswith("<Activity 'lesson-1'")
+    closed = time.monotonic()
     windows = backend.bodies
     check_windows(windows)
     assert windows[-1]["elapsedMs"] > 0
-    assert 240 <= total_active_ms(windows) <= 400
+    assert 240 <= total_active_ms(windows) <= (closed - began) * 1000
 
 
 def test_the_sync_facade_runs_on_trio_too(

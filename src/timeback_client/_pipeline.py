@@ -352,7 +352,7 @@ class Pipeline:
         if self._closed:
             return
         with anyio.CancelScope(shield=True):
-            with anyio.move_on_at(deadline):
+            with anyio.CancelScope(deadline=deadline):
                 if self._claim is not None:
                     await self.scheduler.wait_for(self._claim)
                     self._claim = None
@@ -366,7 +366,7 @@ class Pipeline:
                 stopped = release_writer(owner.writer)
                 # The last writes of this client: waited for a moment even past the
                 # deadline, since what they hold is what the next start replays.
-                with anyio.move_on_at(max(deadline, anyio.current_time() + 1.0)):
+                with anyio.CancelScope(deadline=max(deadline, anyio.current_time() + 1.0)):
                     await self.scheduler.wait_for(left)
                     if stopped is not None:
                         await self.scheduler.wait_for(stopped)
@@ -384,7 +384,7 @@ class Pipeline:
         # Asked first, since a server that is down takes the whole wait: the writer
         # commits what it was told (every window cut so far) in the meantime.
         written = None if self._owner is None else self._owner.writer.flush()
-        with anyio.move_on_at(deadline):
+        with anyio.CancelScope(deadline=deadline):
             if self._claim is not None:
                 await self.scheduler.wait_for(self._claim)
             self.scheduler.kick()  # the replay, and windows posted from other threads
@@ -394,7 +394,7 @@ class Pipeline:
             # Asked again: what the answers since told the writer (a refused window is
             # never sent after all) is on disk too.
             written = self._owner.writer.flush() if self._owner is not None else written
-            with anyio.move_on_at(deadline):
+            with anyio.CancelScope(deadline=deadline):
                 await self.scheduler.wait_for(written)
         return left
 

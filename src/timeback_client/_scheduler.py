@@ -12,13 +12,15 @@ scheduler; an ended activity's entry is marked removed, so the heap never holds 
 **Work from other threads.** An app's thread (a GUI's, a notebook's) changes an activity
 under the activity's own lock, at the instant it reads, and never waits for the loop: what
 follows from the change (a window to send, a callback to run) is `post`-ed here, in order,
-and the loop is woken without waiting (`EventLoopToken`'s ``run_sync_soon``). Called from
-the loop's own thread, `kick` runs the posted work at once, so async callers see its
-effects before their call returns.
+and the loop is woken without waiting, through the loop's own thread-safe hand-off
+(`LoopDoor`: asyncio's ``call_soon_threadsafe``, trio's ``TrioToken.run_sync_soon``).
+Called from the loop's own thread, `kick` runs the posted work at once, so async callers
+see its effects before their call returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import heapq
@@ -31,11 +33,10 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 
 from ._clock import Clock
 
-__all__ = ["Scheduled", "Scheduler"]
+__all__ = ["LoopDoor", "Scheduled", "Scheduler"]
 
 logger = logging.getLogger("timeback_client")
 
@@ -57,6 +58,32 @@ class Scheduled(Protocol):
         ...
 
 
+class LoopDoor:
+    """Hands a function to one event loop's thread, from any thread, without waiting.
+
+    Made on the loop's thread (`here`). `call_soon` is the loop's own thread-safe hand-off:
+    asyncio's ``loop.call_soon_threadsafe`` or trio's ``TrioToken.run_sync_soon``, the two
+    loops anyio runs on. Once that loop is gone it raises `RuntimeError` (asyncio's "Event
+    loop is closed"; trio's ``RunFinishedError`` is one).
+    """
+
+    __slots__ = ("call_soon",)
+
+    def __init__(self, call_soon: Callable[[Callable[[], object]], object]) -> None:
+        self.call_soon = call_soon
+
+    @classmethod
+    def here(cls) -> LoopDoor:
+        """The door of the event loop running in this thread."""
+        try:
+            return cls(asyncio.get_running_loop().call_soon_threadsafe)
+        except RuntimeError:
+            pass  # no asyncio loop runs here: under anyio, this thread runs trio's
+        import trio  # only a trio run gets here: trio is the app's, not a dependency
+
+        return cls(trio.lowlevel.current_trio_token().run_sync_soon)
+
+
 class Scheduler:
     """Deadlines and cross-thread work for one event loop.
 
@@ -72,7 +99,7 @@ class Scheduler:
         self._heap: list[list[Any]] = []  # [due, order, Scheduled | None]
         self._order = itertools.count()
         self._inbox: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
-        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._door: LoopDoor | None = None
         self._thread_id: int | None = None
         self._sleep: anyio.CancelScope | None = None
         self._wake_posted = False
@@ -100,7 +127,7 @@ class Scheduler:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run deadlines and posted work until cancelled."""
-        self._token = anyio.lowlevel.current_token()
+        self._door = LoopDoor.here()
         self._thread_id = threading.get_ident()
         task_status.started()
         try:
@@ -120,7 +147,7 @@ class Scheduler:
                         await self.clock.sleep_until(due)
         finally:
             self._sleep = None
-            self._token = None
+            self._door = None
 
     def _fire_due(self) -> None:
         now_ms = self.clock.read().timeline_ms
@@ -189,13 +216,13 @@ class Scheduler:
         if self.in_loop:
             self._drain()
             return
-        if self._wake_posted or self._token is None:
+        door = self._door
+        if self._wake_posted or door is None:
             return
         self._wake_posted = True
-        token = self._token
         try:
-            token.backend_class.run_sync_soon(self._wake, (), token.native_token)
-        except (anyio.RunFinishedError, RuntimeError):
+            door.call_soon(self._wake)
+        except RuntimeError:
             self._wake_posted = False  # the loop is gone: nothing will run the work
 
     def _wake(self) -> None:
@@ -222,13 +249,13 @@ class Scheduler:
     @staticmethod
     async def wait_for(future: concurrent.futures.Future[T]) -> T:
         """Wait in the loop, without blocking it, for a result from another thread."""
-        token = anyio.lowlevel.current_token()
+        door = LoopDoor.here()
         done = anyio.Event()
 
         def woken(_: object) -> None:
             # If the loop is gone, nobody waits any more.
-            with contextlib.suppress(anyio.RunFinishedError, RuntimeError):
-                token.backend_class.run_sync_soon(done.set, (), token.native_token)
+            with contextlib.suppress(RuntimeError):
+                door.call_soon(done.set)
 
         future.add_done_callback(woken)
         await done.wait()

@@ -33,8 +33,8 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Iterable
-from typing import Final, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.abc
@@ -468,6 +468,7 @@ class HeartbeatSender:
         """Send one attempt: what its answer means, and its HTTP status (None: no answer)."""
         endpoint = delivery.endpoint
         delivery.sent_version = endpoint.version
+        opening = _OpeningConnection()
         try:
             request = self.http.build_request(
                 "POST",
@@ -475,9 +476,13 @@ class HeartbeatSender:
                 content=delivery.body,
                 headers=endpoint.request_headers(user_agent(self.http)),
                 cookies=endpoint.cookies or None,
+                extensions={"trace": opening.trace},
             )
             auth = httpx.USE_CLIENT_DEFAULT if endpoint.auth is None else endpoint.auth
-            response = await self.http.send(request, auth=auth, stream=True)
+            try:
+                response = await self.http.send(request, auth=auth, stream=True)
+            finally:
+                await opening.close_if_left()
             try:
                 body = await _read_at_most(response, MAX_ERROR_BODY + 1)
             except httpx.DecodingError:
@@ -682,6 +687,42 @@ def _log_answer(delivery: Delivery, status: int | None, outcome: Outcome, latenc
         round(latency * 1000),
         result,
     )
+
+
+class _NetworkStream(Protocol):
+    """What httpcore hands a ``trace`` callback for a new connection (its network stream)."""
+
+    async def aclose(self) -> None: ...
+
+
+class _OpeningConnection:
+    """The connection a request is opening, until a connection of the pool takes it.
+
+    httpcore closes a new connection whose TLS handshake fails, but not one whose
+    handshake is cancelled (the owner closing the engine mid-handshake): that socket would
+    be left open for the garbage collector, which an app sees as a ``ResourceWarning``.
+    The request's ``trace`` extension (httpcore's, passed through by httpx) names the
+    stream as it is connected; ``close_if_left`` closes it if the request ended before the
+    pool took it. A transport that is not httpcore's ignores the extension.
+    """
+
+    def __init__(self) -> None:
+        self._stream: _NetworkStream | None = None
+
+    async def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            self._stream = info.get("return_value")
+        elif event == "connection.start_tls.complete" or not event.startswith("connection."):
+            # TLS is up (the pool takes the new stream at once), or the request is on a
+            # connection's protocol: either way the pool owns the stream now.
+            self._stream = None
+
+    async def close_if_left(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            # Shielded, since the request was most likely cancelled; a TCP close is quick.
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
 
 
 _SILENT_ERRORS: Final[dict[type[Exception], str]] = {
