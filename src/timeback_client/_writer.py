@@ -374,6 +374,11 @@ class OutboxWriter:
     # -- the thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        # Opening the file (a quick check of every page, the schema, two syncs) waits a
+        # moment: the client that started this thread is still starting, on its app's
+        # thread (a sign-in on a GUI thread), and would share the interpreter's lock with
+        # the open. Nobody waits for the open; clients started together share it.
+        time.sleep(QUICK_GAP)
         try:
             self._outbox = Outbox(self.path, busy_timeout=BUSY_TIMEOUT, set_aside=self._own)
             with self._outbox.transaction():

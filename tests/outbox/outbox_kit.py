@@ -198,8 +198,11 @@ def check_delivery(
 
 
 def stored_windows(path: Path) -> int:
-    """Windows left in an outbox file, read without registering as an owner."""
-    db = sqlite3.connect(path)
+    """Windows left in an outbox file, read without registering as an owner (0 while the
+    writer has not made the file yet; never made here)."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
     try:
         return int(db.execute("SELECT count(*) FROM windows").fetchone()[0])
     finally:
