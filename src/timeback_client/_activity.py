@@ -38,7 +38,7 @@ from typing import Any, Final
 import anyio
 
 from ._clock import Reading
-from ._errors import DeliveryError, UndeliveredError
+from ._delivery_errors import DeliveryError, UndeliveredError
 from ._ledger import Cut
 from ._models import Course, ErrorContext, TimeOptions, Window
 from ._pipeline import Pipeline, call_safely

@@ -22,8 +22,9 @@ import httpx
 
 from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
 from ._clock import Clock
+from ._delivery_errors import DeliveryError
 from ._engine import DEFAULT_TIMEOUT, Engine, EngineStatistics
-from ._errors import DeliveryError, LifecycleError, TimebackError, ValidationError, warn
+from ._errors import LifecycleError, TimebackError, ValidationError, warn
 from ._models import (
     Course,
     CourseFields,

@@ -35,13 +35,8 @@ import anyio
 import anyio.abc
 
 from ._clock import Clock
-from ._errors import (
-    DeliveryError,
-    DuplicateRiskError,
-    ResponseError,
-    TimebackError,
-    UndeliveredError,
-)
+from ._delivery_errors import DeliveryError, DuplicateRiskError, ResponseError, UndeliveredError
+from ._errors import TimebackError
 from ._models import ErrorContext, Window
 from ._outbox import StoredWindow
 from ._scheduler import Scheduler

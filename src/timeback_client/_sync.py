@@ -36,7 +36,8 @@ from ._client import (
     _Default,
 )
 from ._clock import Clock
-from ._errors import DeliveryError, LifecycleError, ValidationError
+from ._delivery_errors import DeliveryError
+from ._errors import LifecycleError, ValidationError
 from ._loop import SdkLoop, sdk_loop
 from ._models import Course, CourseFields, TimeOptions
 from ._sender import DEFAULT_HOLD_FOR
