@@ -22,7 +22,6 @@ additive, so a merged window keeps every invariant) rather than dropped.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -31,7 +30,7 @@ import stat
 import sys
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,7 +49,6 @@ __all__ = [
     "StoredWindow",
     "WindowRow",
     "foreign_content",
-    "identity_of",
     "open_window",
     "table_names",
     "window_body",
@@ -164,17 +162,6 @@ def window_body(
     except (ValueError, KeyError, TypeError, TimebackError):
         return None
     return window.to_bytes()
-
-
-def identity_of(base_url: str, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
-    """A one-way fingerprint of where and as whom windows are sent (never the secrets)."""
-    digest = hashlib.sha256(base_url.encode())
-    for name, value in sorted((k.lower(), v) for k, v in headers.items()):
-        if name in ("authorization", "cookie") or name.startswith("x-"):
-            digest.update(f"\0{name}\0{value}".encode())
-    for name, value in sorted(cookies.items()):
-        digest.update(f"\0cookie:{name}\0{value}".encode())
-    return digest.hexdigest()
 
 
 _SCHEMA = """

@@ -23,7 +23,8 @@ import attrs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from timeback_client._models import Window
-from timeback_client._outbox import CheckpointRow, Outbox, WindowRow, identity_of
+from timeback_client._options import identity_of
+from timeback_client._outbox import CheckpointRow, Outbox, WindowRow
 from timeback_client._writer import flush_outbox
 from timeback_client.emulator import Emulator
 from timeback_client.emulator._serve import serve_in_thread

@@ -37,11 +37,8 @@ from outbox_kit import (
 
 from timeback_client import AsyncTimeback, TimebackError, VirtualClock
 from timeback_client._models import Course, Window
-from timeback_client._outbox import (
-    Outbox,
-    OutboxError,
-    identity_of,
-)
+from timeback_client._options import identity_of
+from timeback_client._outbox import Outbox, OutboxError
 from timeback_client._outbox_home import default_outbox_path, former_outbox_path, move_outbox
 from timeback_client._writer import CHECKPOINT_INTERVAL
 from timeback_client.emulator import Emulator, UnknownRun

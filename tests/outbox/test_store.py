@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from outbox_kit import BACKEND, IDENTITY, OPENED, Owner
 
 from timeback_client._models import Course, Window
+from timeback_client._options import identity_of
 from timeback_client._outbox import (
     Outbox,
     OutboxError,
     WindowRow,
-    identity_of,
     open_window,
     windows_process_alive,
 )
