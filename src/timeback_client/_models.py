@@ -14,7 +14,7 @@ from typing import Any, Final, Literal, TypedDict
 
 import attrs
 
-from ._errors import ValidationError
+from ._errors import TimebackError, ValidationError
 
 __all__ = [
     "SUBJECTS",
@@ -26,8 +26,10 @@ __all__ = [
     "Window",
     "check_sendable",
     "format_timestamp",
+    "merge_bodies",
     "normalize_run_id",
     "run_id_for",
+    "window_body",
 ]
 
 Subject = Literal["Math", "Reading", "Science", "Social Studies", "Writing", "Other"]
@@ -325,6 +327,40 @@ class Window:
             elapsed_ms=body["elapsedMs"],
             paused_ms=body["pausedMs"],
         )
+
+
+def window_body(
+    template: bytes, started_at_ms: int, ended_at_ms: int, elapsed_ms: int
+) -> bytes | None:
+    """The exact body of a window made from a checkpoint (None: an unreadable template)."""
+    try:
+        fields = json.loads(template)
+        window = Window(
+            activity_id=fields["id"],
+            name=fields["name"],
+            course=Course.from_value(fields["course"]),
+            run_id=fields["runId"],
+            started_at_ms=started_at_ms,
+            ended_at_ms=ended_at_ms,
+            elapsed_ms=elapsed_ms,
+            paused_ms=ended_at_ms - started_at_ms - elapsed_ms,
+        )
+    except (ValueError, KeyError, TypeError, TimebackError):
+        return None
+    return window.to_bytes()
+
+
+def merge_bodies(first: bytes, second: bytes) -> bytes | None:
+    """One window covering two adjacent ones, or None if they differ in anything else."""
+    a, b = json.loads(first), json.loads(second)
+    same = ("id", "name", "course", "runId")
+    if any(a.get(k) != b.get(k) for k in same) or a["endedAt"] != b["startedAt"]:
+        return None
+    merged = dict(a)
+    merged["endedAt"] = b["endedAt"]
+    merged["elapsedMs"] = a["elapsedMs"] + b["elapsedMs"]
+    merged["pausedMs"] = a["pausedMs"] + b["pausedMs"]
+    return json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _parse_timestamp(text: str) -> int:

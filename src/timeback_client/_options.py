@@ -19,8 +19,8 @@ from typing import Final
 import httpx
 
 from ._errors import ValidationError, warn
+from ._file_proof import foreign_content
 from ._models import TimeOptions, check_sendable
-from ._outbox import foreign_content
 
 __all__ = [
     "DISABLED_ENV",

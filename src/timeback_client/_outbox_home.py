@@ -51,7 +51,8 @@ from typing import Final
 import platformdirs
 
 from ._errors import OutboxError
-from ._outbox import MOVE_PREFIX, Outbox, foreign_content
+from ._file_proof import foreign_content
+from ._outbox import MOVE_PREFIX, Outbox
 
 __all__ = ["FORMER_BUSY_TIMEOUT", "default_outbox_path", "former_outbox_path", "move_outbox"]
 

@@ -16,15 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from outbox_kit import BACKEND, IDENTITY, OPENED, Owner
 
+from timeback_client._liveness import windows_process_alive
 from timeback_client._models import Course, Window
 from timeback_client._options import identity_of
-from timeback_client._outbox import (
-    Outbox,
-    OutboxError,
-    WindowRow,
-    open_window,
-    windows_process_alive,
-)
+from timeback_client._outbox import Outbox, OutboxError, WindowRow, open_window
 
 
 def window(run_id: str, start_ms: int, active: int, paused: int = 0) -> Window:
