@@ -26,7 +26,6 @@ the timeline up with the run's earlier windows to the millisecond.
 from __future__ import annotations
 
 import array
-import json
 import logging
 import threading
 import uuid
@@ -40,10 +39,9 @@ import anyio
 from ._clock import Reading
 from ._delivery_errors import DeliveryError, UndeliveredError
 from ._ledger import Cut
-from ._models import Course, ErrorContext, TimeOptions, Window
+from ._models import Course, ErrorContext, OpenWindow, TimeOptions, Window, body_template
 from ._pipeline import Pipeline, call_safely
 from ._timekeeper import IDLE, Step, Timekeeper
-from ._writer import OpenWindow
 
 __all__ = ["AsyncActivity", "ErrorCallback", "FlushCallback", "StartLabels", "StateCallback"]
 
@@ -129,11 +127,7 @@ class AsyncActivity:
         self._starts = StartLabels()
         self.schedule_entry: list[Any] | None = None
         # The fields every window of the run shares, for the outbox's checkpoints.
-        self.template: Final = json.dumps(
-            {"id": id, "name": name, "course": course.to_json(), "runId": self.run_id},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
+        self.template: Final = body_template(id, name, course, self.run_id)
 
         start = self._clock.read()
         self._time = Timekeeper(

@@ -1,4 +1,10 @@
-"""Immutable values: the course selector, the time options, and the window on the wire."""
+"""Immutable values: the course selector, the time options, and the window on the wire.
+
+A window's body is built here and only here: `Window.to_bytes` (from the run's shared
+fields, encoded once per run), the run's `body_template` that the outbox keeps beside its
+open window, a window made again from that template after a crash (`window_body`), and
+two adjacent windows merged when the outbox is full (`merge_bodies`).
+"""
 
 from __future__ import annotations
 
@@ -21,9 +27,12 @@ __all__ = [
     "Course",
     "CourseFields",
     "ErrorContext",
+    "OpenWindow",
     "Subject",
     "TimeOptions",
     "Window",
+    "WindowKey",
+    "body_template",
     "check_sendable",
     "format_timestamp",
     "merge_bodies",
@@ -41,6 +50,12 @@ SUBJECTS: Final[tuple[str, ...]] = (
     "Writing",
     "Other",
 )
+#: A window's identity in the outbox and at the server: ``(run_id, started_at_ms)``.
+WindowKey = tuple[str, int]
+#: A run's open window as of its last change, in its clock's timeline ms (the outbox
+#: writer maps them to wall ms as it writes them):
+#: ``(start_ms, as_of_ms, active_ms, counting, suspended_ms at as_of)``.
+OpenWindow = tuple[int, int, int, bool, int]
 _UUID_SHAPE: Final = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
 )
@@ -228,6 +243,13 @@ def _body_prefix(activity_id: str, name: str, course: Course, run_id: str) -> st
     return json.dumps(shared, separators=(",", ":"), ensure_ascii=False)[:-1]
 
 
+def body_template(activity_id: str, name: str, course: Course, run_id: str) -> bytes:
+    """The fields every window of a run shares (id, name, course, runId), as the JSON
+    object the outbox keeps beside a run's open window: `window_body` makes a window's
+    exact bytes from it after a crash."""
+    return (_body_prefix(activity_id, name, course, run_id) + "}").encode()
+
+
 def normalize_run_id(run_id: object) -> str:
     """Check that ``run_id`` is UUID-shaped and return it in lowercase."""
     if isinstance(run_id, uuid.UUID):
@@ -278,6 +300,11 @@ class Window:
     def __attrs_post_init__(self) -> None:
         if self.ended_at_ms - self.started_at_ms != self.elapsed_ms + self.paused_ms:
             raise ValueError(f"window arithmetic does not add up: {self!r}")
+
+    @property
+    def key(self) -> WindowKey:
+        """``(run_id, started_at_ms)``: what the server dedupes on, and the outbox keys by."""
+        return (self.run_id, self.started_at_ms)
 
     @property
     def started_at(self) -> str:
@@ -351,16 +378,24 @@ def window_body(
 
 
 def merge_bodies(first: bytes, second: bytes) -> bytes | None:
-    """One window covering two adjacent ones, or None if they differ in anything else."""
-    a, b = json.loads(first), json.loads(second)
-    same = ("id", "name", "course", "runId")
-    if any(a.get(k) != b.get(k) for k in same) or a["endedAt"] != b["startedAt"]:
+    """One window covering two adjacent ones of a run, or None if they differ in anything
+    else (windows are additive, so the merged one keeps every invariant)."""
+    a, b = Window.from_json(json.loads(first)), Window.from_json(json.loads(second))
+    same = (a.activity_id, a.name, a.course, a.run_id) == (
+        b.activity_id,
+        b.name,
+        b.course,
+        b.run_id,
+    )
+    if not same or a.ended_at_ms != b.started_at_ms:
         return None
-    merged = dict(a)
-    merged["endedAt"] = b["endedAt"]
-    merged["elapsedMs"] = a["elapsedMs"] + b["elapsedMs"]
-    merged["pausedMs"] = a["pausedMs"] + b["pausedMs"]
-    return json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode()
+    merged = attrs.evolve(
+        a,
+        ended_at_ms=b.ended_at_ms,
+        elapsed_ms=a.elapsed_ms + b.elapsed_ms,
+        paused_ms=a.paused_ms + b.paused_ms,
+    )
+    return merged.to_bytes()
 
 
 def _parse_timestamp(text: str) -> int:

@@ -37,12 +37,11 @@ import anyio.abc
 from ._clock import Clock
 from ._delivery_errors import DeliveryError, DuplicateRiskError, ResponseError, UndeliveredError
 from ._errors import TimebackError
-from ._models import ErrorContext, Window
+from ._models import ErrorContext, OpenWindow, Window
 from ._outbox import StoredWindow
 from ._scheduler import Scheduler
 from ._sender import Delivery, Endpoint, HeartbeatSender
 from ._writer import (
-    OpenWindow,
     OutboxOwner,
     OutboxStatistics,
     outbox_writer,
@@ -197,7 +196,7 @@ class Pipeline:
         delivery = Delivery(window=window, endpoint=self.endpoint, listener=self)
         if self._owner is not None:
             self._owner.store(
-                (window.run_id, window.started_at_ms),
+                window.key,
                 window.ended_at_ms,
                 window.elapsed_ms,
                 delivery.body,
@@ -234,13 +233,13 @@ class Pipeline:
     def sending(self, delivery: Delivery) -> None:
         """The window's first attempt: the outbox marks it as possibly received."""
         if self._owner is not None:
-            self._owner.sending(_key(delivery.window))
+            self._owner.sending(delivery.window.key)
 
     def delivered(self, delivery: Delivery, *, duplicate: bool) -> None:
         """The backend has the window: the outbox forgets it, its activity hears of it."""
         window = delivery.window
         if self._owner is not None:
-            self._owner.settled(_key(window))
+            self._owner.settled(window.key)
         listener = self._listeners.get(window.run_id)
         if listener is not None:
             listener.delivered(window, duplicate=duplicate)
@@ -260,7 +259,7 @@ class Pipeline:
         if not will_retry and not isinstance(error, DuplicateRiskError) and self._owner:
             dropped = error.windows if isinstance(error, UndeliveredError) else (window,)
             for each in dropped:
-                self._owner.settled(_key(each))
+                self._owner.settled(each.key)
         listener = self._listeners.get(window.run_id)
         if listener is not None:
             listener.failed(window, error, attempts=delivery.attempts, will_retry=will_retry)
@@ -276,7 +275,7 @@ class Pipeline:
         window, the client) hears of the cause once."""
         window = delivery.window
         if self._owner is not None:
-            self._owner.refused(_key(window))
+            self._owner.refused(window.key)
         if not report:
             return
         listener = self._listeners.get(window.run_id)
@@ -439,10 +438,6 @@ class Pipeline:
     def _report_soon(self, error: TimebackError) -> None:
         # From the writer's thread: the client's on_error runs in the loop.
         self._post_and_kick(self._report, error, None)
-
-
-def _key(window: Window) -> tuple[str, int]:
-    return (window.run_id, window.started_at_ms)
 
 
 def call_safely(name: str, callback: Callable[..., object] | None, *args: Any) -> None:

@@ -54,12 +54,12 @@ import attrs
 
 from ._clock import Clock
 from ._errors import OutboxError, TimebackError
+from ._models import OpenWindow, WindowKey
 from ._outbox import CheckpointRow, Outbox, StoredWindow, WindowRow
 from ._outbox_home import default_outbox_path, former_outbox_path, move_outbox
 
 __all__ = [
     "CHECKPOINT_INTERVAL",
-    "OpenWindow",
     "OutboxOwner",
     "OutboxStatistics",
     "OutboxWriter",
@@ -81,11 +81,6 @@ STOP_TIMEOUT: Final = 10.0  # at interpreter exit, the longest wait for the last
 # quick transaction: opening a client waits at most this much longer.
 QUICK_GAP: Final = 0.05
 
-Key = tuple[str, int]  # (run_id, started_at_ms): a window's identity in the outbox
-# A run's open window as of its last change, in its clock's timeline ms (the writer maps
-# them to wall ms as it writes them):
-# (start_ms, as_of_ms, active_ms, counting, suspended_ms at as_of).
-OpenWindow = tuple[int, int, int, bool, int]
 # A window to store: (owner, ended_at_ms, elapsed_ms, body, first attempt or None).
 _Stored = tuple[str, int, int, bytes, float | None]
 # What is told of windows and runs: plain tuples of atoms, which the garbage collector
@@ -144,10 +139,10 @@ class _Run:
 class _Diff:
     """What the file does not have yet."""
 
-    adds: dict[Key, _Stored] = attrs.Factory(dict)
-    sent: dict[Key, float] = attrs.Factory(dict)
-    refused: set[Key] = attrs.Factory(set)  # sent, then refused: as if never sent
-    removes: set[Key] = attrs.Factory(set)
+    adds: dict[WindowKey, _Stored] = attrs.Factory(dict)
+    sent: dict[WindowKey, float] = attrs.Factory(dict)
+    refused: set[WindowKey] = attrs.Factory(set)  # sent, then refused: as if never sent
+    removes: set[WindowKey] = attrs.Factory(set)
     # The newest open window of each run told since the last transaction (ended: gone).
     states: dict[str, OpenWindow | str] = attrs.Factory(dict)
     joins: list[OutboxOwner] = attrs.Factory(list)
@@ -168,14 +163,14 @@ class _Diff:
             self.urgent or self.adds or self.sent or self.refused or self.removes or self.states
         )
 
-    def _send(self, key: Key, at: float) -> None:
+    def _send(self, key: WindowKey, at: float) -> None:
         if key in self.adds:
             self.adds[key] = (*self.adds[key][:4], at)
         else:
             self.sent.setdefault(key, at)
             self.refused.discard(key)
 
-    def _refuse(self, key: Key) -> None:
+    def _refuse(self, key: WindowKey) -> None:
         if key in self.adds:
             self.adds[key] = (*self.adds[key][:4], None)
         else:
@@ -242,7 +237,12 @@ class OutboxOwner:
         self.writer._told(("watch", run_id, self.owner, template, clock, *state))
 
     def store(
-        self, window_key: Key, ended_at_ms: int, elapsed_ms: int, body: bytes, state: OpenWindow
+        self,
+        window_key: WindowKey,
+        ended_at_ms: int,
+        elapsed_ms: int,
+        body: bytes,
+        state: OpenWindow,
     ) -> None:
         """A window just cut, about to be sent, and its run's open window after it: both
         reach the file together (within a second)."""
@@ -259,17 +259,17 @@ class OutboxOwner:
         """The run's activity ended (its last window was told before this)."""
         self.writer._told(("end", run_id))
 
-    def sending(self, window_key: Key) -> None:
+    def sending(self, window_key: WindowKey) -> None:
         """The window's first attempt is going out (from now on the server may have it)."""
         self.writer._told(("sent", *window_key, time.time()))
 
-    def refused(self, window_key: Key) -> None:
+    def refused(self, window_key: WindowKey) -> None:
         """The backend answered the window with a refusal it keeps it through: the server
         does not have it (a replay is never a double count), and, like a window never
         sent, it may be merged to make room."""
         self.writer._told(("refused", *window_key))
 
-    def settled(self, window_key: Key) -> None:
+    def settled(self, window_key: WindowKey) -> None:
         """The window has its final answer: forget it."""
         self.writer._told(("remove", *window_key))
 
