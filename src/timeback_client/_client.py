@@ -60,6 +60,9 @@ __all__ = [
     "HeldWindows",
     "Statistics",
     "Undelivered",
+    "deliver_soon",
+    "start_flush",
+    "undelivered_now",
 ]
 
 logger = logging.getLogger("timeback_client")
@@ -232,8 +235,7 @@ class ActivityNamespace:
                 on_end=self._ended,
             )
             self.flush_timeout = options.flush_timeout
-        pipeline.post(pipeline.forget_settled, (activity.run_id,))
-        pipeline.kick()
+        pipeline.forget_settled(keep=(activity.run_id,))
         return activity
 
     def _ended(self, activity: AsyncActivity) -> None:
@@ -522,9 +524,7 @@ class AsyncTimeback:
             ValidationError: ``timeout`` is not a number of seconds >= 0.
             LifecycleError: the client is not open.
         """
-        deadline = time.monotonic() + self._flush_seconds(timeout)
-        self._cut()
-        return await self._deliver(deadline)
+        return await self._deliver(start_flush(self, timeout))
 
     def _flush_seconds(self, timeout: object) -> float:
         if timeout is None:
@@ -543,7 +543,7 @@ class AsyncTimeback:
         return float(timeout)
 
     def _cut(self) -> None:
-        """The first half of `flush`, at the caller's instant and on its thread."""
+        """Cut the running activity's open window at the caller's instant, on its thread."""
         self._running_pipeline()
         current = self.activity.current
         if current is not None:
@@ -553,7 +553,7 @@ class AsyncTimeback:
         """The second half of `flush`, in the loop: wait until ``deadline``
         (``time.monotonic()``) for delivery."""
         pipeline = self._running_pipeline()
-        pipeline.sender.retry_held(pipeline.endpoint)
+        pipeline.retry_held()
         remaining = max(0.0, deadline - time.monotonic())
         return Undelivered(windows=await pipeline.flush(anyio.current_time() + remaining))
 
@@ -574,8 +574,7 @@ class AsyncTimeback:
             else:
                 future.set_result(answer)
 
-        pipeline.post(pipeline.spawn, deliver)
-        pipeline.kick()
+        pipeline.start_soon(deliver)
         return future
 
     def _undelivered(self) -> Undelivered:
@@ -607,5 +606,35 @@ class AsyncTimeback:
         self._endpoint.version += 1
         pipeline = self._pipeline
         if pipeline is not None:
-            pipeline.post(pipeline.sender.release_held, self._endpoint)
-            pipeline.kick()
+            pipeline.credentials_changed()
+
+
+# -- the blocking face's entry points (`_sync.Timeback`) ------------------------------------
+# A blocking `flush()` is `AsyncTimeback.flush` in two halves: the cut, at the caller's
+# instant on the caller's thread, and the wait for delivery, started in the loop without
+# waiting for it (an app's callback may be blocking the loop). Named here, so the blocking
+# face calls no private method of the async one.
+
+
+def start_flush(client: AsyncTimeback, timeout: float | None) -> float:
+    """Check ``timeout`` and cut the running activity's window now: the first half of a
+    flush. Returns the deadline, in ``time.monotonic()`` seconds.
+
+    Raises:
+        ValidationError: ``timeout`` is not a number of seconds >= 0.
+        LifecycleError: the client is not open.
+    """
+    deadline = time.monotonic() + client._flush_seconds(timeout)
+    client._cut()
+    return deadline
+
+
+def deliver_soon(client: AsyncTimeback, deadline: float) -> concurrent.futures.Future[Undelivered]:
+    """The second half of a flush, started from any thread without waiting for the loop:
+    what is still undelivered at ``deadline`` comes in the future."""
+    return client._deliver_soon(deadline)
+
+
+def undelivered_now(client: AsyncTimeback) -> Undelivered:
+    """What is undelivered now, from any thread (for a flush whose wait was cut short)."""
+    return client._undelivered()
