@@ -346,13 +346,13 @@ class AsyncActivity:
 
     # -- what the pipeline tells us (RunListener) ----------------------------------------
 
-    def delivered(self, window: Window, *, duplicate: bool) -> None:
+    def flushed(self, window: Window, *, duplicate: bool) -> None:
         """A window reached the backend (or, with the client disabled, was cut):
         ``on_flush(elapsed_ms)``."""
         self._problem = None
         call_safely("on_flush", self._on_flush, window.elapsed_ms)
 
-    def failed(
+    def problem(
         self,
         window: Window,
         error: DeliveryError,
@@ -361,7 +361,8 @@ class AsyncActivity:
         will_retry: bool,
         operation: str = "heartbeat",
     ) -> None:
-        """A delivery attempt failed: log it and tell ``on_error``."""
+        """A delivery problem of the run (a failed attempt, a hold, windows left at a
+        flush deadline): log it and tell ``on_error``."""
         self._report(error, operation, attempts=attempts, will_retry=will_retry)
 
     def _report(

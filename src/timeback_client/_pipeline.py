@@ -56,12 +56,15 @@ ClientReport = Callable[[TimebackError, ErrorContext | None], None]
 
 
 class RunListener(Protocol):
-    """What the pipeline tells the activity that owns a run: the outcomes of its windows."""
+    """What the pipeline tells the activity that owns a run, in the app's words: what its
+    ``on_flush`` and ``on_error`` hear. (The sender's words, `_sender.DeliveryListener`,
+    are the pipeline's and the outbox owner's: delivered, failed, held.)"""
 
-    def delivered(self, window: Window, *, duplicate: bool) -> None:
-        """The backend has the window."""
+    def flushed(self, window: Window, *, duplicate: bool) -> None:
+        """The window is done: the backend has it (or, with the client disabled, it was
+        cut); ``on_flush``."""
 
-    def failed(
+    def problem(
         self,
         window: Window,
         error: DeliveryError,
@@ -70,8 +73,9 @@ class RunListener(Protocol):
         will_retry: bool,
         operation: str = "heartbeat",
     ) -> None:
-        """An attempt failed (``operation="heartbeat"``), or the client closed with windows
-        undelivered (``"flush"``); ``will_retry`` says whether the SDK tries again."""
+        """An attempt failed or the backend holds the window (``operation="heartbeat"``),
+        or windows were left undelivered at close (``"flush"``): ``on_error``;
+        ``will_retry`` says whether the SDK tries again."""
 
 
 class Pipeline:
@@ -285,10 +289,10 @@ class Pipeline:
         """The backend has the window: the outbox forgets it, its activity hears of it."""
         window = delivery.window
         if self._owner is not None:
-            self._owner.settled(window.key)
+            self._owner.delivered(window.key)
         listener = self._listeners.get(window.run_id)
         if listener is not None:
-            listener.delivered(window, duplicate=duplicate)
+            listener.flushed(window, duplicate=duplicate)
         else:
             logger.info(
                 "timeback: replayed window of run %s (%d active ms) delivered%s",
@@ -302,13 +306,11 @@ class Pipeline:
         an `UndeliveredError`); the activity (or, for a replayed window, the client) hears
         of it."""
         window = delivery.window
-        if not will_retry and not isinstance(error, DuplicateRiskError) and self._owner:
-            dropped = error.windows if isinstance(error, UndeliveredError) else (window,)
-            for each in dropped:
-                self._owner.settled(each.key)
+        if self._owner is not None:
+            self._owner.failed(window, error, will_retry=will_retry)
         listener = self._listeners.get(window.run_id)
         if listener is not None:
-            listener.failed(window, error, attempts=delivery.attempts, will_retry=will_retry)
+            listener.problem(window, error, attempts=delivery.attempts, will_retry=will_retry)
             return
         # A replayed window: retries are reported once, at the first failure; a possible
         # double count always is.
@@ -321,12 +323,12 @@ class Pipeline:
         window, the client) hears of the cause once."""
         window = delivery.window
         if self._owner is not None:
-            self._owner.refused(window.key)
+            self._owner.held(window.key)
         if not report:
             return
         listener = self._listeners.get(window.run_id)
         if listener is not None:
-            listener.failed(window, error, attempts=delivery.attempts, will_retry=True)
+            listener.problem(window, error, attempts=delivery.attempts, will_retry=True)
         else:
             self._report(error, None)
 
@@ -349,7 +351,7 @@ class Pipeline:
         )
         listener = self._listeners.get(window.run_id)
         if listener is not None:
-            listener.delivered(window, duplicate=False)
+            listener.flushed(window, duplicate=False)
 
     # -- flushing, opening and closing -----------------------------------------------------------
 
@@ -467,7 +469,7 @@ class Pipeline:
             if listener is None:
                 self._report(error, context)
             else:
-                listener.failed(
+                listener.problem(
                     deliveries[0].window,
                     error,
                     attempts=context.attempts,

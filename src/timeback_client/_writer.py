@@ -53,8 +53,9 @@ from typing import Any, Final
 import attrs
 
 from ._clock import Clock
+from ._delivery_errors import DeliveryError, DuplicateRiskError, UndeliveredError
 from ._errors import OutboxError, TimebackError
-from ._models import OpenWindow, WindowKey
+from ._models import OpenWindow, Window, WindowKey
 from ._outbox import CheckpointRow, Outbox, StoredWindow, WindowRow
 from ._outbox_home import default_outbox_path, former_outbox_path, move_outbox
 
@@ -259,18 +260,34 @@ class OutboxOwner:
         """The run's activity ended (its last window was told before this)."""
         self.writer._told(("end", run_id))
 
+    # The sender's per-window events (`_sender.DeliveryListener`), in its words: what
+    # each means for the file is decided here, and only here.
+
     def sending(self, window_key: WindowKey) -> None:
         """The window's first attempt is going out (from now on the server may have it)."""
         self.writer._told(("sent", *window_key, time.time()))
 
-    def refused(self, window_key: WindowKey) -> None:
+    def delivered(self, window_key: WindowKey) -> None:
+        """The backend has the window: forget it."""
+        self.settled(window_key)
+
+    def failed(self, window: Window, error: DeliveryError, *, will_retry: bool) -> None:
+        """An attempt failed. A final failure is forgotten (every window of an
+        `UndeliveredError`), except a possible double count, which is still being sent."""
+        if will_retry or isinstance(error, DuplicateRiskError):
+            return
+        dropped = error.windows if isinstance(error, UndeliveredError) else (window,)
+        for each in dropped:
+            self.settled(each.key)
+
+    def held(self, window_key: WindowKey) -> None:
         """The backend answered the window with a refusal it keeps it through: the server
         does not have it (a replay is never a double count), and, like a window never
         sent, it may be merged to make room."""
         self.writer._told(("refused", *window_key))
 
     def settled(self, window_key: WindowKey) -> None:
-        """The window has its final answer: forget it."""
+        """The window needs keeping no more (answered for good, or unreadable): forget it."""
         self.writer._told(("remove", *window_key))
 
     def claim(self) -> concurrent.futures.Future[list[StoredWindow]]:
