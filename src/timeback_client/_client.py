@@ -19,7 +19,7 @@ import anyio
 import attrs
 import httpx
 
-from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
+from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback, end_now
 from ._clock import Clock
 from ._delivery_errors import DeliveryError
 from ._engine import DEFAULT_TIMEOUT, Engine, EngineStatistics
@@ -491,7 +491,7 @@ class AsyncTimeback:
             with anyio.CancelScope(shield=True):
                 current = self.activity.current
                 if current is not None:
-                    current._finish()
+                    end_now(current)
                 await pipeline.close(anyio.current_time() + self.activity.flush_timeout)
         finally:
             # Outside the shield: the engine's task group was entered before it.

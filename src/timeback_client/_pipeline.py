@@ -1,21 +1,30 @@
 """The route of a client's windows, in one place:
 
 ```
-activity --cut--> Window --emit()--> outbox writer (stored as it is sent)
+activity --cut--> Window --emit()--> outbox owner (stored as it is sent)
                                  \\--> sender --POST--> backend
                                                           |
-activity <--on_flush / on_error-- outcome() <--answer-----/
-                                  \\--> outbox writer (forgotten once final)
+            sending / delivered / failed / held <--answer-/
+             |--> outbox owner (maybe received; forgotten once final; held: never received)
+             \\--> activity: flushed (on_flush) / problem (on_error)
 ```
 
-Each client owns one `Pipeline`. An activity hands it every window it cuts (`emit`, from
-whatever thread changed the activity, under the activity's lock, never waiting); the
-pipeline stores the window with the outbox writer and queues it with the engine's sender.
-The sender reports each attempt's outcome back here, and only here: the pipeline tells
-the writer (a first attempt, a final answer) and the activity that owns the run (its
-``on_flush`` and ``on_error``). Windows left by earlier sessions come back from the
-outbox once the writer has read them (the client's start never waits for that) and take
-the same route, reported to the client's ``on_error``.
+Each client owns one `Pipeline`, and it is the one door between the client's activities
+and the engine. An activity hands it every window it cuts (`emit`, from whatever thread
+changed the activity, under the activity's lock, never waiting) and asks it for the rest
+by name: its deadlines (`schedule`, `unschedule`), its callbacks (`notify`), its delivery
+(`settle_run`); the client retries held windows (`retry_held`), takes new credentials
+(`credentials_changed`) and hands work to the loop (`call_soon`, `start_soon`). Nobody
+else touches the engine's scheduler or sender.
+
+The pipeline stores each window with the outbox owner and queues it with the engine's
+sender. The sender reports each attempt's outcome back here, and only here, in its own
+words (`_sender.DeliveryListener`): the pipeline passes each to the outbox owner, which
+alone decides what it means for the file, and tells the activity that owns the run in
+the app's words (`RunListener`: ``flushed`` and ``problem``, its ``on_flush`` and
+``on_error``). Windows left by earlier sessions come back from the outbox once the writer
+has read them (the client's start never waits for that) and take the same route,
+reported to the client's ``on_error``.
 
 A disabled client (``enabled=False``) has a pipeline that sends and stores nothing: it has
 no outbox, hands no window to the sender, and answers each window itself, in the loop,
