@@ -19,10 +19,12 @@ same student.
 When the outbox is full, adjacent never-sent windows of a run are merged (windows are
 additive, so a merged window keeps every invariant) rather than dropped.
 
-This module is the store; its neighbours each hold one idea it uses: the tables and their
+This module is the store; its neighbours each hold one idea: the tables and their
 migrations (`_outbox_schema`), the proof that a file is an outbox before SQLite opens it
-(`_file_proof`), whether an owner's process still runs (`_liveness`), and a window's
-body, made from a checkpoint or from two merged windows (`_models`, beside `Window`).
+(`_file_proof`), the owners, their leases and whether their processes still run
+(`_leases`), each file's part in a move between two files (`_outbox_moves`, above the
+store), and a window's body, made from a checkpoint or from two merged windows
+(`_models`, beside `Window`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -41,14 +43,12 @@ import attrs
 
 from ._errors import OutboxError
 from ._file_proof import NotAnOutbox, check_intact, create_private, foreign_content
-from ._liveness import process_alive
+from ._leases import OwnerLeases
 from ._models import merge_bodies, window_body
 from ._outbox_schema import create_or_migrate
 
 __all__ = [
     "DEFAULT_MAX_WINDOWS",
-    "LEASE_SECONDS",
-    "MOVE_PREFIX",
     "CheckpointRow",
     "Outbox",
     "OutboxError",
@@ -58,10 +58,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_WINDOWS: Final = 50_000
-LEASE_SECONDS: Final = 15.0
 _PAGE_SIZE: Final = 1024
-# Owner names of windows on their way to another outbox file (see `mark_for_move`).
-MOVE_PREFIX: Final = "move-"
 # What a commit waits for: FULL, a sync of the WAL, so a committed window survives a power
 # cut, not only a crash of the process.
 SYNCHRONOUS: Final = "FULL"
@@ -203,6 +200,14 @@ class Outbox:
             self._db = self._open(may_set_aside=set_aside)
         else:
             self._db = self._open_existing()
+        #: The owners of this file's rows and their leases (`_leases.OwnerLeases`).
+        self.leases = OwnerLeases(self._db)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The connection, for the store's neighbours that run statements of their own in
+        its transactions (`_outbox_moves`). Only the writer's thread may use it."""
+        return self._db
 
     # -- opening --------------------------------------------------------------------
 
@@ -325,64 +330,25 @@ class Outbox:
         """Close the connection."""
         self._db.close()
 
-    # -- owners and leases ------------------------------------------------------------
-
-    def register(self, owner: str) -> None:
-        """Add an owner (a client of this process) with a lease of `LEASE_SECONDS`."""
-        self._db.execute(
-            "INSERT INTO owners (owner, host, pid, lease_until) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
-            (owner, socket.gethostname(), os.getpid(), time.time() + LEASE_SECONDS),
-        )
-
-    def forget_earlier_process(self) -> None:
-        """Remove owners left by an earlier process that had this one's pid on this host:
-        this process's own owners register after its writer opens the file."""
-        self._db.execute(
-            "DELETE FROM owners WHERE host = ? AND pid = ?", (socket.gethostname(), os.getpid())
-        )
-
-    def renew(self) -> None:
-        """Extend the lease of every owner of this process for another `LEASE_SECONDS`."""
-        self._db.execute(
-            "UPDATE owners SET lease_until = ? WHERE host = ? AND pid = ?",
-            (time.time() + LEASE_SECONDS, socket.gethostname(), os.getpid()),
-        )
-
-    def release(self, owner: str) -> None:
-        """The owner leaves: what it still holds can be claimed by the next client."""
-        self._db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
-
-    def forget_dead_owners(self) -> None:
-        """Remove owners whose lease ran out, or whose process on this host is gone. Call
-        it in a transaction, before claims."""
-        db, host, pid = self._db, socket.gethostname(), os.getpid()
-        db.execute("DELETE FROM owners WHERE lease_until < ?", (time.time(),))
-        others = db.execute(
-            "SELECT DISTINCT pid FROM owners WHERE host = ? AND pid != ?", (host, pid)
-        ).fetchall()
-        db.executemany(
-            "DELETE FROM owners WHERE host = ? AND pid = ?",
-            [(host, other) for (other,) in others if not process_alive(other)],
-        )
+    # -- claims -----------------------------------------------------------------------
 
     def claim_orphans(self, owner: str, backend: str, identity: str) -> list[StoredWindow]:
         """Take over what dead or departed owners left for this backend and identity.
 
-        Call it in a transaction, after `forget_dead_owners`. Their checkpoints become
-        windows. Returns the windows taken over (never ``owner``'s own), in order:
-        sent-but-unanswered first (they are the ones the server may remember), oldest
-        first within each.
+        Call it in a transaction, after `OwnerLeases.forget_dead_owners`. Their
+        checkpoints become windows. Returns the windows taken over (never ``owner``'s
+        own), in order: sent-but-unanswered first (they are the ones the server may
+        remember), oldest first within each.
         """
         db = self._db
         # Rows taken over carry this mark until they are returned: the owner's own rows,
         # also those of this very transaction, are never among them.
         claim = f"{owner}:claim"
-        gone = [name for name in self._gone_owners() if name != owner]
+        gone = [name for name in self.leases.gone_owners() if name != owner]
         if not gone:
             return []
         marks = ",".join("?" * len(gone))
-        self._close_open_windows(
+        self.close_open_windows(
             "backend = ? AND identity = ? AND owner IN (" + marks + ")",
             (backend, identity, *gone),
             claim,
@@ -398,21 +364,7 @@ class Outbox:
         db.execute("UPDATE windows SET owner = ? WHERE owner = ?", (owner, claim))
         return taken
 
-    def _gone_owners(self) -> list[str]:
-        """Owners of rows who are no longer registered: found through the owner index, not
-        by reading every row. Names ending in ``:claim`` are rows being taken over (by a
-        claim within its transaction, or by a move, see `mark_for_move`): never orphans."""
-        return [
-            row[0]
-            for row in self._db.execute(
-                "SELECT DISTINCT owner FROM windows WHERE owner NOT IN (SELECT owner FROM owners) "
-                "UNION SELECT DISTINCT owner FROM checkpoints "
-                "WHERE owner NOT IN (SELECT owner FROM owners)"
-            )
-            if not row[0].endswith(":claim")
-        ]
-
-    def _close_open_windows(self, where: str, params: tuple[object, ...], owner: str) -> None:
+    def close_open_windows(self, where: str, params: tuple[object, ...], owner: str) -> None:
         """The checkpoints ``where`` says become windows of ``owner``: each open window up
         to its process's last stamp (its owner is gone, so it grows no more)."""
         db = self._db
@@ -468,124 +420,6 @@ class Outbox:
                 count += 1
                 active_ms += elapsed
         return int(count), int(active_ms)
-
-    # -- moves between outbox files ----------------------------------------------------
-    #
-    # Windows move from one file (the source) to another (the target) in steps, each a
-    # transaction on one file: SQLite makes a transaction atomic across attached files
-    # only outside WAL mode. What a crash between two steps leaves tells the next mover
-    # what happened, so no window is lost or moved twice. `_outbox_home.move_outbox`
-    # drives the steps; these are each file's part.
-
-    def mark_for_move(self, marker: str) -> list[WindowRow]:
-        """(Source.) Take what dead or departed owners left, of every backend and
-        identity, to move it: their open windows become windows, and every window is
-        marked ``<marker>:claim``, registered as an owner of this process. Call it in a
-        transaction, after `forget_dead_owners` and `settle_moves`.
-
-        The ``:claim`` ending keeps every claim away from the marked windows (those of
-        earlier versions too); the registration tells other movers the move is under way.
-        Returns the windows as rows for the target, owned there by ``marker``: an owner
-        that is not registered, so a claim takes them.
-        """
-        gone = self._gone_owners()
-        if not gone:
-            return []
-        mark = f"{marker}:claim"
-        marks = ",".join("?" * len(gone))
-        self._close_open_windows("owner IN (" + marks + ")", tuple(gone), mark)
-        db = self._db
-        db.execute(
-            f"UPDATE windows SET owner = ? WHERE owner IN ({marks})",  # noqa: S608 - only placeholders
-            (mark, *gone),
-        )
-        rows = [
-            WindowRow(
-                owner=marker,
-                backend=backend,
-                identity=identity,
-                run_id=run_id,
-                started_at_ms=started,
-                ended_at_ms=ended,
-                elapsed_ms=elapsed,
-                body=bytes(body),
-                sent_at=sent_at,
-            )
-            for backend, identity, run_id, started, ended, elapsed, body, sent_at in db.execute(
-                "SELECT backend, identity, run_id, started_at_ms, ended_at_ms, elapsed_ms, "
-                "body, sent_at FROM windows WHERE owner = ? ORDER BY row_id",
-                (mark,),
-            )
-        ]
-        if rows:
-            self.register(mark)
-        return rows
-
-    def holds_move(self, marker: str) -> bool:
-        """(Source.) Whether the move is still this process's to finish: no other mover
-        released its windows meanwhile (which it may once the registration lapsed).
-        Ask in the transaction that then drops them."""
-        found = self._db.execute("SELECT 1 FROM owners WHERE owner = ?", (f"{marker}:claim",))
-        return found.fetchone() is not None
-
-    def drop_move(self, marker: str) -> None:
-        """(Source.) The move's windows are in the target: they go from here."""
-        mark = f"{marker}:claim"
-        self._db.execute("DELETE FROM windows WHERE owner = ?", (mark,))
-        self._db.execute("DELETE FROM owners WHERE owner = ?", (mark,))
-
-    def release_move(self, marker: str) -> None:
-        """(Source.) The move's windows did not reach the target: they are left as a
-        departed owner's, to be claimed here or moved again."""
-        mark = f"{marker}:claim"
-        self._db.execute("UPDATE windows SET owner = ? WHERE owner = ?", (marker, mark))
-        self._db.execute("DELETE FROM owners WHERE owner = ?", (mark,))
-
-    def settle_moves(self, landed: Collection[str]) -> list[str]:
-        """(Source.) Finish the moves whose mover is gone (its process died between two
-        steps): the windows of a move in ``landed`` (the target has them) go, those of
-        any other are released. Call it in a transaction, after `forget_dead_owners`.
-
-        Returns the moves of ``landed`` of which nothing is left here: the target may
-        forget them.
-        """
-        db = self._db
-        pattern = f"{MOVE_PREFIX}%:claim"
-        abandoned = [
-            row[0].removesuffix(":claim")
-            for row in db.execute(
-                "SELECT DISTINCT owner FROM windows WHERE owner LIKE ? "
-                "AND owner NOT IN (SELECT owner FROM owners)",
-                (pattern,),
-            )
-        ]
-        for marker in abandoned:
-            if marker in landed:
-                self.drop_move(marker)
-            else:
-                self.release_move(marker)
-        live = {
-            row[0] for row in db.execute("SELECT owner FROM owners WHERE owner LIKE ?", (pattern,))
-        }
-        return [marker for marker in landed if f"{marker}:claim" not in live]
-
-    def record_move(self, marker: str, source: str) -> None:
-        """(Target.) The windows of the move ``marker`` from the file ``source`` are here:
-        call it in the transaction that adds them."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO moves_in (marker, source) VALUES (?, ?)", (marker, source)
-        )
-
-    def moves_in(self, source: str) -> set[str]:
-        """(Target.) The moves from ``source`` that reached this file and are not forgotten."""
-        found = self._db.execute("SELECT marker FROM moves_in WHERE source = ?", (source,))
-        return {row[0] for row in found}
-
-    def forget_moves(self, markers: Iterable[str]) -> None:
-        """(Target.) Moves of which the source holds nothing any more."""
-        self._db.executemany(
-            "DELETE FROM moves_in WHERE marker = ?", [(marker,) for marker in markers]
-        )
 
     # -- windows --------------------------------------------------------------------
 

@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 # Version 2: a checkpoint is the open window as of its last change, and whether it was
 # counting then; a stamp, written once a second, says until when its process was alive.
-# Version 3: the moves from another outbox file that reached this one (`record_move`).
+# Version 3: the moves from another outbox file that reached this one
+# (`_outbox_moves.OutboxMoves.record_move`).
 MIGRATIONS: Final = {
     2: (
         "ALTER TABLE checkpoints ADD COLUMN running INTEGER NOT NULL DEFAULT 0",

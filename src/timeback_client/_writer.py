@@ -394,7 +394,7 @@ class OutboxWriter:
         try:
             self._outbox = Outbox(self.path, busy_timeout=BUSY_TIMEOUT, set_aside=self._own)
             with self._outbox.transaction():
-                self._outbox.forget_earlier_process()
+                self._outbox.leases.forget_earlier_process()
         except (OSError, sqlite3.Error, OutboxError) as exc:
             self._broken = exc
         try:
@@ -578,9 +578,9 @@ class OutboxWriter:
         try:
             with outbox.transaction():
                 for owner in diff.joins:
-                    outbox.register(owner.owner)
+                    outbox.leases.register(owner.owner)
                 if diff.claims:
-                    outbox.forget_dead_owners()
+                    outbox.leases.forget_dead_owners()
                 claimed = self._claim_all(outbox, diff)
                 outbox.add(self._rows(diff))
                 outbox.mark_refused(diff.refused)
@@ -590,9 +590,9 @@ class OutboxWriter:
                 for stamp, wall_ms, suspended_ms in stamps:
                     outbox.stamp(stamp, wall_ms, suspended_ms)
                 if renew:
-                    outbox.renew()
+                    outbox.leases.renew()
                 for owner, _ in diff.leaves:
-                    outbox.release(owner.owner)
+                    outbox.leases.release(owner.owner)
                 lost = self._make_room(outbox, diff)
         except sqlite3.Error as exc:
             self._failed(diff, exc, now)

@@ -326,7 +326,7 @@ class Owner:
         self.backend = backend
         self.identity = identity
         with self.outbox.transaction():
-            self.outbox.register(self.owner)
+            self.outbox.leases.register(self.owner)
 
     def add(self, w: Window, *, sent: bool = False) -> None:
         row = WindowRow(
@@ -375,7 +375,7 @@ class Owner:
         """(run_id, elapsed_ms, body) of each window taken over, in replay order (for the
         owner's own backend and identity unless told others)."""
         with self.outbox.transaction():
-            self.outbox.forget_dead_owners()
+            self.outbox.leases.forget_dead_owners()
             rows = self.outbox.claim_orphans(
                 self.owner, backend or self.backend, identity or self.identity
             )
@@ -383,7 +383,7 @@ class Owner:
 
     def leave(self) -> None:
         with self.outbox.transaction():
-            self.outbox.release(self.owner)
+            self.outbox.leases.release(self.owner)
 
     def make_room(self) -> int:
         with self.outbox.transaction():
