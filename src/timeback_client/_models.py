@@ -236,18 +236,26 @@ def format_timestamp(epoch_ms: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms:03d}Z"
 
 
+def _shared_fields(activity_id: str, name: str, course: Course, run_id: str) -> str:
+    """The fields every window of a run shares, as compact JSON."""
+    shared = {"id": activity_id, "name": name, "course": course.to_json(), "runId": run_id}
+    return json.dumps(shared, separators=(",", ":"), ensure_ascii=False)
+
+
 @functools.lru_cache(maxsize=256)
 def _body_prefix(activity_id: str, name: str, course: Course, run_id: str) -> str:
-    """The fields every window of a run shares, as JSON without its closing brace."""
-    shared = {"id": activity_id, "name": name, "course": course.to_json(), "runId": run_id}
-    return json.dumps(shared, separators=(",", ":"), ensure_ascii=False)[:-1]
+    """The fields every window of a run shares, as JSON without its closing brace (kept
+    for the runs that send now: each of their windows starts with it)."""
+    return _shared_fields(activity_id, name, course, run_id)[:-1]
 
 
 def body_template(activity_id: str, name: str, course: Course, run_id: str) -> bytes:
     """The fields every window of a run shares (id, name, course, runId), as the JSON
     object the outbox keeps beside a run's open window: `window_body` makes a window's
     exact bytes from it after a crash."""
-    return (_body_prefix(activity_id, name, course, run_id) + "}").encode()
+    # Not through _body_prefix's cache: a run that starts sends nothing yet, and a
+    # thousand starts would fill the cache with prefixes no window needs.
+    return _shared_fields(activity_id, name, course, run_id).encode()
 
 
 def normalize_run_id(run_id: object) -> str:
