@@ -18,8 +18,7 @@ import types as _types
 from ._activity import AsyncActivity
 from ._client import AsyncTimeback, HeldWindows, Statistics, Undelivered
 from ._clock import Clock, Reading, SystemClock, VirtualClock
-from ._engine import Engine, EngineStatistics
-from ._errors import (
+from ._delivery_errors import (
     AuthenticationError,
     BackendConfigurationError,
     DeliveryError,
@@ -27,17 +26,14 @@ from ._errors import (
     HeartbeatRejected,
     HoldExpiredError,
     InvalidPayloadError,
-    LifecycleError,
     NetworkError,
-    OutboxError,
     ResponseError,
     ServerUnavailableError,
-    TimebackError,
-    TimebackWarning,
     UndeliveredError,
     UserResolutionError,
-    ValidationError,
 )
+from ._engine import Engine, EngineStatistics
+from ._errors import LifecycleError, OutboxError, TimebackError, TimebackWarning, ValidationError
 from ._models import (
     SUBJECTS,
     Course,

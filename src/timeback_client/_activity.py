@@ -26,7 +26,6 @@ the timeline up with the run's earlier windows to the millisecond.
 from __future__ import annotations
 
 import array
-import json
 import logging
 import threading
 import uuid
@@ -38,14 +37,22 @@ from typing import Any, Final
 import anyio
 
 from ._clock import Reading
-from ._errors import DeliveryError, UndeliveredError
+from ._delivery_errors import DeliveryError, UndeliveredError
 from ._ledger import Cut
-from ._models import Course, ErrorContext, TimeOptions, Window
+from ._models import Course, ErrorContext, OpenWindow, TimeOptions, Window, body_template
 from ._pipeline import Pipeline, call_safely
 from ._timekeeper import IDLE, Step, Timekeeper
-from ._writer import OpenWindow
 
-__all__ = ["AsyncActivity", "ErrorCallback", "FlushCallback", "StartLabels", "StateCallback"]
+__all__ = [
+    "AsyncActivity",
+    "ErrorCallback",
+    "FlushCallback",
+    "StartLabels",
+    "StateCallback",
+    "await_delivery",
+    "end_in_background",
+    "end_now",
+]
 
 logger = logging.getLogger("timeback_client")
 
@@ -129,11 +136,7 @@ class AsyncActivity:
         self._starts = StartLabels()
         self.schedule_entry: list[Any] | None = None
         # The fields every window of the run shares, for the outbox's checkpoints.
-        self.template: Final = json.dumps(
-            {"id": id, "name": name, "course": course.to_json(), "runId": self.run_id},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
+        self.template: Final = body_template(id, name, course, self.run_id)
 
         start = self._clock.read()
         self._time = Timekeeper(
@@ -149,7 +152,7 @@ class AsyncActivity:
         if send_time:
             pipeline.start_run(self.run_id, self, self.template, self._open_window())
         # The caller kicks, once it holds no lock: posted work may run app callbacks.
-        pipeline.post(pipeline.scheduler.update, self)
+        pipeline.schedule(self)
 
     # -- state ------------------------------------------------------------------------
 
@@ -245,7 +248,7 @@ class AsyncActivity:
             self._apply(self._time.finish(self._clock.read()))
             if self._send_time:
                 self._pipeline.end_run(self.run_id)
-            self._pipeline.post(self._pipeline.scheduler.remove, self)
+            self._pipeline.unschedule(self)
         if self._on_end is not None:
             self._on_end(self)
         self._pipeline.kick()
@@ -263,22 +266,16 @@ class AsyncActivity:
     def _end_soon(self) -> None:
         """End now and follow delivery in the background (for a thread that must not wait)."""
         if self._finish():
-            self._pipeline.post(self._pipeline.spawn, self._await_delivery)
-            self._pipeline.kick()
+            self._pipeline.start_soon(self._await_delivery)
 
     async def _await_delivery(self) -> None:
         if not self._send_time:
             return
-        sender = self._pipeline.sender
-        with anyio.move_on_after(self.options.flush_timeout, shield=True):
-            await sender.settle([self.run_id])
-        left = tuple(d.window for d in sender.undelivered([self.run_id]))
+        left, held_for = await self._pipeline.settle_run(self.run_id, self.options.flush_timeout)
         if left:
-            held = sender.held([self.run_id])
             why = (
-                f"held (the backend refuses them: {held[0][0].cause}); kept, and sent once "
-                "it is fixed"
-                if held
+                f"held (the backend refuses them: {held_for}); kept, and sent once it is fixed"
+                if held_for is not None
                 else f"not delivered within flush_timeout={self.options.flush_timeout}s; "
                 "still trying until close"
             )
@@ -317,10 +314,10 @@ class AsyncActivity:
             elif step.paused or step.resumed:
                 pipeline.change(self.run_id, self._open_window())
         if step.paused:
-            pipeline.post(call_safely, "on_pause", self._on_pause)
+            pipeline.notify("on_pause", self._on_pause)
         if step.resumed:
-            pipeline.post(call_safely, "on_resume", self._on_resume)
-            pipeline.post(pipeline.scheduler.update, self)
+            pipeline.notify("on_resume", self._on_resume)
+            pipeline.schedule(self)
 
     def _window(self, cut: Cut) -> Window:
         start = self._clock.wall_ms(cut.start_ms)
@@ -349,13 +346,13 @@ class AsyncActivity:
 
     # -- what the pipeline tells us (RunListener) ----------------------------------------
 
-    def delivered(self, window: Window, *, duplicate: bool) -> None:
+    def flushed(self, window: Window, *, duplicate: bool) -> None:
         """A window reached the backend (or, with the client disabled, was cut):
         ``on_flush(elapsed_ms)``."""
         self._problem = None
         call_safely("on_flush", self._on_flush, window.elapsed_ms)
 
-    def failed(
+    def problem(
         self,
         window: Window,
         error: DeliveryError,
@@ -364,7 +361,8 @@ class AsyncActivity:
         will_retry: bool,
         operation: str = "heartbeat",
     ) -> None:
-        """A delivery attempt failed: log it and tell ``on_error``."""
+        """A delivery problem of the run (a failed attempt, a hold, windows left at a
+        flush deadline): log it and tell ``on_error``."""
         self._report(error, operation, attempts=attempts, will_retry=will_retry)
 
     def _report(
@@ -390,6 +388,30 @@ class AsyncActivity:
             will_retry=will_retry,
         )
         call_safely("on_error", self._on_error, error, context)
+
+
+# -- the blocking face's entry points (`_sync.Activity`) ----------------------------------
+# A blocking `end()` is `AsyncActivity.end` in two halves: the end itself, at the caller's
+# instant on the caller's thread, and the wait for delivery, in the loop. Named here, so
+# the blocking face calls no private method of the async one.
+
+
+def end_now(activity: AsyncActivity) -> bool:
+    """End ``activity`` at the caller's instant, on the caller's thread, without waiting;
+    False if it had ended already."""
+    return activity._finish()
+
+
+def end_in_background(activity: AsyncActivity) -> None:
+    """End ``activity`` now and follow its delivery as a task of the engine (for a thread
+    that must not wait: what is not delivered in time reaches ``on_error``)."""
+    activity._end_soon()
+
+
+async def await_delivery(activity: AsyncActivity) -> None:
+    """In the loop: wait (at most ``flush_timeout``) for the ended activity's windows, and
+    report those still undelivered, as `AsyncActivity.end` does."""
+    await activity._await_delivery()
 
 
 class StartLabels:

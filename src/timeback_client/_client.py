@@ -5,14 +5,13 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import enum
-import ipaddress
 import logging
 import math
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Final
 
@@ -20,20 +19,32 @@ import anyio
 import attrs
 import httpx
 
-from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
+from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback, end_now
 from ._clock import Clock
+from ._delivery_errors import DeliveryError
 from ._engine import DEFAULT_TIMEOUT, Engine, EngineStatistics
-from ._errors import DeliveryError, LifecycleError, TimebackError, ValidationError, warn
+from ._errors import LifecycleError, TimebackError, ValidationError
 from ._models import (
     Course,
     CourseFields,
     ErrorContext,
     TimeOptions,
     Window,
-    check_sendable,
     normalize_run_id,
 )
-from ._outbox import foreign_content, identity_of
+from ._options import (
+    DISABLED_ENV,
+    check_base_url,
+    check_outbox_file,
+    check_text,
+    hold_for_ms,
+    identity_of,
+    is_enabled,
+    time_options,
+    valid_auth,
+    valid_cookies,
+    valid_headers,
+)
 from ._outbox_home import default_outbox_path
 from ._pipeline import Pipeline, call_safely
 from ._sender import DEFAULT_HOLD_FOR, Endpoint
@@ -43,13 +54,15 @@ from ._writer import OutboxStatistics
 __all__ = [
     "DEFAULT_OUTBOX",
     "DEFAULT_TIMEOUT",
-    "DISABLED_ENV",
     "ActivityNamespace",
     "AsyncTimeback",
     "ClientErrorCallback",
     "HeldWindows",
     "Statistics",
     "Undelivered",
+    "deliver_soon",
+    "start_flush",
+    "undelivered_now",
 ]
 
 logger = logging.getLogger("timeback_client")
@@ -61,14 +74,6 @@ class _Default(enum.Enum):
 
 DEFAULT_OUTBOX: Final = _Default.OUTBOX
 ClientErrorCallback = Callable[[TimebackError, ErrorContext], object]
-
-# ``TIMEBACK_DISABLED``: a client not told ``enabled=`` sends and stores nothing while it
-# is set to a yes. The words are sentry-python's (``env_to_bool``), case-insensitive. Any
-# other value is refused rather than guessed at: read as "no", a developer's run would
-# send to the real backend; read as "yes", a kiosk would silently record no time.
-DISABLED_ENV: Final = "TIMEBACK_DISABLED"
-_YES: Final = frozenset({"1", "true", "t", "yes", "y", "on"})
-_NO: Final = frozenset({"", "0", "false", "f", "no", "n", "off"})
 
 
 @attrs.frozen(kw_only=True)
@@ -195,11 +200,11 @@ class ActivityNamespace:
             ValidationError: an argument is not acceptable (the message names the fix).
             LifecycleError: another activity is running, or the client is not open.
         """
-        _check_text("id", id, '"lesson-1"')
-        _check_text("name", name, '"Fractions"')
+        check_text("id", id, '"lesson-1"')
+        check_text("name", name, '"Fractions"')
         checked_course = Course.from_value(course)
         checked_run_id = None if run_id is None else normalize_run_id(run_id)
-        options = _time_options(time)
+        options = time_options(time)
         for label, callback in (
             ("on_error", on_error),
             ("on_flush", on_flush),
@@ -230,8 +235,7 @@ class ActivityNamespace:
                 on_end=self._ended,
             )
             self.flush_timeout = options.flush_timeout
-        pipeline.post(pipeline.forget_settled, (activity.run_id,))
-        pipeline.kick()
+        pipeline.forget_settled(keep=(activity.run_id,))
         return activity
 
     def _ended(self, activity: AsyncActivity) -> None:
@@ -307,9 +311,9 @@ class AsyncTimeback:
         hold_for: float | datetime.timedelta = DEFAULT_HOLD_FOR,
         enabled: bool | None = None,
     ) -> None:
-        self.base_url = _check_base_url(base_url)
-        hold_for_ms = _hold_for_ms(hold_for)
-        self._enabled = _enabled(enabled)
+        self.base_url = check_base_url(base_url)
+        hold_ms = hold_for_ms(hold_for)
+        self._enabled = is_enabled(enabled)
         if engine is not None:
             if not isinstance(engine, Engine):
                 raise ValidationError("engine", f"{engine!r} is not an Engine", "Pass Engine().")
@@ -339,10 +343,10 @@ class AsyncTimeback:
         self.activity = ActivityNamespace(self)
         self._endpoint = Endpoint(
             url=heartbeat_url(self.base_url),
-            headers=_headers({} if headers is None else headers),
-            cookies=None if cookies is None else _cookies(cookies),
-            auth=_auth(auth),
-            hold_for_ms=hold_for_ms,
+            headers=valid_headers({} if headers is None else headers),
+            cookies=None if cookies is None else valid_cookies(cookies),
+            auth=valid_auth(auth),
+            hold_for_ms=hold_ms,
         )
         if not self._enabled:
             outbox = None  # nothing is stored: not even the default place is looked up
@@ -353,10 +357,10 @@ class AsyncTimeback:
         elif outbox is DEFAULT_OUTBOX:
             outbox = default_outbox_path()
         else:
-            _check_outbox_file(outbox)
+            check_outbox_file(outbox)
         self._outbox_path = None if outbox is None else os.fspath(outbox)
         if identity is not None:
-            _check_text("identity", identity, '"student-42"')
+            check_text("identity", identity, '"student-42"')
         self._explicit_identity = identity is not None
         self._identity = identity or identity_of(
             self.base_url, self._endpoint.headers, dict(self._endpoint.cookies or {})
@@ -487,7 +491,7 @@ class AsyncTimeback:
             with anyio.CancelScope(shield=True):
                 current = self.activity.current
                 if current is not None:
-                    current._finish()
+                    end_now(current)
                 await pipeline.close(anyio.current_time() + self.activity.flush_timeout)
         finally:
             # Outside the shield: the engine's task group was entered before it.
@@ -520,9 +524,7 @@ class AsyncTimeback:
             ValidationError: ``timeout`` is not a number of seconds >= 0.
             LifecycleError: the client is not open.
         """
-        deadline = time.monotonic() + self._flush_seconds(timeout)
-        self._cut()
-        return await self._deliver(deadline)
+        return await self._deliver(start_flush(self, timeout))
 
     def _flush_seconds(self, timeout: object) -> float:
         if timeout is None:
@@ -541,7 +543,7 @@ class AsyncTimeback:
         return float(timeout)
 
     def _cut(self) -> None:
-        """The first half of `flush`, at the caller's instant and on its thread."""
+        """Cut the running activity's open window at the caller's instant, on its thread."""
         self._running_pipeline()
         current = self.activity.current
         if current is not None:
@@ -551,7 +553,7 @@ class AsyncTimeback:
         """The second half of `flush`, in the loop: wait until ``deadline``
         (``time.monotonic()``) for delivery."""
         pipeline = self._running_pipeline()
-        pipeline.sender.retry_held(pipeline.endpoint)
+        pipeline.retry_held()
         remaining = max(0.0, deadline - time.monotonic())
         return Undelivered(windows=await pipeline.flush(anyio.current_time() + remaining))
 
@@ -572,8 +574,7 @@ class AsyncTimeback:
             else:
                 future.set_result(answer)
 
-        pipeline.post(pipeline.spawn, deliver)
-        pipeline.kick()
+        pipeline.start_soon(deliver)
         return future
 
     def _undelivered(self) -> Undelivered:
@@ -593,9 +594,9 @@ class AsyncTimeback:
         Windows held back by a 401 are sent again with the new credentials. Safe to call
         from any thread; returns at once.
         """
-        checked_headers = None if headers is None else _headers(headers)
-        checked_cookies = None if cookies is None else _cookies(cookies)
-        checked_auth = None if auth is None else _auth(auth)
+        checked_headers = None if headers is None else valid_headers(headers)
+        checked_cookies = None if cookies is None else valid_cookies(cookies)
+        checked_auth = None if auth is None else valid_auth(auth)
         if checked_headers is not None:
             self._endpoint.headers = checked_headers
         if cookies is not None:
@@ -605,207 +606,35 @@ class AsyncTimeback:
         self._endpoint.version += 1
         pipeline = self._pipeline
         if pipeline is not None:
-            pipeline.post(pipeline.sender.release_held, self._endpoint)
-            pipeline.kick()
+            pipeline.credentials_changed()
 
 
-# RFC 9110: a field name is a token; a value is visible ASCII, spaces and tabs.
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_FIELD_TEXT = frozenset(map(chr, range(0x20, 0x7F))) | {"\t"}
-# What a Cookie header can carry without being split or failing to encode.
-_COOKIE_TEXT = frozenset(map(chr, range(0x20, 0x7F))) - {";"}
+# -- the blocking face's entry points (`_sync.Timeback`) ------------------------------------
+# A blocking `flush()` is `AsyncTimeback.flush` in two halves: the cut, at the caller's
+# instant on the caller's thread, and the wait for delivery, started in the loop without
+# waiting for it (an app's callback may be blocking the loop). Named here, so the blocking
+# face calls no private method of the async one.
 
 
-def _check_pairs(
-    field: str,
-    noun: str,
-    pairs: Iterable[tuple[object, object]],
-    allowed: frozenset[str],
-    allowed_text: str,
-    fix: str,
-) -> None:
-    """Each name an RFC 9110 token and each value text of ``allowed``, or a
-    `ValidationError` naming the one that is not."""
-    for name, value in pairs:
-        if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
-            raise ValidationError(
-                field, f"{name!r} is not a {noun} name", "Use letters, digits and '-'."
-            )
-        if not isinstance(value, str) or not set(value) <= allowed:
-            raise ValidationError(
-                f"{field}[{name!r}]", f"is not a {noun} value ({allowed_text})", fix
-            )
+def start_flush(client: AsyncTimeback, timeout: float | None) -> float:
+    """Check ``timeout`` and cut the running activity's window now: the first half of a
+    flush. Returns the deadline, in ``time.monotonic()`` seconds.
+
+    Raises:
+        ValidationError: ``timeout`` is not a number of seconds >= 0.
+        LifecycleError: the client is not open.
+    """
+    deadline = time.monotonic() + client._flush_seconds(timeout)
+    client._cut()
+    return deadline
 
 
-def _headers(headers: object) -> httpx.Headers:
-    """Headers that can go on the wire, or a `ValidationError` naming the one that cannot
-    (checked here, not found by a background send)."""
-    if not isinstance(headers, Mapping):
-        raise ValidationError(
-            "headers",
-            f"{type(headers).__name__} is not a mapping",
-            'Pass e.g. {"Authorization": "Bearer <token>"}.',
-        )
-    _check_pairs(
-        "headers",
-        "header",
-        headers.items(),
-        _FIELD_TEXT,
-        "text in visible ASCII, no line breaks",
-        "Pass the value as the server expects it, e.g. a token as is.",
-    )
-    return httpx.Headers(headers)
+def deliver_soon(client: AsyncTimeback, deadline: float) -> concurrent.futures.Future[Undelivered]:
+    """The second half of a flush, started from any thread without waiting for the loop:
+    what is still undelivered at ``deadline`` comes in the future."""
+    return client._deliver_soon(deadline)
 
 
-def _cookies(cookies: object) -> httpx.Cookies | None:
-    """Cookies that can go on the wire (None for none), or a `ValidationError`."""
-    pairs: list[tuple[object, object]]
-    if isinstance(cookies, httpx.Cookies):
-        pairs = [(cookie.name, cookie.value) for cookie in cookies.jar]
-    elif isinstance(cookies, Mapping):
-        pairs = list(cookies.items())
-    else:
-        raise ValidationError(
-            "cookies",
-            f"{type(cookies).__name__} is not a mapping",
-            'Pass e.g. {"session": "<value>"} or an httpx.Cookies.',
-        )
-    _check_pairs(
-        "cookies",
-        "cookie",
-        pairs,
-        _COOKIE_TEXT,
-        "ASCII text without ';' or line breaks",
-        "Pass the value the server set, as it set it.",
-    )
-    if not pairs:
-        return None
-    return (
-        cookies
-        if isinstance(cookies, httpx.Cookies)
-        else httpx.Cookies({str(n): str(v) for n, v in pairs})
-    )
-
-
-def _enabled(enabled: object) -> bool:
-    """``enabled=`` if given, else what ``TIMEBACK_DISABLED`` says (see `DISABLED_ENV`)."""
-    if enabled is not None:
-        if not isinstance(enabled, bool):
-            raise ValidationError(
-                "enabled",
-                f"{enabled!r} is not True, False or None",
-                f"Pass False to send and store nothing, or leave it out to follow {DISABLED_ENV}.",
-            )
-        return enabled
-    value = os.environ.get(DISABLED_ENV, "")
-    word = value.strip().lower()
-    if word in _YES:
-        return False
-    if word in _NO:
-        return True
-    raise ValidationError(
-        DISABLED_ENV,
-        f"{value!r} is not a yes or a no",
-        "Set it to 1 (or true, yes, on) to send and store nothing, or to 0 or nothing to "
-        "send; or pass enabled= to the client.",
-    )
-
-
-def _hold_for_ms(hold_for: object) -> int:
-    """``hold_for=`` in ms, or a `ValidationError` naming the fix."""
-    seconds = hold_for.total_seconds() if isinstance(hold_for, datetime.timedelta) else hold_for
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not math.isfinite(seconds)
-        or seconds <= 0
-    ):
-        raise ValidationError(
-            "hold_for",
-            f"{hold_for!r} is not a positive number of seconds or a timedelta",
-            "Pass e.g. datetime.timedelta(days=7) (the default), or seconds.",
-        )
-    return round(seconds * 1000)
-
-
-def _check_text(field: str, value: object, example: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(
-            field, f"{value!r} is not a non-empty string", f"Pass e.g. {example}."
-        )
-    check_sendable(field, value)
-
-
-def _check_outbox_file(outbox: str | os.PathLike[str] | None) -> None:
-    """A path the app named holds an outbox, or nothing yet: anything else is refused here,
-    at the call, and left exactly as it is (a read of its first bytes; nothing is written)."""
-    if outbox is None:
-        return
-    if not isinstance(outbox, str | os.PathLike):
-        raise ValidationError(
-            "outbox",
-            f"{outbox!r} is not a path",
-            'Pass a file path of its own, e.g. data_dir / "timeback-outbox.sqlite3", or None.',
-        )
-    try:
-        problem = foreign_content(outbox)
-    except OSError:
-        return  # cannot look now (a permission, a disk): the outbox writer reports it
-    if problem is not None:
-        raise ValidationError(
-            "outbox",
-            f"{os.fspath(outbox)} {problem}, not a timeback-client outbox; the SDK left it "
-            "as it is",
-            "Pass a path of the outbox's own (the SDK creates it), e.g. "
-            'data_dir / "timeback-outbox.sqlite3", or leave outbox= out for the default place.',
-        )
-
-
-def _time_options(time: bool | TimeOptions) -> TimeOptions:
-    if isinstance(time, TimeOptions):
-        return time
-    if time is True or time is False:
-        return TimeOptions()
-    raise ValidationError(
-        "time", f"{time!r} is not True, False or TimeOptions", "Pass TimeOptions(...) to tune."
-    )
-
-
-def _auth(auth: httpx.Auth | tuple[str, str] | None) -> httpx.Auth | None:
-    if auth is None or isinstance(auth, httpx.Auth):
-        return auth
-    if isinstance(auth, tuple) and len(auth) == 2:
-        return httpx.BasicAuth(*auth)
-    raise ValidationError("auth", f"{type(auth).__name__} is not an httpx.Auth", "Pass httpx.Auth.")
-
-
-def _check_base_url(base_url: object) -> str:
-    fix = 'Pass the backend mount, e.g. "https://app.example/api/timeback".'
-    if not isinstance(base_url, str):
-        raise ValidationError("base_url", f"{base_url!r} is not a URL", fix)
-    check_sendable("base_url", base_url)
-    try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL as exc:
-        raise ValidationError("base_url", f"{base_url!r} is not a URL ({exc})", fix) from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValidationError("base_url", f"{base_url!r} is not an absolute http(s) URL", fix)
-    if url.query or url.fragment:
-        raise ValidationError("base_url", "has a query or fragment", fix)
-    if url.scheme == "http" and not _is_loopback(url.host):
-        # The host only: a URL may carry credentials (user:password@), which are never shown.
-        warn(
-            f"base_url to {url.host} is plain http: the app's credentials and the student's "
-            "time would cross the network unencrypted. Use https:// (plain http is for this "
-            "machine only: localhost, 127.0.0.1, ::1)."
-        )
-    return base_url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def undelivered_now(client: AsyncTimeback) -> Undelivered:
+    """What is undelivered now, from any thread (for a flush whose wait was cut short)."""
+    return client._undelivered()

@@ -1,4 +1,10 @@
-"""Immutable values: the course selector, the time options, and the window on the wire."""
+"""Immutable values: the course selector, the time options, and the window on the wire.
+
+A window's body is built here and only here: `Window.to_bytes` (from the run's shared
+fields, encoded once per run), the run's `body_template` that the outbox keeps beside its
+open window, a window made again from that template after a crash (`window_body`), and
+two adjacent windows merged when the outbox is full (`merge_bodies`).
+"""
 
 from __future__ import annotations
 
@@ -14,20 +20,25 @@ from typing import Any, Final, Literal, TypedDict
 
 import attrs
 
-from ._errors import ValidationError
+from ._errors import TimebackError, ValidationError
 
 __all__ = [
     "SUBJECTS",
     "Course",
     "CourseFields",
     "ErrorContext",
+    "OpenWindow",
     "Subject",
     "TimeOptions",
     "Window",
+    "WindowKey",
+    "body_template",
     "check_sendable",
     "format_timestamp",
+    "merge_bodies",
     "normalize_run_id",
     "run_id_for",
+    "window_body",
 ]
 
 Subject = Literal["Math", "Reading", "Science", "Social Studies", "Writing", "Other"]
@@ -39,6 +50,12 @@ SUBJECTS: Final[tuple[str, ...]] = (
     "Writing",
     "Other",
 )
+#: A window's identity in the outbox and at the server: ``(run_id, started_at_ms)``.
+WindowKey = tuple[str, int]
+#: A run's open window as of its last change, in its clock's timeline ms (the outbox
+#: writer maps them to wall ms as it writes them):
+#: ``(start_ms, as_of_ms, active_ms, counting, suspended_ms at as_of)``.
+OpenWindow = tuple[int, int, int, bool, int]
 _UUID_SHAPE: Final = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
 )
@@ -219,11 +236,26 @@ def format_timestamp(epoch_ms: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms:03d}Z"
 
 
+def _shared_fields(activity_id: str, name: str, course: Course, run_id: str) -> str:
+    """The fields every window of a run shares, as compact JSON."""
+    shared = {"id": activity_id, "name": name, "course": course.to_json(), "runId": run_id}
+    return json.dumps(shared, separators=(",", ":"), ensure_ascii=False)
+
+
 @functools.lru_cache(maxsize=256)
 def _body_prefix(activity_id: str, name: str, course: Course, run_id: str) -> str:
-    """The fields every window of a run shares, as JSON without its closing brace."""
-    shared = {"id": activity_id, "name": name, "course": course.to_json(), "runId": run_id}
-    return json.dumps(shared, separators=(",", ":"), ensure_ascii=False)[:-1]
+    """The fields every window of a run shares, as JSON without its closing brace (kept
+    for the runs that send now: each of their windows starts with it)."""
+    return _shared_fields(activity_id, name, course, run_id)[:-1]
+
+
+def body_template(activity_id: str, name: str, course: Course, run_id: str) -> bytes:
+    """The fields every window of a run shares (id, name, course, runId), as the JSON
+    object the outbox keeps beside a run's open window: `window_body` makes a window's
+    exact bytes from it after a crash."""
+    # Not through _body_prefix's cache: a run that starts sends nothing yet, and a
+    # thousand starts would fill the cache with prefixes no window needs.
+    return _shared_fields(activity_id, name, course, run_id).encode()
 
 
 def normalize_run_id(run_id: object) -> str:
@@ -278,6 +310,11 @@ class Window:
             raise ValueError(f"window arithmetic does not add up: {self!r}")
 
     @property
+    def key(self) -> WindowKey:
+        """``(run_id, started_at_ms)``: what the server dedupes on, and the outbox keys by."""
+        return (self.run_id, self.started_at_ms)
+
+    @property
     def started_at(self) -> str:
         """``startedAt`` as sent."""
         return format_timestamp(self.started_at_ms)
@@ -325,6 +362,48 @@ class Window:
             elapsed_ms=body["elapsedMs"],
             paused_ms=body["pausedMs"],
         )
+
+
+def window_body(
+    template: bytes, started_at_ms: int, ended_at_ms: int, elapsed_ms: int
+) -> bytes | None:
+    """The exact body of a window made from a checkpoint (None: an unreadable template)."""
+    try:
+        fields = json.loads(template)
+        window = Window(
+            activity_id=fields["id"],
+            name=fields["name"],
+            course=Course.from_value(fields["course"]),
+            run_id=fields["runId"],
+            started_at_ms=started_at_ms,
+            ended_at_ms=ended_at_ms,
+            elapsed_ms=elapsed_ms,
+            paused_ms=ended_at_ms - started_at_ms - elapsed_ms,
+        )
+    except (ValueError, KeyError, TypeError, TimebackError):
+        return None
+    return window.to_bytes()
+
+
+def merge_bodies(first: bytes, second: bytes) -> bytes | None:
+    """One window covering two adjacent ones of a run, or None if they differ in anything
+    else (windows are additive, so the merged one keeps every invariant)."""
+    a, b = Window.from_json(json.loads(first)), Window.from_json(json.loads(second))
+    same = (a.activity_id, a.name, a.course, a.run_id) == (
+        b.activity_id,
+        b.name,
+        b.course,
+        b.run_id,
+    )
+    if not same or a.ended_at_ms != b.started_at_ms:
+        return None
+    merged = attrs.evolve(
+        a,
+        ended_at_ms=b.ended_at_ms,
+        elapsed_ms=a.elapsed_ms + b.elapsed_ms,
+        paused_ms=a.paused_ms + b.paused_ms,
+    )
+    return merged.to_bytes()
 
 
 def _parse_timestamp(text: str) -> int:

@@ -13,56 +13,52 @@ default, and how what its former place holds reaches it, is `_outbox_home`'s. Ea
 is an *owner* with a lease its process renews; rows belong to one owner at a time, and only rows
 of owners whose lease ran out, whose process is gone, or who left, can be claimed, in one
 transaction. Credentials are never stored: a window keeps only the SHA-256 *identity* of
-the credentials it was sent with, so it is replayed only as the same student.
+the credentials it was sent with (`_options.identity_of`), so it is replayed only as the
+same student.
 
 When the outbox is full, adjacent never-sent windows of a run are merged (windows are
 additive, so a merged window keeps every invariant) rather than dropped.
+
+This module is the store; its neighbours each hold one idea: the tables and their
+migrations (`_outbox_schema`), the proof that a file is an outbox before SQLite opens it
+(`_file_proof`), the owners, their leases and whether their processes still run
+(`_leases`), each file's part in a move between two files (`_outbox_moves`, above the
+store), and a window's body, made from a checkpoint or from two merged windows
+(`_models`, beside `Window`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import socket
 import sqlite3
-import stat
-import sys
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
-from ._errors import OutboxError, TimebackError
-from ._models import Course, Window
+from ._errors import OutboxError
+from ._file_proof import NotAnOutbox, check_intact, create_private, foreign_content
+from ._leases import OwnerLeases
+from ._models import merge_bodies, window_body
+from ._outbox_schema import create_or_migrate
 
 __all__ = [
     "DEFAULT_MAX_WINDOWS",
-    "LEASE_SECONDS",
-    "MOVE_PREFIX",
     "CheckpointRow",
     "Outbox",
     "OutboxError",
     "StoredWindow",
     "WindowRow",
-    "foreign_content",
-    "identity_of",
     "open_window",
-    "table_names",
-    "window_body",
 ]
 
 DEFAULT_MAX_WINDOWS: Final = 50_000
-LEASE_SECONDS: Final = 15.0
-_SCHEMA_VERSION: Final = 3
-_APPLICATION_ID: Final = 0x54424B31  # "TBK1": tells our file from any other SQLite file
 _PAGE_SIZE: Final = 1024
-# Owner names of windows on their way to another outbox file (see `mark_for_move`).
-MOVE_PREFIX: Final = "move-"
 # What a commit waits for: FULL, a sync of the WAL, so a committed window survives a power
 # cut, not only a crash of the process.
 SYNCHRONOUS: Final = "FULL"
@@ -145,88 +141,6 @@ def open_window(
     return start, alive, elapsed + extra - asleep
 
 
-def window_body(
-    template: bytes, started_at_ms: int, ended_at_ms: int, elapsed_ms: int
-) -> bytes | None:
-    """The exact body of a window made from a checkpoint (None: an unreadable template)."""
-    try:
-        fields = json.loads(template)
-        window = Window(
-            activity_id=fields["id"],
-            name=fields["name"],
-            course=Course.from_value(fields["course"]),
-            run_id=fields["runId"],
-            started_at_ms=started_at_ms,
-            ended_at_ms=ended_at_ms,
-            elapsed_ms=elapsed_ms,
-            paused_ms=ended_at_ms - started_at_ms - elapsed_ms,
-        )
-    except (ValueError, KeyError, TypeError, TimebackError):
-        return None
-    return window.to_bytes()
-
-
-def identity_of(base_url: str, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
-    """A one-way fingerprint of where and as whom windows are sent (never the secrets)."""
-    digest = hashlib.sha256(base_url.encode())
-    for name, value in sorted((k.lower(), v) for k, v in headers.items()):
-        if name in ("authorization", "cookie") or name.startswith("x-"):
-            digest.update(f"\0{name}\0{value}".encode())
-    for name, value in sorted(cookies.items()):
-        digest.update(f"\0cookie:{name}\0{value}".encode())
-    return digest.hexdigest()
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS owners (
-    owner TEXT PRIMARY KEY,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    lease_until REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS windows (
-    row_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    backend TEXT NOT NULL,
-    identity TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    started_at_ms INTEGER NOT NULL,
-    ended_at_ms INTEGER NOT NULL,
-    elapsed_ms INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    owner TEXT NOT NULL,
-    sent_at REAL,
-    UNIQUE (run_id, started_at_ms)
-);
-CREATE INDEX IF NOT EXISTS windows_owner ON windows (owner);
-CREATE INDEX IF NOT EXISTS windows_backend ON windows (backend, identity);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    run_id TEXT PRIMARY KEY,
-    backend TEXT NOT NULL,
-    identity TEXT NOT NULL,
-    started_at_ms INTEGER NOT NULL,
-    ended_at_ms INTEGER NOT NULL,
-    elapsed_ms INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    owner TEXT NOT NULL
-);
-"""
-
-# Version 2: a checkpoint is the open window as of its last change, and whether it was
-# counting then; a stamp, written once a second, says until when its process was alive.
-# Version 3: the moves from another outbox file that reached this one (`record_move`).
-_MIGRATIONS: Final = {
-    2: (
-        "ALTER TABLE checkpoints ADD COLUMN running INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE checkpoints ADD COLUMN suspended_ms INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE checkpoints ADD COLUMN stamp TEXT",
-        "CREATE TABLE IF NOT EXISTS stamps (stamp TEXT PRIMARY KEY, "
-        "wall_ms INTEGER NOT NULL, suspended_ms INTEGER NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS checkpoints_owner ON checkpoints (owner)",
-    ),
-    3: ("CREATE TABLE IF NOT EXISTS moves_in (marker TEXT PRIMARY KEY, source TEXT NOT NULL)",),
-}
-
-
 # Rows held by an owner of this process (host and pid bound after it).
 _OURS: Final = "owner IN (SELECT owner FROM owners WHERE host = ? AND pid = ?)"
 _SELECT_UNSENT_OF_OURS: Final = (
@@ -286,13 +200,21 @@ class Outbox:
             self._db = self._open(may_set_aside=set_aside)
         else:
             self._db = self._open_existing()
+        #: The owners of this file's rows and their leases (`_leases.OwnerLeases`).
+        self.leases = OwnerLeases(self._db)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The connection, for the store's neighbours that run statements of their own in
+        its transactions (`_outbox_moves`). Only the writer's thread may use it."""
+        return self._db
 
     # -- opening --------------------------------------------------------------------
 
     def _open_existing(self) -> sqlite3.Connection:
         try:
             return self._connect(create=False)
-        except _NotAnOutbox as exc:
+        except NotAnOutbox as exc:
             raise OutboxError(f"{self.path} {exc}; it was left as it is") from None
         except sqlite3.DatabaseError as exc:
             raise OutboxError(f"cannot use the outbox {self.path}: {exc}") from exc
@@ -301,7 +223,7 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             return self._connect()
-        except _NotAnOutbox as exc:
+        except NotAnOutbox as exc:
             problem = str(exc)
         except sqlite3.DatabaseError as exc:
             raise OutboxError(f"cannot use the outbox {self.path}: {exc}") from exc
@@ -314,7 +236,7 @@ class Outbox:
         self.set_aside_because = problem
         try:
             return self._connect()
-        except (_NotAnOutbox, sqlite3.DatabaseError) as exc:
+        except (NotAnOutbox, sqlite3.DatabaseError) as exc:
             raise OutboxError(f"cannot create outbox {self.path}: {exc}") from None
 
     def _move_aside(self, problem: str) -> Path:
@@ -337,12 +259,12 @@ class Outbox:
 
     def _connect(self, *, create: bool = True) -> sqlite3.Connection:
         if create:
-            _create_private(self.path)
+            create_private(self.path)
         # Look before SQLite opens the file: opening alone may write (it rolls back a hot
         # journal of another program's database), and switching to WAL rewrites the header.
         problem = foreign_content(self.path)
         if problem is not None:
-            raise _NotAnOutbox(problem)
+            raise NotAnOutbox(problem)
         # Without create, SQLite's own "rw" mode: a file gone since it was looked for is
         # an error, never a new file.
         name = self.path if create else f"{self.path.absolute().as_uri()}?mode=rw"
@@ -355,10 +277,10 @@ class Outbox:
         )
         try:
             try:
-                _check_intact(db)
+                check_intact(db)
             except sqlite3.DatabaseError as exc:
                 if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-                    raise _NotAnOutbox(f"is a damaged timeback-client outbox ({exc})") from None
+                    raise NotAnOutbox(f"is a damaged timeback-client outbox ({exc})") from None
                 raise
             # A new file gets small pages: a second's checkpoint rewrites one page, so
             # smaller pages mean fewer bytes written per second (set before any table).
@@ -374,15 +296,7 @@ class Outbox:
             # together (a rollback journal makes it atomic): a file with a database header
             # is therefore ours only if it carries the id. WAL comes after.
             with self._transaction(db):
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                for target in range(max(version, 1) + 1, _SCHEMA_VERSION + 1):
-                    for statement in _MIGRATIONS[target]:
-                        db.execute(statement)
-                db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version={max(version, _SCHEMA_VERSION)}")
+                create_or_migrate(db)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("SELECT count(*) FROM windows").fetchone()
         except BaseException:
@@ -416,64 +330,25 @@ class Outbox:
         """Close the connection."""
         self._db.close()
 
-    # -- owners and leases ------------------------------------------------------------
-
-    def register(self, owner: str) -> None:
-        """Add an owner (a client of this process) with a lease of `LEASE_SECONDS`."""
-        self._db.execute(
-            "INSERT INTO owners (owner, host, pid, lease_until) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
-            (owner, socket.gethostname(), os.getpid(), time.time() + LEASE_SECONDS),
-        )
-
-    def forget_earlier_process(self) -> None:
-        """Remove owners left by an earlier process that had this one's pid on this host:
-        this process's own owners register after its writer opens the file."""
-        self._db.execute(
-            "DELETE FROM owners WHERE host = ? AND pid = ?", (socket.gethostname(), os.getpid())
-        )
-
-    def renew(self) -> None:
-        """Extend the lease of every owner of this process for another `LEASE_SECONDS`."""
-        self._db.execute(
-            "UPDATE owners SET lease_until = ? WHERE host = ? AND pid = ?",
-            (time.time() + LEASE_SECONDS, socket.gethostname(), os.getpid()),
-        )
-
-    def release(self, owner: str) -> None:
-        """The owner leaves: what it still holds can be claimed by the next client."""
-        self._db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
-
-    def forget_dead_owners(self) -> None:
-        """Remove owners whose lease ran out, or whose process on this host is gone. Call
-        it in a transaction, before claims."""
-        db, host, pid = self._db, socket.gethostname(), os.getpid()
-        db.execute("DELETE FROM owners WHERE lease_until < ?", (time.time(),))
-        others = db.execute(
-            "SELECT DISTINCT pid FROM owners WHERE host = ? AND pid != ?", (host, pid)
-        ).fetchall()
-        db.executemany(
-            "DELETE FROM owners WHERE host = ? AND pid = ?",
-            [(host, other) for (other,) in others if not _process_alive(other)],
-        )
+    # -- claims -----------------------------------------------------------------------
 
     def claim_orphans(self, owner: str, backend: str, identity: str) -> list[StoredWindow]:
         """Take over what dead or departed owners left for this backend and identity.
 
-        Call it in a transaction, after `forget_dead_owners`. Their checkpoints become
-        windows. Returns the windows taken over (never ``owner``'s own), in order:
-        sent-but-unanswered first (they are the ones the server may remember), oldest
-        first within each.
+        Call it in a transaction, after `OwnerLeases.forget_dead_owners`. Their
+        checkpoints become windows. Returns the windows taken over (never ``owner``'s
+        own), in order: sent-but-unanswered first (they are the ones the server may
+        remember), oldest first within each.
         """
         db = self._db
         # Rows taken over carry this mark until they are returned: the owner's own rows,
         # also those of this very transaction, are never among them.
         claim = f"{owner}:claim"
-        gone = [name for name in self._gone_owners() if name != owner]
+        gone = [name for name in self.leases.gone_owners() if name != owner]
         if not gone:
             return []
         marks = ",".join("?" * len(gone))
-        self._close_open_windows(
+        self.close_open_windows(
             "backend = ? AND identity = ? AND owner IN (" + marks + ")",
             (backend, identity, *gone),
             claim,
@@ -489,21 +364,7 @@ class Outbox:
         db.execute("UPDATE windows SET owner = ? WHERE owner = ?", (owner, claim))
         return taken
 
-    def _gone_owners(self) -> list[str]:
-        """Owners of rows who are no longer registered: found through the owner index, not
-        by reading every row. Names ending in ``:claim`` are rows being taken over (by a
-        claim within its transaction, or by a move, see `mark_for_move`): never orphans."""
-        return [
-            row[0]
-            for row in self._db.execute(
-                "SELECT DISTINCT owner FROM windows WHERE owner NOT IN (SELECT owner FROM owners) "
-                "UNION SELECT DISTINCT owner FROM checkpoints "
-                "WHERE owner NOT IN (SELECT owner FROM owners)"
-            )
-            if not row[0].endswith(":claim")
-        ]
-
-    def _close_open_windows(self, where: str, params: tuple[object, ...], owner: str) -> None:
+    def close_open_windows(self, where: str, params: tuple[object, ...], owner: str) -> None:
         """The checkpoints ``where`` says become windows of ``owner``: each open window up
         to its process's last stamp (its owner is gone, so it grows no more)."""
         db = self._db
@@ -559,124 +420,6 @@ class Outbox:
                 count += 1
                 active_ms += elapsed
         return int(count), int(active_ms)
-
-    # -- moves between outbox files ----------------------------------------------------
-    #
-    # Windows move from one file (the source) to another (the target) in steps, each a
-    # transaction on one file: SQLite makes a transaction atomic across attached files
-    # only outside WAL mode. What a crash between two steps leaves tells the next mover
-    # what happened, so no window is lost or moved twice. `_outbox_home.move_outbox`
-    # drives the steps; these are each file's part.
-
-    def mark_for_move(self, marker: str) -> list[WindowRow]:
-        """(Source.) Take what dead or departed owners left, of every backend and
-        identity, to move it: their open windows become windows, and every window is
-        marked ``<marker>:claim``, registered as an owner of this process. Call it in a
-        transaction, after `forget_dead_owners` and `settle_moves`.
-
-        The ``:claim`` ending keeps every claim away from the marked windows (those of
-        earlier versions too); the registration tells other movers the move is under way.
-        Returns the windows as rows for the target, owned there by ``marker``: an owner
-        that is not registered, so a claim takes them.
-        """
-        gone = self._gone_owners()
-        if not gone:
-            return []
-        mark = f"{marker}:claim"
-        marks = ",".join("?" * len(gone))
-        self._close_open_windows("owner IN (" + marks + ")", tuple(gone), mark)
-        db = self._db
-        db.execute(
-            f"UPDATE windows SET owner = ? WHERE owner IN ({marks})",  # noqa: S608 - only placeholders
-            (mark, *gone),
-        )
-        rows = [
-            WindowRow(
-                owner=marker,
-                backend=backend,
-                identity=identity,
-                run_id=run_id,
-                started_at_ms=started,
-                ended_at_ms=ended,
-                elapsed_ms=elapsed,
-                body=bytes(body),
-                sent_at=sent_at,
-            )
-            for backend, identity, run_id, started, ended, elapsed, body, sent_at in db.execute(
-                "SELECT backend, identity, run_id, started_at_ms, ended_at_ms, elapsed_ms, "
-                "body, sent_at FROM windows WHERE owner = ? ORDER BY row_id",
-                (mark,),
-            )
-        ]
-        if rows:
-            self.register(mark)
-        return rows
-
-    def holds_move(self, marker: str) -> bool:
-        """(Source.) Whether the move is still this process's to finish: no other mover
-        released its windows meanwhile (which it may once the registration lapsed).
-        Ask in the transaction that then drops them."""
-        found = self._db.execute("SELECT 1 FROM owners WHERE owner = ?", (f"{marker}:claim",))
-        return found.fetchone() is not None
-
-    def drop_move(self, marker: str) -> None:
-        """(Source.) The move's windows are in the target: they go from here."""
-        mark = f"{marker}:claim"
-        self._db.execute("DELETE FROM windows WHERE owner = ?", (mark,))
-        self._db.execute("DELETE FROM owners WHERE owner = ?", (mark,))
-
-    def release_move(self, marker: str) -> None:
-        """(Source.) The move's windows did not reach the target: they are left as a
-        departed owner's, to be claimed here or moved again."""
-        mark = f"{marker}:claim"
-        self._db.execute("UPDATE windows SET owner = ? WHERE owner = ?", (marker, mark))
-        self._db.execute("DELETE FROM owners WHERE owner = ?", (mark,))
-
-    def settle_moves(self, landed: Collection[str]) -> list[str]:
-        """(Source.) Finish the moves whose mover is gone (its process died between two
-        steps): the windows of a move in ``landed`` (the target has them) go, those of
-        any other are released. Call it in a transaction, after `forget_dead_owners`.
-
-        Returns the moves of ``landed`` of which nothing is left here: the target may
-        forget them.
-        """
-        db = self._db
-        pattern = f"{MOVE_PREFIX}%:claim"
-        abandoned = [
-            row[0].removesuffix(":claim")
-            for row in db.execute(
-                "SELECT DISTINCT owner FROM windows WHERE owner LIKE ? "
-                "AND owner NOT IN (SELECT owner FROM owners)",
-                (pattern,),
-            )
-        ]
-        for marker in abandoned:
-            if marker in landed:
-                self.drop_move(marker)
-            else:
-                self.release_move(marker)
-        live = {
-            row[0] for row in db.execute("SELECT owner FROM owners WHERE owner LIKE ?", (pattern,))
-        }
-        return [marker for marker in landed if f"{marker}:claim" not in live]
-
-    def record_move(self, marker: str, source: str) -> None:
-        """(Target.) The windows of the move ``marker`` from the file ``source`` are here:
-        call it in the transaction that adds them."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO moves_in (marker, source) VALUES (?, ?)", (marker, source)
-        )
-
-    def moves_in(self, source: str) -> set[str]:
-        """(Target.) The moves from ``source`` that reached this file and are not forgotten."""
-        found = self._db.execute("SELECT marker FROM moves_in WHERE source = ?", (source,))
-        return {row[0] for row in found}
-
-    def forget_moves(self, markers: Iterable[str]) -> None:
-        """(Target.) Moves of which the source holds nothing any more."""
-        self._db.executemany(
-            "DELETE FROM moves_in WHERE marker = ?", [(marker,) for marker in markers]
-        )
 
     # -- windows --------------------------------------------------------------------
 
@@ -871,7 +614,7 @@ class Outbox:
         for row in rows:
             body = None
             if merged < wanted and previous is not None and previous.touches(row):
-                body = _merge_bodies(previous.body, row.body)
+                body = merge_bodies(previous.body, row.body)
             if previous is None or body is None:
                 previous = row
                 continue
@@ -898,163 +641,3 @@ class _Row:
 
     def touches(self, other: _Row) -> bool:
         return self.run_id == other.run_id and self.ended_at_ms == other.started_at_ms
-
-
-class _NotAnOutbox(Exception):
-    """The file holds something else than an outbox (the message says what)."""
-
-
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
-
-
-def _create_private(path: Path) -> None:
-    """Create the file private to the user before SQLite does, if there is none: SQLite
-    gives its journals the same mode. An existing file is not touched."""
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-
-
-def foreign_content(
-    path: str | os.PathLike[str], application_id: int = _APPLICATION_ID
-) -> str | None:
-    """What ``path`` holds, in words, if it is not (and cannot become) a timeback-client
-    outbox; None if it is missing, is an outbox, or is an empty file private to the user.
-
-    Proof comes from the file's first bytes: a SQLite header carrying the outbox's
-    application id, which every outbox has had from its first transaction (or the
-    ``application_id`` of another file the SDK makes, such as the emulator's store). It reads at
-    most the header and never writes; for another SQLite database it names the tables,
-    read without locks or journal recovery (``immutable``), so the database stays as it is.
-
-    Raises:
-        OSError: the file cannot be looked at or read (a permission, a failing disk).
-    """
-    path = Path(path)
-    try:
-        info = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        return None  # nothing there to leave alone (creating it will say what is wrong)
-    if stat.S_ISDIR(info.st_mode):
-        return "is a directory"
-    if not stat.S_ISREG(info.st_mode):
-        return "is not a regular file"
-    if info.st_size == 0:
-        if sys.platform != "win32" and info.st_mode & 0o077:
-            return (
-                f"is an empty file that other users may read (mode "
-                f"{stat.S_IMODE(info.st_mode):04o}), and the SDK never changes a file's mode"
-            )
-        return None
-    with path.open("rb") as file:
-        head = file.read(100)
-    if not head.startswith(_SQLITE_MAGIC):
-        kind = "text" if _looks_like_text(head) else "data"
-        return f"holds {info.st_size:,} bytes of {kind}"
-    if len(head) < 100:
-        return "is a truncated SQLite file"
-    if int.from_bytes(head[68:72], "big") == application_id:
-        return None
-    return f"is another application's SQLite database{_tables_of(path)}"
-
-
-def _looks_like_text(head: bytes) -> bool:
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return b"\x00" not in head
-
-
-def table_names(path: str | os.PathLike[str], limit: int = 6) -> list[str] | None:
-    """The first ``limit`` tables of a SQLite file by name, read without writing or
-    locking it (no journal recovery); None if it cannot be read as a database."""
-    try:
-        db = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro&immutable=1", uri=True)
-    except sqlite3.Error:
-        return None
-    try:
-        return [
-            row[0]
-            for row in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT ?",
-                (limit,),
-            )
-        ]
-    except sqlite3.Error:
-        return None
-    finally:
-        db.close()
-
-
-def _tables_of(path: Path) -> str:
-    """`` (tables: a, b)`` of a SQLite file, read without writing or locking it."""
-    names = table_names(path)
-    if names is None:
-        return ""
-    if not names:
-        return " (no tables)"
-    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-    return f" (tables: {shown})"
-
-
-def _check_intact(db: sqlite3.Connection) -> None:
-    """Every page of every table and index of an existing outbox: a damaged file fails
-    here, before anything is written (a count of the windows alone can pass on an intact
-    index over torn rows)."""
-    if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-        verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-        if verdict != "ok":
-            raise _NotAnOutbox(f"is a damaged timeback-client outbox ({verdict})")
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` on this host still runs."""
-    if sys.platform == "win32":
-        return windows_process_alive(pid)
-    try:
-        os.kill(pid, 0)  # signal 0: a check, nothing is sent
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    except OSError:
-        return False
-    return True
-
-
-_STILL_ACTIVE: Final = 259
-_ERROR_ACCESS_DENIED: Final = 5
-_PROCESS_QUERY_LIMITED_INFORMATION: Final = 0x1000
-
-
-def windows_process_alive(pid: int, kernel32: Any = None) -> bool:
-    """`_process_alive` on Windows, through the Win32 API (``os.kill(pid, 0)`` there would
-    send Ctrl-C to a process group). ``kernel32``: the DLL, or a stand-in in tests."""
-    import ctypes
-
-    if kernel32 is None:
-        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
-    handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
-    if not handle:
-        # Another user's process cannot be opened, yet it runs.
-        return bool(kernel32.GetLastError() == _ERROR_ACCESS_DENIED)
-    try:
-        code = ctypes.c_ulong()
-        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
-            return True  # could not tell: taken as alive (its lease still expires)
-        return code.value == _STILL_ACTIVE
-    finally:
-        kernel32.CloseHandle(handle)
-
-
-def _merge_bodies(first: bytes, second: bytes) -> bytes | None:
-    """One window covering two adjacent ones, or None if they differ in anything else."""
-    a, b = json.loads(first), json.loads(second)
-    same = ("id", "name", "course", "runId")
-    if any(a.get(k) != b.get(k) for k in same) or a["endedAt"] != b["startedAt"]:
-        return None
-    merged = dict(a)
-    merged["endedAt"] = b["endedAt"]
-    merged["elapsedMs"] = a["elapsedMs"] + b["elapsedMs"]
-    merged["pausedMs"] = a["pausedMs"] + b["pausedMs"]
-    return json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode()

@@ -51,7 +51,9 @@ from typing import Final
 import platformdirs
 
 from ._errors import OutboxError
-from ._outbox import MOVE_PREFIX, Outbox, foreign_content
+from ._file_proof import foreign_content
+from ._outbox import Outbox
+from ._outbox_moves import MOVE_PREFIX, OutboxMoves
 
 __all__ = ["FORMER_BUSY_TIMEOUT", "default_outbox_path", "former_outbox_path", "move_outbox"]
 
@@ -120,28 +122,29 @@ def move_outbox(source: str | os.PathLike[str], target: Outbox) -> int:
 
 def _move(source: Outbox, target: Outbox, key: str) -> int:
     marker = f"{MOVE_PREFIX}{uuid.uuid4().hex}"
+    leaving, arriving = OutboxMoves(source), OutboxMoves(target)
     with source.transaction():
-        source.forget_dead_owners()
+        source.leases.forget_dead_owners()
         # Read under the source's write lock: a move lands only under it, so what the
         # target recorded cannot change for any mark left here meanwhile.
-        done = source.settle_moves(target.moves_in(key))
-        rows = source.mark_for_move(marker)
+        done = leaving.settle_moves(arriving.moves_in(key))
+        rows = leaving.mark_for_move(marker)
     landed = False
     if rows:
         try:
             with source.transaction():
-                if source.holds_move(marker):
+                if leaving.holds_move(marker):
                     with target.transaction():
                         target.add(rows)
-                        target.record_move(marker, key)
+                        arriving.record_move(marker, key)
                     landed = True
-                    source.drop_move(marker)
+                    leaving.drop_move(marker)
         except sqlite3.Error:
             if not landed:
                 # The target does not have them: give them back at once rather than
                 # when the mark's lease lapses.
                 with contextlib.suppress(sqlite3.Error), source.transaction():
-                    source.release_move(marker)
+                    leaving.release_move(marker)
                 raise
             # The target has them; the marked copies stay marked until a later move
             # finds the mark's lease lapsed and drops them (step 3).
@@ -151,7 +154,7 @@ def _move(source: Outbox, target: Outbox, key: str) -> int:
     if done:
         # A record left behind costs a row; a later move forgets it.
         with contextlib.suppress(sqlite3.Error), target.transaction():
-            target.forget_moves(done)
+            arriving.forget_moves(done)
     return len(rows) if landed else 0
 
 

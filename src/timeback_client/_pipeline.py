@@ -1,21 +1,30 @@
 """The route of a client's windows, in one place:
 
 ```
-activity --cut--> Window --emit()--> outbox writer (stored as it is sent)
+activity --cut--> Window --emit()--> outbox owner (stored as it is sent)
                                  \\--> sender --POST--> backend
                                                           |
-activity <--on_flush / on_error-- outcome() <--answer-----/
-                                  \\--> outbox writer (forgotten once final)
+            sending / delivered / failed / held <--answer-/
+             |--> outbox owner (maybe received; forgotten once final; held: never received)
+             \\--> activity: flushed (on_flush) / problem (on_error)
 ```
 
-Each client owns one `Pipeline`. An activity hands it every window it cuts (`emit`, from
-whatever thread changed the activity, under the activity's lock, never waiting); the
-pipeline stores the window with the outbox writer and queues it with the engine's sender.
-The sender reports each attempt's outcome back here, and only here: the pipeline tells
-the writer (a first attempt, a final answer) and the activity that owns the run (its
-``on_flush`` and ``on_error``). Windows left by earlier sessions come back from the
-outbox once the writer has read them (the client's start never waits for that) and take
-the same route, reported to the client's ``on_error``.
+Each client owns one `Pipeline`, and it is the one door between the client's activities
+and the engine. An activity hands it every window it cuts (`emit`, from whatever thread
+changed the activity, under the activity's lock, never waiting) and asks it for the rest
+by name: its deadlines (`schedule`, `unschedule`), its callbacks (`notify`), its delivery
+(`settle_run`); the client retries held windows (`retry_held`), takes new credentials
+(`credentials_changed`) and hands work to the loop (`call_soon`, `start_soon`). Nobody
+else touches the engine's scheduler or sender.
+
+The pipeline stores each window with the outbox owner and queues it with the engine's
+sender. The sender reports each attempt's outcome back here, and only here, in its own
+words (`_sender.DeliveryListener`): the pipeline passes each to the outbox owner, which
+alone decides what it means for the file, and tells the activity that owns the run in
+the app's words (`RunListener`: ``flushed`` and ``problem``, its ``on_flush`` and
+``on_error``). Windows left by earlier sessions come back from the outbox once the writer
+has read them (the client's start never waits for that) and take the same route,
+reported to the client's ``on_error``.
 
 A disabled client (``enabled=False``) has a pipeline that sends and stores nothing: it has
 no outbox, hands no window to the sender, and answers each window itself, in the loop,
@@ -35,19 +44,13 @@ import anyio
 import anyio.abc
 
 from ._clock import Clock
-from ._errors import (
-    DeliveryError,
-    DuplicateRiskError,
-    ResponseError,
-    TimebackError,
-    UndeliveredError,
-)
-from ._models import ErrorContext, Window
+from ._delivery_errors import DeliveryError, DuplicateRiskError, ResponseError, UndeliveredError
+from ._errors import TimebackError
+from ._models import ErrorContext, OpenWindow, Window
 from ._outbox import StoredWindow
-from ._scheduler import Scheduler
+from ._scheduler import Scheduled, Scheduler
 from ._sender import Delivery, Endpoint, HeartbeatSender
 from ._writer import (
-    OpenWindow,
     OutboxOwner,
     OutboxStatistics,
     outbox_writer,
@@ -62,12 +65,15 @@ ClientReport = Callable[[TimebackError, ErrorContext | None], None]
 
 
 class RunListener(Protocol):
-    """What the pipeline tells the activity that owns a run: the outcomes of its windows."""
+    """What the pipeline tells the activity that owns a run, in the app's words: what its
+    ``on_flush`` and ``on_error`` hear. (The sender's words, `_sender.DeliveryListener`,
+    are the pipeline's and the outbox owner's: delivered, failed, held.)"""
 
-    def delivered(self, window: Window, *, duplicate: bool) -> None:
-        """The backend has the window."""
+    def flushed(self, window: Window, *, duplicate: bool) -> None:
+        """The window is done: the backend has it (or, with the client disabled, it was
+        cut); ``on_flush``."""
 
-    def failed(
+    def problem(
         self,
         window: Window,
         error: DeliveryError,
@@ -76,8 +82,9 @@ class RunListener(Protocol):
         will_retry: bool,
         operation: str = "heartbeat",
     ) -> None:
-        """An attempt failed (``operation="heartbeat"``), or the client closed with windows
-        undelivered (``"flush"``); ``will_retry`` says whether the SDK tries again."""
+        """An attempt failed or the backend holds the window (``operation="heartbeat"``),
+        or windows were left undelivered at close (``"flush"``): ``on_error``;
+        ``will_retry`` says whether the SDK tries again."""
 
 
 class Pipeline:
@@ -104,13 +111,13 @@ class Pipeline:
         "_owner",
         "_replayed",
         "_report",
+        "_scheduler",
+        "_sender",
         "_task_group",
         "backend",
         "enabled",
         "endpoint",
         "identity",
-        "scheduler",
-        "sender",
     )
 
     def __init__(
@@ -127,9 +134,9 @@ class Pipeline:
         explicit_identity: bool = False,
         enabled: bool = True,
     ) -> None:
-        self.scheduler = scheduler
+        self._scheduler = scheduler
         self.enabled = enabled
-        self.sender = sender
+        self._sender = sender
         self._task_group = task_group
         self.endpoint = endpoint
         self.backend = backend
@@ -152,13 +159,13 @@ class Pipeline:
             # thread: opening a client never waits for the disk (a sign-in on a GUI thread).
             self._claim = self._owner.claim()
             self._claim.add_done_callback(
-                lambda future: self._post_and_kick(self._replay, future.result())
+                lambda future: self.call_soon(self._replay, future.result())
             )
 
     @property
     def clock(self) -> Clock:
         """The clock every activity of this client reads (the engine's)."""
-        return self.scheduler.clock
+        return self._scheduler.clock
 
     def outbox_statistics(self) -> OutboxStatistics | None:
         """The outbox writer's snapshot, or None without an outbox."""
@@ -197,58 +204,104 @@ class Pipeline:
         Called under the activity's lock, from any thread; never waits.
         """
         if not self.enabled:
-            self.scheduler.post(self._answer_locally, window)
+            self._scheduler.post(self._answer_locally, window)
             return
         delivery = Delivery(window=window, endpoint=self.endpoint, listener=self)
         if self._owner is not None:
             self._owner.store(
-                (window.run_id, window.started_at_ms),
+                window.key,
                 window.ended_at_ms,
                 window.elapsed_ms,
                 delivery.body,
                 state,
             )
-        self.scheduler.post(self.sender.submit, delivery)
+        self._scheduler.post(self._sender.submit, delivery)
 
-    def post(self, func: Callable[..., object], *args: Any) -> None:
-        """Run ``func(*args)`` in the loop, after the windows emitted before it."""
-        self.scheduler.post(func, *args)
+    def schedule(self, activity: Scheduled) -> None:
+        """Drive ``activity``'s deadlines (its `due`) from the engine's scheduler, from
+        now on or anew after a change. Called under the activity's lock: posted, it runs
+        at the next `kick`."""
+        self._scheduler.post(self._scheduler.update, activity)
+
+    def unschedule(self, activity: Scheduled) -> None:
+        """Stop driving ``activity``'s deadlines (it ended). Posted, as `schedule` is."""
+        self._scheduler.post(self._scheduler.remove, activity)
+
+    def notify(self, name: str, callback: Callable[..., object] | None, *args: Any) -> None:
+        """Run an app callback (``on_pause``, ``on_resume``) in the loop, after the windows
+        emitted before it, contained by `call_safely`. Posted, as `schedule` is."""
+        self._scheduler.post(call_safely, name, callback, *args)
 
     def kick(self) -> None:
-        """Run what was posted: now in the loop's thread, soon from any other."""
-        self.scheduler.kick()
+        """Run what was handed over (`emit`, `schedule`, `notify` ...): now in the loop's
+        thread, soon from any other. Called once the caller holds no lock: what runs may
+        call the app's code."""
+        self._scheduler.kick()
 
-    def spawn(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
-        """Run ``func()`` as a task of the engine (in the loop)."""
-        self._task_group.start_soon(func)
+    def call_soon(self, func: Callable[..., object], *args: Any) -> None:
+        """Run ``func(*args)`` in the loop, after what was handed over before it, and wake
+        the loop for it: the one way for a caller that holds no lock, on any thread."""
+        self._scheduler.post(func, *args)
+        self._scheduler.kick()
+
+    def start_soon(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        """Run ``func()`` as a task of the engine (a wait that outlives its caller), from
+        any thread, without waiting for the loop."""
+        self.call_soon(self._task_group.start_soon, func)
 
     def undelivered(self) -> tuple[Window, ...]:
         """The windows of this client that the backend does not have yet, oldest first per
         run. A copy, safe to take from any thread."""
-        return tuple(d.window for d in self.sender.undelivered(self.runs))
+        return tuple(d.window for d in self._sender.undelivered(self.runs))
 
     def forget_settled(self, keep: Iterable[str] = ()) -> None:
-        """Let go of ended runs with nothing left to deliver (a kiosk runs for months)."""
+        """Let go of ended runs with nothing left to deliver (a kiosk runs for months),
+        soon, in the loop; from any thread."""
+        self.call_soon(self._forget_settled, tuple(keep))
+
+    def _forget_settled(self, keep: Iterable[str]) -> None:
         kept = set(keep)
         for run_id in list(self._listeners):
-            if run_id not in kept and not self.sender.undelivered([run_id]):
+            if run_id not in kept and not self._sender.undelivered([run_id]):
                 del self._listeners[run_id]
+
+    async def settle_run(
+        self, run_id: str, seconds: float
+    ) -> tuple[tuple[Window, ...], str | None]:
+        """Wait (at most ``seconds``, shielded) for the run's windows to be delivered,
+        refused for good or held. Returns the windows still undelivered, and the cause
+        they are held for (None: not held, only not answered yet)."""
+        with anyio.move_on_after(seconds, shield=True):
+            await self._sender.settle([run_id])
+        left = tuple(d.window for d in self._sender.undelivered([run_id]))
+        held = self._sender.held([run_id]) if left else []
+        return left, held[0][0].cause if held else None
+
+    def retry_held(self) -> None:
+        """Try the held windows of this client's endpoint again now, not at their next slow
+        retry (a flush after the operator's fix delivers them). In the loop."""
+        self._sender.retry_held(self.endpoint)
+
+    def credentials_changed(self) -> None:
+        """The endpoint's credentials were replaced: windows held back for want of them go
+        again, with the new ones. From any thread."""
+        self.call_soon(self._sender.release_held, self.endpoint)
 
     # -- outcomes (the sender's DeliveryListener; in the loop) -------------------------
 
     def sending(self, delivery: Delivery) -> None:
         """The window's first attempt: the outbox marks it as possibly received."""
         if self._owner is not None:
-            self._owner.sending(_key(delivery.window))
+            self._owner.sending(delivery.window.key)
 
     def delivered(self, delivery: Delivery, *, duplicate: bool) -> None:
         """The backend has the window: the outbox forgets it, its activity hears of it."""
         window = delivery.window
         if self._owner is not None:
-            self._owner.settled(_key(window))
+            self._owner.delivered(window.key)
         listener = self._listeners.get(window.run_id)
         if listener is not None:
-            listener.delivered(window, duplicate=duplicate)
+            listener.flushed(window, duplicate=duplicate)
         else:
             logger.info(
                 "timeback: replayed window of run %s (%d active ms) delivered%s",
@@ -262,13 +315,11 @@ class Pipeline:
         an `UndeliveredError`); the activity (or, for a replayed window, the client) hears
         of it."""
         window = delivery.window
-        if not will_retry and not isinstance(error, DuplicateRiskError) and self._owner:
-            dropped = error.windows if isinstance(error, UndeliveredError) else (window,)
-            for each in dropped:
-                self._owner.settled(_key(each))
+        if self._owner is not None:
+            self._owner.failed(window, error, will_retry=will_retry)
         listener = self._listeners.get(window.run_id)
         if listener is not None:
-            listener.failed(window, error, attempts=delivery.attempts, will_retry=will_retry)
+            listener.problem(window, error, attempts=delivery.attempts, will_retry=will_retry)
             return
         # A replayed window: retries are reported once, at the first failure; a possible
         # double count always is.
@@ -281,12 +332,12 @@ class Pipeline:
         window, the client) hears of the cause once."""
         window = delivery.window
         if self._owner is not None:
-            self._owner.refused(_key(window))
+            self._owner.held(window.key)
         if not report:
             return
         listener = self._listeners.get(window.run_id)
         if listener is not None:
-            listener.failed(window, error, attempts=delivery.attempts, will_retry=True)
+            listener.problem(window, error, attempts=delivery.attempts, will_retry=True)
         else:
             self._report(error, None)
 
@@ -295,7 +346,7 @@ class Pipeline:
         windows)`` each. Safe to take from any thread."""
         return [
             (hold.cause, str(hold.error), hold.credentials, hold.since_ms, windows)
-            for hold, windows in self.sender.held(self.runs)
+            for hold, windows in self._sender.held(self.runs)
         ]
 
     def _answer_locally(self, window: Window) -> None:
@@ -309,7 +360,7 @@ class Pipeline:
         )
         listener = self._listeners.get(window.run_id)
         if listener is not None:
-            listener.delivered(window, duplicate=False)
+            listener.flushed(window, duplicate=False)
 
     # -- flushing, opening and closing -----------------------------------------------------------
 
@@ -337,7 +388,7 @@ class Pipeline:
             if self._replayed is None:
                 self._replayed = set()
             self._replayed.add(window.run_id)
-            self.sender.submit(delivery)
+            self._sender.submit(delivery)
         if stored:
             logger.info(
                 "timeback: replaying %d window(s) of %d earlier run(s)",
@@ -354,10 +405,10 @@ class Pipeline:
         with anyio.CancelScope(shield=True):
             with anyio.CancelScope(deadline=deadline):
                 if self._claim is not None:
-                    await self.scheduler.wait_for(self._claim)
+                    await self._scheduler.wait_for(self._claim)
                     self._claim = None
-                self.scheduler.kick()  # the replay, if it was just posted
-                await self.sender.settle(self.runs)
+                self._scheduler.kick()  # the replay, if it was just posted
+                await self._sender.settle(self.runs)
             self._closed = True
             self._report_undelivered()
             owner, self._owner = self._owner, None
@@ -367,9 +418,9 @@ class Pipeline:
                 # The last writes of this client: waited for a moment even past the
                 # deadline, since what they hold is what the next start replays.
                 with anyio.CancelScope(deadline=max(deadline, anyio.current_time() + 1.0)):
-                    await self.scheduler.wait_for(left)
+                    await self._scheduler.wait_for(left)
                     if stopped is not None:
-                        await self.scheduler.wait_for(stopped)
+                        await self._scheduler.wait_for(stopped)
 
     async def flush(self, deadline: float) -> tuple[Window, ...]:
         """Wait (until ``deadline``, in ``anyio.current_time()``) for every window of this
@@ -386,25 +437,25 @@ class Pipeline:
         written = None if self._owner is None else self._owner.writer.flush()
         with anyio.CancelScope(deadline=deadline):
             if self._claim is not None:
-                await self.scheduler.wait_for(self._claim)
-            self.scheduler.kick()  # the replay, and windows posted from other threads
-            await self.sender.settle(self.runs)
+                await self._scheduler.wait_for(self._claim)
+            self._scheduler.kick()  # the replay, and windows posted from other threads
+            await self._sender.settle(self.runs)
         left = self.undelivered()
         if left and written is not None:
             # Asked again: what the answers since told the writer (a refused window is
             # never sent after all) is on disk too.
             written = self._owner.writer.flush() if self._owner is not None else written
             with anyio.CancelScope(deadline=deadline):
-                await self.scheduler.wait_for(written)
+                await self._scheduler.wait_for(written)
         return left
 
     def _report_undelivered(self) -> None:
         """Windows still undelivered at close: kept in the outbox for the next start, or
         (without one) lost; either way the app hears of it."""
         kept = self._owner is not None
-        causes = {windows[0].run_id: hold.cause for hold, windows in self.sender.held(self.runs)}
+        causes = {windows[0].run_id: hold.cause for hold, windows in self._sender.held(self.runs)}
         by_run: dict[str, list[Delivery]] = {}
-        for delivery in self.sender.discard(self.runs):
+        for delivery in self._sender.discard(self.runs):
             by_run.setdefault(delivery.window.run_id, []).append(delivery)
         for run_id, deliveries in by_run.items():
             fate = "kept in the outbox for the next start" if kept else "lost"
@@ -427,7 +478,7 @@ class Pipeline:
             if listener is None:
                 self._report(error, context)
             else:
-                listener.failed(
+                listener.problem(
                     deliveries[0].window,
                     error,
                     attempts=context.attempts,
@@ -437,17 +488,9 @@ class Pipeline:
 
     # -- internals --------------------------------------------------------------------
 
-    def _post_and_kick(self, func: Callable[..., object], *args: Any) -> None:
-        self.scheduler.post(func, *args)
-        self.scheduler.kick()
-
     def _report_soon(self, error: TimebackError) -> None:
         # From the writer's thread: the client's on_error runs in the loop.
-        self._post_and_kick(self._report, error, None)
-
-
-def _key(window: Window) -> tuple[str, int]:
-    return (window.run_id, window.started_at_ms)
+        self.call_soon(self._report, error, None)
 
 
 def call_safely(name: str, callback: Callable[..., object] | None, *args: Any) -> None:

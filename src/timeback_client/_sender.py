@@ -42,7 +42,7 @@ import attrs
 import httpx
 
 from ._clock import Clock
-from ._errors import (
+from ._delivery_errors import (
     DeliveryError,
     DuplicateRiskError,
     HoldExpiredError,

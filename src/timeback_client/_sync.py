@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -26,7 +25,15 @@ from typing import ParamSpec, TypeVar
 import anyio.from_thread
 import httpx
 
-from ._activity import AsyncActivity, ErrorCallback, FlushCallback, StateCallback
+from ._activity import (
+    AsyncActivity,
+    ErrorCallback,
+    FlushCallback,
+    StateCallback,
+    await_delivery,
+    end_in_background,
+    end_now,
+)
 from ._client import (
     DEFAULT_OUTBOX,
     AsyncTimeback,
@@ -34,9 +41,13 @@ from ._client import (
     Statistics,
     Undelivered,
     _Default,
+    deliver_soon,
+    start_flush,
+    undelivered_now,
 )
 from ._clock import Clock
-from ._errors import DeliveryError, LifecycleError, ValidationError
+from ._delivery_errors import DeliveryError
+from ._errors import LifecycleError, ValidationError
 from ._loop import SdkLoop, sdk_loop
 from ._models import Course, CourseFields, TimeOptions
 from ._sender import DEFAULT_HOLD_FOR
@@ -129,12 +140,12 @@ class Activity:
         """
         self._loop.check_process()
         if not wait:
-            self._activity._end_soon()
+            end_in_background(self._activity)
             return
         if self._loop.in_loop:
             self._loop.wait(self._activity.end)  # raises: a callback cannot wait
-        if self._activity._finish():
-            self._loop.wait(self._activity._await_delivery)
+        if end_now(self._activity):
+            self._loop.wait(functools.partial(await_delivery, self._activity))
 
     def __enter__(self) -> Activity:
         return self
@@ -361,10 +372,11 @@ class Timeback:
                 "flush() cannot run inside an SDK callback (it waits for the callback's own "
                 "thread); call it from the app's thread"
             )
-        deadline = time.monotonic() + client._flush_seconds(timeout)
-        client._cut()
+        deadline = start_flush(client, timeout)
         return loop.wait_until(
-            deadline, functools.partial(client._deliver_soon, deadline), client._undelivered
+            deadline,
+            functools.partial(deliver_soon, client, deadline),
+            functools.partial(undelivered_now, client),
         )
 
     @property

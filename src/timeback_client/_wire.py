@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import attrs
 
-from ._errors import (
+from ._delivery_errors import (
     AuthenticationError,
     BackendConfigurationError,
     DeliveryError,

@@ -53,13 +53,14 @@ from typing import Any, Final
 import attrs
 
 from ._clock import Clock
+from ._delivery_errors import DeliveryError, DuplicateRiskError, UndeliveredError
 from ._errors import OutboxError, TimebackError
+from ._models import OpenWindow, Window, WindowKey
 from ._outbox import CheckpointRow, Outbox, StoredWindow, WindowRow
 from ._outbox_home import default_outbox_path, former_outbox_path, move_outbox
 
 __all__ = [
     "CHECKPOINT_INTERVAL",
-    "OpenWindow",
     "OutboxOwner",
     "OutboxStatistics",
     "OutboxWriter",
@@ -81,11 +82,6 @@ STOP_TIMEOUT: Final = 10.0  # at interpreter exit, the longest wait for the last
 # quick transaction: opening a client waits at most this much longer.
 QUICK_GAP: Final = 0.05
 
-Key = tuple[str, int]  # (run_id, started_at_ms): a window's identity in the outbox
-# A run's open window as of its last change, in its clock's timeline ms (the writer maps
-# them to wall ms as it writes them):
-# (start_ms, as_of_ms, active_ms, counting, suspended_ms at as_of).
-OpenWindow = tuple[int, int, int, bool, int]
 # A window to store: (owner, ended_at_ms, elapsed_ms, body, first attempt or None).
 _Stored = tuple[str, int, int, bytes, float | None]
 # What is told of windows and runs: plain tuples of atoms, which the garbage collector
@@ -144,10 +140,10 @@ class _Run:
 class _Diff:
     """What the file does not have yet."""
 
-    adds: dict[Key, _Stored] = attrs.Factory(dict)
-    sent: dict[Key, float] = attrs.Factory(dict)
-    refused: set[Key] = attrs.Factory(set)  # sent, then refused: as if never sent
-    removes: set[Key] = attrs.Factory(set)
+    adds: dict[WindowKey, _Stored] = attrs.Factory(dict)
+    sent: dict[WindowKey, float] = attrs.Factory(dict)
+    refused: set[WindowKey] = attrs.Factory(set)  # sent, then refused: as if never sent
+    removes: set[WindowKey] = attrs.Factory(set)
     # The newest open window of each run told since the last transaction (ended: gone).
     states: dict[str, OpenWindow | str] = attrs.Factory(dict)
     joins: list[OutboxOwner] = attrs.Factory(list)
@@ -168,14 +164,14 @@ class _Diff:
             self.urgent or self.adds or self.sent or self.refused or self.removes or self.states
         )
 
-    def _send(self, key: Key, at: float) -> None:
+    def _send(self, key: WindowKey, at: float) -> None:
         if key in self.adds:
             self.adds[key] = (*self.adds[key][:4], at)
         else:
             self.sent.setdefault(key, at)
             self.refused.discard(key)
 
-    def _refuse(self, key: Key) -> None:
+    def _refuse(self, key: WindowKey) -> None:
         if key in self.adds:
             self.adds[key] = (*self.adds[key][:4], None)
         else:
@@ -242,7 +238,12 @@ class OutboxOwner:
         self.writer._told(("watch", run_id, self.owner, template, clock, *state))
 
     def store(
-        self, window_key: Key, ended_at_ms: int, elapsed_ms: int, body: bytes, state: OpenWindow
+        self,
+        window_key: WindowKey,
+        ended_at_ms: int,
+        elapsed_ms: int,
+        body: bytes,
+        state: OpenWindow,
     ) -> None:
         """A window just cut, about to be sent, and its run's open window after it: both
         reach the file together (within a second)."""
@@ -259,18 +260,34 @@ class OutboxOwner:
         """The run's activity ended (its last window was told before this)."""
         self.writer._told(("end", run_id))
 
-    def sending(self, window_key: Key) -> None:
+    # The sender's per-window events (`_sender.DeliveryListener`), in its words: what
+    # each means for the file is decided here, and only here.
+
+    def sending(self, window_key: WindowKey) -> None:
         """The window's first attempt is going out (from now on the server may have it)."""
         self.writer._told(("sent", *window_key, time.time()))
 
-    def refused(self, window_key: Key) -> None:
+    def delivered(self, window_key: WindowKey) -> None:
+        """The backend has the window: forget it."""
+        self.settled(window_key)
+
+    def failed(self, window: Window, error: DeliveryError, *, will_retry: bool) -> None:
+        """An attempt failed. A final failure is forgotten (every window of an
+        `UndeliveredError`), except a possible double count, which is still being sent."""
+        if will_retry or isinstance(error, DuplicateRiskError):
+            return
+        dropped = error.windows if isinstance(error, UndeliveredError) else (window,)
+        for each in dropped:
+            self.settled(each.key)
+
+    def held(self, window_key: WindowKey) -> None:
         """The backend answered the window with a refusal it keeps it through: the server
         does not have it (a replay is never a double count), and, like a window never
         sent, it may be merged to make room."""
         self.writer._told(("refused", *window_key))
 
-    def settled(self, window_key: Key) -> None:
-        """The window has its final answer: forget it."""
+    def settled(self, window_key: WindowKey) -> None:
+        """The window needs keeping no more (answered for good, or unreadable): forget it."""
         self.writer._told(("remove", *window_key))
 
     def claim(self) -> concurrent.futures.Future[list[StoredWindow]]:
@@ -382,7 +399,7 @@ class OutboxWriter:
         try:
             self._outbox = Outbox(self.path, busy_timeout=BUSY_TIMEOUT, set_aside=self._own)
             with self._outbox.transaction():
-                self._outbox.forget_earlier_process()
+                self._outbox.leases.forget_earlier_process()
         except (OSError, sqlite3.Error, OutboxError) as exc:
             self._broken = exc
         try:
@@ -566,9 +583,9 @@ class OutboxWriter:
         try:
             with outbox.transaction():
                 for owner in diff.joins:
-                    outbox.register(owner.owner)
+                    outbox.leases.register(owner.owner)
                 if diff.claims:
-                    outbox.forget_dead_owners()
+                    outbox.leases.forget_dead_owners()
                 claimed = self._claim_all(outbox, diff)
                 outbox.add(self._rows(diff))
                 outbox.mark_refused(diff.refused)
@@ -578,9 +595,9 @@ class OutboxWriter:
                 for stamp, wall_ms, suspended_ms in stamps:
                     outbox.stamp(stamp, wall_ms, suspended_ms)
                 if renew:
-                    outbox.renew()
+                    outbox.leases.renew()
                 for owner, _ in diff.leaves:
-                    outbox.release(owner.owner)
+                    outbox.leases.release(owner.owner)
                 lost = self._make_room(outbox, diff)
         except sqlite3.Error as exc:
             self._failed(diff, exc, now)

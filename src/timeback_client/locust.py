@@ -100,8 +100,8 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from ._activity import AsyncActivity
 from ._client import AsyncTimeback
+from ._delivery_errors import DeliveryError
 from ._engine import DEFAULT_TIMEOUT, Engine
-from ._errors import DeliveryError
 from ._models import ErrorContext, TimeOptions
 from .tools.students import (
     BUILTIN_LESSONS,

@@ -23,7 +23,8 @@ import attrs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from timeback_client._models import Window
-from timeback_client._outbox import CheckpointRow, Outbox, WindowRow, identity_of
+from timeback_client._options import identity_of
+from timeback_client._outbox import CheckpointRow, Outbox, WindowRow
 from timeback_client._writer import flush_outbox
 from timeback_client.emulator import Emulator
 from timeback_client.emulator._serve import serve_in_thread
@@ -328,7 +329,7 @@ class Owner:
         self.backend = backend
         self.identity = identity
         with self.outbox.transaction():
-            self.outbox.register(self.owner)
+            self.outbox.leases.register(self.owner)
 
     def add(self, w: Window, *, sent: bool = False) -> None:
         row = WindowRow(
@@ -377,7 +378,7 @@ class Owner:
         """(run_id, elapsed_ms, body) of each window taken over, in replay order (for the
         owner's own backend and identity unless told others)."""
         with self.outbox.transaction():
-            self.outbox.forget_dead_owners()
+            self.outbox.leases.forget_dead_owners()
             rows = self.outbox.claim_orphans(
                 self.owner, backend or self.backend, identity or self.identity
             )
@@ -385,7 +386,7 @@ class Owner:
 
     def leave(self) -> None:
         with self.outbox.transaction():
-            self.outbox.release(self.owner)
+            self.outbox.leases.release(self.owner)
 
     def make_room(self) -> int:
         with self.outbox.transaction():

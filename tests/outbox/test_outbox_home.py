@@ -37,12 +37,10 @@ from outbox_kit import (
 
 from timeback_client import AsyncTimeback, TimebackError, VirtualClock
 from timeback_client._models import Course, Window
-from timeback_client._outbox import (
-    Outbox,
-    OutboxError,
-    identity_of,
-)
+from timeback_client._options import identity_of
+from timeback_client._outbox import Outbox, OutboxError
 from timeback_client._outbox_home import default_outbox_path, former_outbox_path, move_outbox
+from timeback_client._outbox_moves import OutboxMoves
 from timeback_client._writer import CHECKPOINT_INTERVAL
 from timeback_client.emulator import Emulator, UnknownRun
 
@@ -212,11 +210,11 @@ class Claimant:
         self.identity, self.backend = identity, backend
         self.delivered: list[bytes] = []
         with self.outbox.transaction():
-            self.outbox.register(self.owner)
+            self.outbox.leases.register(self.owner)
 
     def claim_and_deliver(self) -> list[bytes]:
         with self.outbox.transaction():
-            self.outbox.forget_dead_owners()
+            self.outbox.leases.forget_dead_owners()
             rows = self.outbox.claim_orphans(self.owner, self.backend, self.identity)
         with self.outbox.transaction():
             self.outbox.remove((r.run_id, r.started_at_ms) for r in rows)
@@ -318,28 +316,33 @@ class Crash(BaseException):
     """The process dies here: nothing after it runs, nothing uncommitted is kept."""
 
 
-def crash_at(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+def crash_at(monkeypatch: pytest.MonkeyPatch, method: str, on: type[object] = Outbox) -> None:
     def crash(*args: object, **kwargs: object) -> None:
         raise Crash(method)
 
-    monkeypatch.setattr(Outbox, method, crash)
+    monkeypatch.setattr(on, method, crash)
 
 
 @pytest.mark.parametrize(
-    "step",
+    ("part", "step"),
     [
-        "add",  # the target's transaction: the windows never reached it
-        "drop_move",  # the source's last transaction: the target has them, the source too
-        "forget_moves",  # the target's record of the move: the source is clean
+        (Outbox, "add"),  # the target's transaction: the windows never reached it
+        # The source's last transaction: the target has them, the source too.
+        (OutboxMoves, "drop_move"),
+        (OutboxMoves, "forget_moves"),  # the target's record of the move: the source is clean
     ],
 )
 def test_a_mover_that_dies_at_any_step_loses_nothing_and_moves_nothing_twice(
-    former: Path, target: Outbox, monkeypatch: pytest.MonkeyPatch, step: str
+    former: Path,
+    target: Outbox,
+    monkeypatch: pytest.MonkeyPatch,
+    part: type[object],
+    step: str,
 ) -> None:
     """A client delivers (and forgets) whatever reached the new file before the next
     mover comes: if that mover moved a window again, it would be delivered twice."""
     _, left = left_by_a_dead_process(former)
-    crash_at(monkeypatch, step)
+    crash_at(monkeypatch, step, on=part)
     with pytest.raises(Crash):
         move_outbox(former, target)
     monkeypatch.undo()
@@ -360,10 +363,10 @@ def test_a_source_that_fails_once_the_target_has_the_windows_never_doubles_them(
     lease lapses and a later move drops them, never moving them again."""
     _, left = left_by_a_dead_process(former)
 
-    def disk_error(self: Outbox, marker: str) -> None:
+    def disk_error(self: OutboxMoves, marker: str) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(Outbox, "drop_move", disk_error)
+    monkeypatch.setattr(OutboxMoves, "drop_move", disk_error)
     assert move_outbox(former, target) == 4
     monkeypatch.undo()
     claimant = Claimant(target.path)
@@ -383,13 +386,13 @@ def test_a_mover_whose_mark_was_released_meanwhile_moves_nothing(
     """Between its two steps a mover's mark lapsed (a suspend longer than its lease) and
     another mover released the windows: it must not copy them, the other one will."""
     left_by_a_dead_process(former)
-    holds_move = Outbox.holds_move
+    holds_move = OutboxMoves.holds_move
 
-    def released_meanwhile(self: Outbox, marker: str) -> bool:
+    def released_meanwhile(self: OutboxMoves, marker: str) -> bool:
         self.release_move(marker)  # what the other mover did first
         return holds_move(self, marker)
 
-    monkeypatch.setattr(Outbox, "holds_move", released_meanwhile)
+    monkeypatch.setattr(OutboxMoves, "holds_move", released_meanwhile)
     assert move_outbox(former, target) == 0
     monkeypatch.undo()
     assert count(target.path, "windows") == 0

@@ -27,7 +27,7 @@ from timeback_client import (
     VirtualClock,
     Window,
 )
-from timeback_client._errors import DuplicateRiskError
+from timeback_client._delivery_errors import DuplicateRiskError
 from timeback_client._outbox import Outbox, WindowRow, open_window
 from timeback_client._sender import DEDUPE_MEMORY_MS, UNANSWERED_RETRY_CAP, Backoff
 from timeback_client.emulator import Emulator

@@ -16,15 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from outbox_kit import BACKEND, IDENTITY, OPENED, Owner
 
+from timeback_client._leases import windows_process_alive
 from timeback_client._models import Course, Window
-from timeback_client._outbox import (
-    Outbox,
-    OutboxError,
-    WindowRow,
-    identity_of,
-    open_window,
-    windows_process_alive,
-)
+from timeback_client._options import identity_of
+from timeback_client._outbox import Outbox, OutboxError, WindowRow, open_window
 
 
 def window(run_id: str, start_ms: int, active: int, paused: int = 0) -> Window:
@@ -107,7 +102,7 @@ def test_a_claim_never_returns_the_owner_s_own_windows(tmp_path: Path) -> None:
     )
     with owner.outbox.transaction():
         owner.outbox.add([row])
-        owner.outbox.forget_dead_owners()
+        owner.outbox.leases.forget_dead_owners()
         assert owner.outbox.claim_orphans(owner.owner, BACKEND, IDENTITY) == []
     assert len(owner.pending()) == 1
 
@@ -254,7 +249,7 @@ def test_a_process_that_exited_is_dead_at_once_without_waiting_for_its_lease(
         "import sys; from timeback_client._outbox import Outbox, WindowRow; "
         "o = Outbox(sys.argv[1])\n"
         "with o.transaction():\n"
-        "    o.register('gone')\n"
+        "    o.leases.register('gone')\n"
         "    o.add([WindowRow(owner='gone', backend=sys.argv[2], identity=sys.argv[3], "
         "run_id='r', started_at_ms=0, ended_at_ms=5, elapsed_ms=5, body=b'{}')])\n"
         "import os; os._exit(0)"

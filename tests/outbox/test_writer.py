@@ -206,14 +206,14 @@ def test_a_refused_window_is_kept_as_never_received(tmp_path: Path) -> None:
     try:
         owner.store(key, 16_000, 15_000, b"{}", (16_000, 16_000, 0, False, 0))
         owner.sending(key)
-        owner.refused(key)  # in the transaction that stores it
+        owner.held(key)  # in the transaction that stores it
         assert sent_at() is None
         owner.sending(key)
         assert sent_at() is not None
-        owner.refused(key)  # in a later one
+        owner.held(key)  # in a later one
         assert sent_at() is None
         owner.sending(key)
-        owner.refused(key)
+        owner.held(key)
         owner.sending(key)  # the last word wins
         assert sent_at() is not None
     finally:

@@ -18,11 +18,11 @@ Pieces: ``Emulator`` (the facade), ``Course`` (configured courses), ``Fault`` an
 
 from ._app import SESSION_COOKIE
 from ._catalog import Course
+from ._command import add_cli_arguments, run_from_args, serve
 from ._emulator import DEFAULT_MOUNT, Emulator
 from ._faults import Fault, FaultFields, Faults
 from ._problems import RULES, Problem
 from ._runs import Run, UnknownRun, Window
-from ._serve import add_cli_arguments, run_from_args, serve
 from ._store import SentEvent
 from ._validation import RecordRejected
 

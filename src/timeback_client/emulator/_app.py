@@ -6,8 +6,8 @@ vendor's FastAPI mount produces them, so a client cannot tell the two apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -19,17 +19,55 @@ from starlette.types import ASGIApp
 from ._backend import MALFORMED_JSON, UNAUTHORIZED, Answer, Backend
 from ._catalog import Course
 from ._faults import Fault, FaultMiddleware, Faults
-from ._runs import UnknownRun, run_json_text
-from ._store import event_json_text
+from ._problems import Problem
+from ._runs import Run, UnknownRun, run_json_text
+from ._store import SentEvent, event_json_text
 from ._validation import RecordRejected, Rejection
-
-if TYPE_CHECKING:
-    from ._emulator import Emulator
 
 #: Name of the session cookie the emulator accepts as an alternative to a bearer token.
 SESSION_COOKIE = "timeback_session"
 
 IdentifyFn = Callable[[str], str | None]
+
+
+class Operated(Protocol):
+    """What the ``/_emulator`` routes read and change: the `Emulator` facade, which builds
+    this app, seen from below (so the app needs no import of the facade)."""
+
+    @property
+    def courses(self) -> tuple[Course, ...] | None: ...
+
+    @property
+    def roster(self) -> frozenset[str] | None: ...
+
+    def record(self, input_data: Mapping[str, Any]) -> tuple[SentEvent, ...]: ...
+
+    def run(self, run_id: str) -> Run: ...
+
+    def runs(self) -> tuple[Run, ...]: ...
+
+    def events(self) -> tuple[SentEvent, ...]: ...
+
+    def problems(self) -> tuple[Problem, ...]: ...
+
+    def reset(self) -> None: ...
+
+    def set_roster(self, emails: Iterable[str] | None) -> None: ...
+
+    def add_to_roster(self, email: str) -> None: ...
+
+    def set_courses(self, courses: Sequence[Course] | None) -> None: ...
+
+    def add_course(self, course: Course) -> None: ...
+
+    def sync_course(
+        self,
+        *,
+        subject: str | None = None,
+        grade: int | None = None,
+        code: str | None = None,
+        course_id: str | None = None,
+    ) -> Course: ...
 
 
 def student_token(request: Request) -> list[str]:
@@ -123,7 +161,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 def build_app(
-    *, emulator: Emulator, backend: Backend, faults: Faults, identify: IdentifyFn, mount: str
+    *, emulator: Operated, backend: Backend, faults: Faults, identify: IdentifyFn, mount: str
 ) -> ASGIApp:
     """The whole app: routes, FastAPI-shaped HTTP errors, fault injection in front.
 

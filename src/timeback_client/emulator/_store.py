@@ -18,7 +18,7 @@ from typing import Any, Literal
 import attrs
 
 from .._errors import ValidationError
-from .._outbox import foreign_content, table_names
+from .._file_proof import foreign_content, table_names
 
 EventKind = Literal["heartbeat", "time", "completion"]
 

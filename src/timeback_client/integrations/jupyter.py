@@ -56,14 +56,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without any
     ) from exc
 
 from .._activity import AsyncActivity
-from .._errors import (
+from .._delivery_errors import (
     BackendConfigurationError,
     DeliveryError,
     HoldExpiredError,
     UndeliveredError,
     UserResolutionError,
-    ValidationError,
 )
+from .._errors import ValidationError
 from .._sync import Activity
 from .._wire import short_reason
 from ._presence import DEFAULT_TOUCH_INTERVAL, Presence

@@ -22,7 +22,7 @@ import anyio
 
 from .._client import AsyncTimeback
 from .._clock import ScaledClock
-from .._errors import DeliveryError
+from .._delivery_errors import DeliveryError
 from .._models import ErrorContext, TimeOptions, format_timestamp
 from ..emulator import Emulator
 

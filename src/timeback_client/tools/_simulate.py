@@ -34,8 +34,8 @@ import httpx
 from .._activity import AsyncActivity
 from .._client import AsyncTimeback
 from .._clock import ScaledClock
+from .._delivery_errors import DeliveryError, ResponseError
 from .._engine import Engine
-from .._errors import DeliveryError, ResponseError
 from .._models import ErrorContext, TimeOptions
 from ._report import EmulatorTotals, ProgressLine, Refusal, Report, render_text
 from .students import (

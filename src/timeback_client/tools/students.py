@@ -503,7 +503,7 @@ def courses_from_specs(specs: Iterable[str]) -> Catalogue:
 
 # ── the deployment's students ─────────────────────────────────────────────────────────
 
-# What a header value or a cookie can carry (the client's own checks, `_client._headers`):
+# What a header value or a cookie can carry (the client's own checks, `_options.valid_headers`):
 # visible ASCII; a token has no space inside, a cookie no ';'.
 _TOKEN_TEXT: Final = frozenset(map(chr, range(0x21, 0x7F)))
 _COOKIE_TEXT: Final = frozenset(map(chr, range(0x20, 0x7F))) - {";"}
