@@ -200,11 +200,14 @@ def check_delivery(
 
 def stored_windows(path: Path) -> int:
     """Windows left in an outbox file, read without registering as an owner (0 while the
-    writer has not made the file yet; never made here)."""
+    writer has not made the file and its tables yet; never made here)."""
     if not path.exists():
         return 0
     db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
     try:
+        made = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'windows'").fetchone()
+        if not made[0]:
+            return 0  # the writer is still making the file
         return int(db.execute("SELECT count(*) FROM windows").fetchone()[0])
     finally:
         db.close()
