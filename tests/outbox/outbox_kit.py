@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -453,3 +455,33 @@ def free_port() -> int:
 
 def url_at(port: int) -> str:
     return f"http://127.0.0.1:{port}/api/timeback"
+
+
+def corrupt_outbox(path: Path) -> None:
+    """A real outbox whose pages were torn in the middle (a disk that lied about a write)."""
+    outbox = Outbox(path)
+    with outbox.transaction():
+        outbox.add(
+            WindowRow(
+                owner="o",
+                backend=BACKEND,
+                identity=IDENTITY,
+                run_id=f"run-{i}",
+                started_at_ms=i,
+                ended_at_ms=i + 1,
+                elapsed_ms=1,
+                body=b"x" * 2000,
+            )
+            for i in range(40)
+        )
+    outbox.close()
+    raw = bytearray(path.read_bytes())
+    assert len(raw) > 16384
+    raw[8192:16384] = b"\xde\xad\xbe\xef" * 2048
+    path.write_bytes(bytes(raw))
+
+
+def untouched(path: Path) -> tuple[bytes, int, list[str]]:
+    """What must not change about a file the SDK does not own: bytes, mode, and the
+    folder around it (nothing renamed, nothing made beside it)."""
+    return path.read_bytes(), stat.S_IMODE(path.stat().st_mode), sorted(os.listdir(path.parent))

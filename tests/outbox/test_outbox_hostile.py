@@ -3,7 +3,6 @@ bodies that are not JSON or are huge; and what the outbox files keep of a real s
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import stat
 import sys
@@ -21,10 +20,12 @@ from outbox_kit import (
     TALLY,
     WireLog,
     check_delivery,
+    corrupt_outbox,
     serve,
     serve_again,
     stored_windows,
     synced,
+    untouched,
 )
 
 from timeback_client import (
@@ -36,7 +37,7 @@ from timeback_client import (
     ValidationError,
     VirtualClock,
 )
-from timeback_client._outbox import Outbox, OutboxError, WindowRow
+from timeback_client._outbox import Outbox, OutboxError
 from timeback_client._outbox_home import default_outbox_path
 from timeback_client._wire import MAX_ERROR_BODY
 from timeback_client.emulator import Emulator
@@ -54,37 +55,8 @@ def foreign_sqlite(path: Path) -> None:
     db.close()
 
 
-def corrupt_outbox(path: Path) -> None:
-    """A real outbox whose pages were torn in the middle (a disk that lied about a write)."""
-    outbox = Outbox(path)
-    with outbox.transaction():
-        outbox.add(
-            WindowRow(
-                owner="o",
-                backend=BASE,
-                identity="ada",
-                run_id=f"run-{i}",
-                started_at_ms=i,
-                ended_at_ms=i + 1,
-                elapsed_ms=1,
-                body=b"x" * 2000,
-            )
-            for i in range(40)
-        )
-    outbox.close()
-    raw = bytearray(path.read_bytes())
-    assert len(raw) > 16384
-    raw[8192:16384] = b"\xde\xad\xbe\xef" * 2048
-    path.write_bytes(bytes(raw))
-
-
 def set_aside(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.startswith("outbox.sqlite3.corrupt-")]
-
-
-def untouched(path: Path) -> tuple[bytes, int, list[str]]:
-    """Bytes, mode, and the folder around it (nothing renamed, nothing made beside it)."""
-    return path.read_bytes(), stat.S_IMODE(path.stat().st_mode), sorted(os.listdir(path.parent))
 
 
 def make_bad(path: Path, kind: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from outbox_kit import BACKEND, IDENTITY, OPENED, Owner
+from outbox_kit import BACKEND, IDENTITY, OPENED, Owner, corrupt_outbox, untouched
 
 from timeback_client._leases import windows_process_alive
 from timeback_client._models import Course, Window
@@ -291,12 +291,6 @@ def test_sent_windows_are_never_merged(tmp_path: Path) -> None:
     assert len(owner.pending()) == 2
 
 
-def untouched(path: Path) -> tuple[bytes, int, list[str]]:
-    """What must not change about a file the SDK does not own: bytes, mode, and the
-    folder around it (nothing renamed, nothing made beside it)."""
-    return path.read_bytes(), stat.S_IMODE(path.stat().st_mode), sorted(os.listdir(path.parent))
-
-
 def app_database(path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE progress (lesson TEXT, score INTEGER)")
@@ -390,25 +384,7 @@ def test_an_outbox_s_mode_is_never_changed(tmp_path: Path) -> None:
 def test_a_damaged_outbox_at_the_app_s_path_is_refused_as_it_was(tmp_path: Path) -> None:
     """Ours by its header, but torn: outside the SDK's own directory it is not moved."""
     path = tmp_path / "outbox.sqlite3"
-    outbox = Outbox(path)
-    with outbox.transaction():
-        outbox.add(
-            WindowRow(
-                owner="o",
-                backend=BACKEND,
-                identity=IDENTITY,
-                run_id=f"run-{i}",
-                started_at_ms=i,
-                ended_at_ms=i + 1,
-                elapsed_ms=1,
-                body=b"x" * 2000,
-            )
-            for i in range(40)
-        )
-    outbox.close()
-    raw = bytearray(path.read_bytes())
-    raw[8192:16384] = b"\xde\xad\xbe\xef" * 2048
-    path.write_bytes(bytes(raw))
+    corrupt_outbox(path)
     before = untouched(path)
     with pytest.raises(OutboxError, match="damaged timeback-client outbox"):
         Outbox(path)
