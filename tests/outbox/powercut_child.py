@@ -90,7 +90,11 @@ def write_cut(images: Path, index: int, vfs: PowerCutVFS, rng: random.Random, **
         folder = images / f"{kind}-{index}"
         folder.mkdir()
         for path, content in files.items():
-            (folder / Path(path).name).write_bytes(content)
+            image = folder / Path(path).name
+            image.write_bytes(content)
+            # A file's mode is set when it is made and survives the cut: the SDK makes its
+            # files 0600 (an empty file that others may read would not be its own).
+            image.chmod(0o600)
     (images / f"cut-{index}.json").write_text(json.dumps({**meta, "syncs": cut.syncs}))
 
 
