@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from .._errors import ValidationError
 from ._backend import MALFORMED_JSON, UNAUTHORIZED, Answer, Backend
 from ._catalog import Course
 from ._faults import Fault, FaultMiddleware, Faults
@@ -57,6 +58,8 @@ class Operated(Protocol):
     def add_to_roster(self, email: str) -> None: ...
 
     def set_courses(self, courses: Sequence[Course] | None) -> None: ...
+
+    def set_config(self, config: Mapping[str, Any]) -> None: ...
 
     def add_course(self, course: Course) -> None: ...
 
@@ -132,6 +135,23 @@ def _check_types(body: dict[str, Any], strings: tuple[str, ...]) -> None:
         value = body.get(name)
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{name} must be a string, not {value!r}")
+
+
+#: The fields of a course in the emulator's own shape (``GET /_emulator/courses``).
+_COURSE_FIELDS = frozenset({"subject", "grade", "code", "stagingId", "productionId", "sensor"})
+
+
+def _is_config(body: dict[str, Any]) -> bool:
+    """Whether a ``PUT /_emulator/courses`` body is a ``timeback.config.json`` (a field
+    only a config has, such as ``name``, ``ids`` or ``courseCode``) rather than the
+    emulator's own shape. The two agree on what they share (``subject``, ``grade``,
+    ``sensor``), so a body either could be means the same course either way."""
+    if set(body) - {"courses"}:
+        return True
+    listed = body.get("courses")
+    return isinstance(listed, list) and any(
+        isinstance(course, dict) and set(course) - _COURSE_FIELDS for course in listed
+    )
 
 
 def _course_from_json(body: dict[str, Any]) -> Course:
@@ -262,15 +282,23 @@ def build_app(
             emulator.add_to_roster(email)
         return _roster_json()
 
+    def _courses_json() -> Response:
+        known = emulator.courses
+        listed = None if known is None else [_course_json(course) for course in known]
+        return JSONResponse({"courses": listed})
+
     async def courses(request: Request) -> Response:
         if request.method == "GET":
-            known = emulator.courses
-            return JSONResponse(
-                {"courses": None if known is None else [_course_json(c) for c in known]}
-            )
+            return _courses_json()
         body, error = await _json_body(request)
         if error is not None:
             return error
+        if request.method == "PUT" and isinstance(body, dict) and _is_config(body):
+            try:
+                emulator.set_config(body)
+            except ValidationError as exc:
+                return _bad_request(str(exc))
+            return _courses_json()
         if request.method == "PUT":
             listed = body.get("courses", ...) if isinstance(body, dict) else ...
             if listed is not None and (
@@ -283,10 +311,7 @@ def build_app(
                 )
             except (TypeError, ValueError) as exc:
                 return _bad_request(str(exc))
-            known = emulator.courses
-            return JSONResponse(
-                {"courses": None if known is None else [_course_json(c) for c in known]}
-            )
+            return _courses_json()
         if not isinstance(body, dict):
             return _bad_request("a course must be a JSON object")
         try:
