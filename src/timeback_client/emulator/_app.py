@@ -20,6 +20,7 @@ from .._errors import ValidationError
 from ._backend import MALFORMED_JSON, UNAUTHORIZED, Answer, Backend
 from ._catalog import Course
 from ._faults import Fault, FaultMiddleware, Faults
+from ._http_api import openapi
 from ._problems import Problem
 from ._runs import Run, UnknownRun, run_json_text
 from ._store import SentEvent, event_json_text
@@ -339,6 +340,11 @@ def build_app(
             return _bad_request(str(exc))
         return JSONResponse({"course": _course_json(course)})
 
+    document = openapi(mount)
+
+    async def openapi_json(_request: Request) -> Response:
+        return JSONResponse(document)
+
     heartbeat_path = f"{mount}/activity/heartbeat"
     app = Starlette(
         routes=[
@@ -353,6 +359,7 @@ def build_app(
             Route("/_emulator/roster", roster, methods=["GET", "POST", "PUT"]),
             Route("/_emulator/courses", courses, methods=["GET", "POST", "PUT"]),
             Route("/_emulator/courses/sync", sync, methods=["POST"]),
+            Route("/_emulator/openapi.json", openapi_json, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_exception},
     )
