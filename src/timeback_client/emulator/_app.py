@@ -21,6 +21,7 @@ from ._backend import MALFORMED_JSON, UNAUTHORIZED, Answer, Backend
 from ._catalog import Course
 from ._faults import Fault, FaultMiddleware, Faults
 from ._http_api import openapi
+from ._inspector import CONTENT_SECURITY_POLICY, load_assets, overview
 from ._problems import Problem
 from ._runs import Run, UnknownRun, run_json_text
 from ._store import SentEvent, event_json_text
@@ -182,7 +183,13 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 def build_app(
-    *, emulator: Operated, backend: Backend, faults: Faults, identify: IdentifyFn, mount: str
+    *,
+    emulator: Operated,
+    backend: Backend,
+    faults: Faults,
+    identify: IdentifyFn,
+    mount: str,
+    version: Callable[[], str],
 ) -> ASGIApp:
     """The whole app: routes, FastAPI-shaped HTTP errors, fault injection in front.
 
@@ -192,6 +199,8 @@ def build_app(
         faults: The fault queue applied to heartbeats.
         identify: Maps a token to a student email, None when unknown.
         mount: Path prefix of the vendor routes, e.g. ``/api/timeback``.
+        version: What the inspector's page polls: changes whenever an event is stored or
+            the emulator is reset.
     """
 
     async def heartbeat(request: Request) -> Response:
@@ -341,6 +350,25 @@ def build_app(
         return JSONResponse({"course": _course_json(course)})
 
     document = openapi(mount)
+    assets = load_assets()
+
+    def asset(name: str) -> Callable[[Request], Any]:
+        found = assets[name]
+        headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if name.endswith(".html"):
+            headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+
+        async def serve(_request: Request) -> Response:
+            return Response(found.body, media_type=found.media_type, headers=headers)
+
+        return serve
+
+    async def inspector_overview(request: Request) -> Response:
+        now = version()
+        if request.query_params.get("since") == now:
+            return JSONResponse({"version": now, "changed": False})
+        # Read the version first: an event stored meanwhile makes the next poll redraw.
+        return JSONResponse(overview(emulator.runs(), emulator.problems(), now))
 
     async def openapi_json(_request: Request) -> Response:
         return JSONResponse(document)
@@ -360,6 +388,10 @@ def build_app(
             Route("/_emulator/courses", courses, methods=["GET", "POST", "PUT"]),
             Route("/_emulator/courses/sync", sync, methods=["POST"]),
             Route("/_emulator/openapi.json", openapi_json, methods=["GET"]),
+            Route("/_emulator/", asset("index.html"), methods=["GET"]),
+            Route("/_emulator/inspector.css", asset("inspector.css"), methods=["GET"]),
+            Route("/_emulator/inspector.js", asset("inspector.js"), methods=["GET"]),
+            Route("/_emulator/overview", inspector_overview, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_exception},
     )

@@ -155,16 +155,23 @@ class Emulator:
         )
         self.set_roster(roster)
         self._faults = Faults()
+        # Counts resets, so that what a page saw before one never looks current after.
+        self._resets = 0
         self._app = build_app(
             emulator=self,
             backend=self._backend,
             faults=self._faults,
             identify=self._students_get,
             mount=self._mount,
+            version=self._version,
         )
 
     def _students_get(self, token: str) -> str | None:
         return self._students.get(token)
+
+    def _version(self) -> str:
+        count, last = self._store.version()
+        return f"{self._resets}.{count}.{last}"
 
     # ── configuration ──────────────────────────────────────────────────────────────────
 
@@ -381,6 +388,7 @@ class Emulator:
         """Forget every event, dedupe key and pending fault."""
         self._store.clear()
         self._faults.clear()
+        self._resets += 1
 
     def close(self) -> None:
         """Close the database."""

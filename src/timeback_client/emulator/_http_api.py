@@ -152,6 +152,7 @@ _VENDOR = "Vendor route"
 _INSPECT = "Inspection"
 _OPERATOR = "The operator's fixes"
 _FAULTS = "Fault injection"
+_PAGE = "The inspector page"
 
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     Endpoint(
@@ -266,6 +267,71 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         answer="The OpenAPI document.",
         answer_example={"openapi": "3.1.0", "info": {"title": "Timeback emulator"}, "paths": {}},
         statuses=((200, "the document"),),
+    ),
+    Endpoint(
+        method="GET",
+        path="/_emulator/",
+        group=_PAGE,
+        summary="The inspector: a page to open while the app runs. It lists the runs, newest "
+        "first (student, activity, course, active and paused totals, windows, sessions, "
+        "completion, problems), and shows one run's windows on a timeline, with its gaps, "
+        "overlaps and completion, and its problems in red with the rule and the fix. It "
+        "follows new heartbeats by itself, polling `GET /_emulator/overview`.",
+        answer="The page (HTML; its script and style sheet are the two routes below).",
+        statuses=((200, "the page"),),
+        media_type="text/html",
+    ),
+    Endpoint(
+        method="GET",
+        path="/_emulator/inspector.js",
+        group=_PAGE,
+        summary="The inspector's script.",
+        answer="JavaScript.",
+        statuses=((200, "the script"),),
+        media_type="text/javascript",
+    ),
+    Endpoint(
+        method="GET",
+        path="/_emulator/inspector.css",
+        group=_PAGE,
+        summary="The inspector's style sheet.",
+        answer="CSS.",
+        statuses=((200, "the style sheet"),),
+        media_type="text/css",
+    ),
+    Endpoint(
+        method="GET",
+        path="/_emulator/overview",
+        group=_PAGE,
+        summary="What the inspector polls: every run (newest first) with its totals, and every "
+        "problem. With `?since=VERSION`, the version of the last answer, it answers only "
+        '`{"version": ..., "changed": false}` until an event is stored or the emulator reset.',
+        answer="`version`, `changed`, `runs` (each: `runId`, `students`, `activities`, "
+        "`course`, `activeMs`, `inactiveMs`, `windows` (a count), `sessions`, `completed`, "
+        "`completedAt`, `lastSeq`, `problems` (their rules)) and `problems` (as `GET "
+        "/_emulator/problems` serves them).",
+        answer_example={
+            "version": "0.1.1",
+            "changed": True,
+            "runs": [
+                {
+                    "runId": _RUN_ID,
+                    "students": ["ada@example.edu"],
+                    "activities": ["lesson-1"],
+                    "course": "Math G3",
+                    "activeMs": 12000,
+                    "inactiveMs": 3000,
+                    "windows": 1,
+                    "sessions": 1,
+                    "completed": False,
+                    "completedAt": None,
+                    "lastSeq": 1,
+                    "problems": [],
+                }
+            ],
+            "problems": [],
+        },
+        statuses=((200, "the overview, or that nothing changed"),),
     ),
     Endpoint(
         method="GET",
