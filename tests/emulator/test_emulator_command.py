@@ -32,6 +32,7 @@ CONFIG: dict[str, Any] = {
     "courses": [
         {"subject": "Math", "grade": 3, "ids": {"staging": "m3"}},
         {"subject": "Science", "grade": 7},
+        {"subject": "Reading", "grade": 5, "ids": {"production": "r5-p"}},
     ],
 }
 
@@ -113,8 +114,11 @@ def test_a_config_the_vendor_would_not_start_with_exits_2_naming_the_field(
 
 
 @contextmanager
-def emulator_process(tmp_path: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``timeback-client emulator --config --students --fail-on-problems``; its origin."""
+def emulator_process(
+    tmp_path: Path, *extra: str
+) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    """``timeback-client emulator --config --students ...``: the process, its origin, and
+    what it announced before serving."""
     config = tmp_path / "timeback.config.json"
     config.write_text(json.dumps(CONFIG), encoding="utf-8")
     students = tmp_path / "students.txt"
@@ -134,7 +138,10 @@ def emulator_process(tmp_path: Path, *extra: str) -> Iterator[tuple[subprocess.P
         first = process.stdout.readline() if ready else ""
         assert first.startswith("Timeback emulator: http://127.0.0.1:"), first
         url = first.split(": ", 1)[1].strip()
-        yield process, url.removesuffix("/api/timeback")
+        announced = [first]
+        while not announced[-1].startswith("  inspect:"):
+            announced.append(process.stdout.readline())
+        yield process, url.removesuffix("/api/timeback"), "".join(announced)
     finally:
         if process.poll() is None:
             process.kill()
@@ -169,7 +176,7 @@ def stop(process: subprocess.Popen[str], signum: int) -> tuple[int, str, str]:
 @pytest.mark.e2e
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigterm_after_a_run_with_a_problem_prints_it_and_exits_1(tmp_path: Path) -> None:
-    with emulator_process(tmp_path, "--fail-on-problems") as (process, origin):
+    with emulator_process(tmp_path, "--fail-on-problems") as (process, origin, announced):
         auth = {"Authorization": f"Bearer {SECRET}"}
         run_id = str(uuid.uuid4())
         math = {"subject": "Math", "grade": 3}
@@ -204,25 +211,31 @@ def test_sigterm_after_a_run_with_a_problem_prints_it_and_exits_1(tmp_path: Path
     assert "1 problem(s) seen" in out
     assert f"- heartbeat-after-completion on run {run_id} (2 window(s))" in out
     assert "fix: Start a new activity" in out
-    assert SECRET not in out + err
+    assert "  student ada@example.edu\n" in announced
+    assert SECRET not in announced + out + err
     assert "Traceback" not in err
 
 
 @pytest.mark.e2e
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigint_after_a_clean_run_exits_0(tmp_path: Path) -> None:
-    with emulator_process(tmp_path, "--fail-on-problems") as (process, origin):
+    production = ("--fail-on-problems", "--environment", "production")
+    with emulator_process(tmp_path, *production) as (process, origin, announced):
         with httpx.Client(base_url=origin, timeout=10) as client:
+            url, auth = "/api/timeback/activity/heartbeat", {"Authorization": f"Bearer {SECRET}"}
             run_id = str(uuid.uuid4())
+            reading = {"subject": "Reading", "grade": 5}  # synced for production only
             for start in (0, 15):
-                answer = client.post(
-                    "/api/timeback/activity/heartbeat",
-                    json=beat(run_id, start, {"subject": "Math", "grade": 3}),
-                    headers={"Authorization": f"Bearer {SECRET}"},
-                )
+                answer = client.post(url, json=beat(run_id, start, reading), headers=auth)
                 assert answer.status_code == 204
+            staging_only = client.post(
+                url, json=beat(str(uuid.uuid4()), 0, {"subject": "Math", "grade": 3}), headers=auth
+            )
+            assert staging_only.status_code == 503
+            assert "missing a course ID for production" in staging_only.json()["error"]["message"]
         time.sleep(0.1)  # uvicorn has installed its handlers: it served requests
         status, out, err = stop(process, signal.SIGINT)
     assert status == 0, out + err
+    assert "courses: 3 configured, 1 synced for production" in announced
     assert "no problems seen" in out
     assert "Traceback" not in err
