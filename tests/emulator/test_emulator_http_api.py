@@ -68,6 +68,13 @@ async def test_the_openapi_document_is_served_for_the_mount_in_use() -> None:
         assert document["openapi"] == "3.1.0"
 
 
+@pytest.mark.e2e  # importing the validator takes seconds (jsonschema's format checkers)
+def test_the_openapi_document_is_valid_openapi_3_1() -> None:
+    from openapi_spec_validator import validate
+
+    validate(openapi())  # type: ignore[arg-type]  # a plain dict is what it reads
+
+
 async def test_each_documented_example_gets_a_documented_status() -> None:
     """The examples, sent in the page's order, are answered with a status the page lists."""
     with Emulator(students={"tok-ada": "ada@example.edu"}) as emulator:
