@@ -4,7 +4,11 @@
 codes and an example. ``reference_markdown()`` renders it as the docs' reference page
 (``docs/reference/emulator-http.md``), ``openapi()`` as an OpenAPI 3.1 document, which
 the emulator serves at ``GET /_emulator/openapi.json``. A test fails when a route the app
-serves is missing here, or the page in the docs is not what this renders.
+serves is missing here, or the page in the docs is not what this renders. To render the
+page again after a change here::
+
+    python -c "from timeback_client.emulator._http_api import reference_markdown as r; \
+print(r(), end='')" > docs/reference/emulator-http.md
 """
 
 from __future__ import annotations
@@ -471,8 +475,8 @@ def reference_markdown() -> str:
     lines = [
         "# Emulator HTTP API",
         "",
-        "<!-- Rendered by timeback_client.emulator._http_api.reference_markdown(); "
-        "edit ENDPOINTS there, then rerun it. -->",
+        "<!-- Rendered from ENDPOINTS in src/timeback_client/emulator/_http_api.py "
+        "(its docstring says how): edit it there. -->",
         "",
         "Every route `timeback-client emulator` (and `Emulator.app`) serves. The vendor's "
         "route is under the mount, `/api/timeback` unless `--mount` says otherwise; the "
