@@ -125,9 +125,14 @@ def build(session: nox.Session) -> None:
         (sdist,), (wheel,) = dist.glob("*.tar.gz"), dist.glob("*.whl")
         session.run("twine", "check", "--strict", str(sdist), str(wheel))
         with zipfile.ZipFile(wheel) as archive:
-            licenses = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+            names = archive.namelist()
+        licenses = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
         if not licenses:
             session.error(f"{wheel.name} does not ship the LICENSE")
+        page = [f"timeback_client/emulator/inspector/{name}" for name in INSPECTOR_FILES]
+        missing = sorted(set(page) - set(names))
+        if missing:
+            session.error(f"{wheel.name} does not ship the emulator's page: {missing}")
 
         venv = Path(scratch, "venv")
         session.run(sys.executable, "-m", "venv", str(venv), external=True)
@@ -137,6 +142,22 @@ def build(session: nox.Session) -> None:
         # Away from the sources, so that only the installed wheel can be imported.
         session.chdir(scratch)
         session.run(str(venv / scripts / f"timeback-client{exe}"), "demo", external=True)
+        # The installed emulator serves its inspector page from the wheel's own files.
+        python = str(venv / scripts / f"python{exe}")
+        session.run(python, "-c", SERVES_THE_PAGE, external=True)
+
+
+#: The emulator's inspector page: package data the wheel must carry.
+INSPECTOR_FILES = ("index.html", "inspector.css", "inspector.js")
+SERVES_THE_PAGE = """
+import httpx
+from timeback_client.emulator import Emulator
+with Emulator() as emulator, emulator.serve_in_thread() as url:
+    origin = url.removesuffix(emulator.mount)
+    for path in ("/_emulator/", "/_emulator/inspector.js", "/_emulator/inspector.css"):
+        answer = httpx.get(origin + path)
+        assert answer.status_code == 200 and answer.content, (path, answer.status_code)
+"""
 
 
 @nox.session

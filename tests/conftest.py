@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# `pytester`: the pytest plugin's own tests run a small test suite in process.
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:

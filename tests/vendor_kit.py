@@ -61,6 +61,7 @@ def vendor_server(
     *,
     port: int = 0,
     name: str = "vendor",
+    roster: list[str] | None = None,
 ) -> Iterator[str]:
     """The vendor's server with this ``timeback.config.json`` and roster; its origin.
 
@@ -70,12 +71,15 @@ def vendor_server(
         students: bearer token -> email, the identities it resolves.
         port: 0 for a free one; a port again restarts a server where it was.
         name: the log's name, for a test that starts it more than once.
+        roster: the only emails its OneRoster knows; None: every email.
     """
     path = workdir / "timeback.config.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     log_path = workdir / f"{name}.log"
     command = [parity_python(), str(VENDOR_SERVER), "--config", str(path)]
     command += ["--students", json.dumps(dict(students)), "--port", str(port)]
+    if roster is not None:
+        command += ["--roster", json.dumps(roster)]
     with log_path.open("w") as log:
         server = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=workdir

@@ -27,6 +27,15 @@ Fixtures:
     - ``virtual_clock``: a `VirtualClock`.
     - ``timeback_emulator``: an `Emulator` (needs the ``emulator`` extra) whose own "now"
       follows the virtual clock, with one student, `STUDENT_TOKEN` -> `STUDENT_EMAIL`.
+      It answers with the backend's own ``timeback.config.json`` when one is given: for
+      every test by the ini option ``timeback_config`` (a path relative to the ini file),
+      or for some by the fixture's parameter (a path or the config's JSON as a dict)::
+
+          @pytest.mark.parametrize("timeback_emulator", ["timeback.config.json"], indirect=True)
+          def test_an_unsynced_course_is_held(timeback, timeback_emulator): ...
+
+      The ini option ``timeback_environment`` (``staging``, the default, or
+      ``production``) picks which of each course's ``ids`` counts.
     - ``timeback``: a blocking `Timeback` bound to both, closed after the test.
     - ``advance``: ``advance(seconds)`` moves the virtual clock inside ``timeback``'s
       event loop.
@@ -36,9 +45,11 @@ Fixtures:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
@@ -66,6 +77,44 @@ STUDENT_EMAIL: Final = "student@example.edu"
 BASE_URL: Final = "http://emulator.localhost/api/timeback"
 
 
+CONFIG_INI: Final = "timeback_config"
+ENVIRONMENT_INI: Final = "timeback_environment"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The plugin's ini options: ``timeback_config`` and ``timeback_environment``."""
+    parser.addini(
+        CONFIG_INI,
+        "the backend's timeback.config.json the timeback_emulator fixture answers with "
+        "(relative to the ini file)",
+        default="",
+    )
+    parser.addini(
+        ENVIRONMENT_INI,
+        "the backend's Timeback environment for timeback_config: staging or production",
+        default="staging",
+    )
+
+
+def _emulator_config(
+    request: pytest.FixtureRequest,
+) -> str | os.PathLike[str] | Mapping[str, Any] | None:
+    """The fixture's parameter, else the ini option (relative to the ini file), else None."""
+    param = getattr(request, "param", None)
+    if param is not None:
+        if not isinstance(param, (str, os.PathLike, Mapping)):
+            raise TypeError(
+                "timeback_emulator's parameter is the backend's timeback.config.json: a path "
+                f"or its JSON as a dict, not {param!r}"
+            )
+        return param
+    configured = str(request.config.getini(CONFIG_INI) or "")
+    if not configured:
+        return None
+    base = request.config.inipath.parent if request.config.inipath else request.config.rootpath
+    return Path(base, configured)
+
+
 @pytest.fixture
 def virtual_clock() -> VirtualClock:
     """A clock that moves only when the test advances it."""
@@ -73,14 +122,27 @@ def virtual_clock() -> VirtualClock:
 
 
 @pytest.fixture
-def timeback_emulator(virtual_clock: VirtualClock) -> Iterator[Emulator]:
-    """An in-process backend emulator whose "now" follows the virtual clock."""
+def timeback_emulator(
+    virtual_clock: VirtualClock, request: pytest.FixtureRequest
+) -> Iterator[Emulator]:
+    """An in-process backend emulator whose "now" follows the virtual clock; with the
+    backend's config when one is given (the fixture's parameter, or ``timeback_config``)."""
     from .emulator import Emulator
 
     def now() -> datetime:
         return datetime.fromtimestamp(virtual_clock.wall_now_ms() / 1000, UTC)
 
-    with Emulator(students={STUDENT_TOKEN: STUDENT_EMAIL}, clock=now) as emulator:
+    environment = str(request.config.getini(ENVIRONMENT_INI) or "staging")
+    if environment not in ("staging", "production"):
+        raise pytest.UsageError(
+            f"ini option {ENVIRONMENT_INI} = {environment!r}: write staging or production"
+        )
+    with Emulator(
+        students={STUDENT_TOKEN: STUDENT_EMAIL},
+        clock=now,
+        config=_emulator_config(request),
+        env="staging" if environment == "staging" else "production",
+    ) as emulator:
         yield emulator
 
 

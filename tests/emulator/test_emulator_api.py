@@ -9,6 +9,7 @@ import timeback_client.emulator as emulator_package
 
 PUBLIC = {
     "DEFAULT_MOUNT",
+    "FIXES",
     "RULES",
     "SESSION_COOKIE",
     "Course",

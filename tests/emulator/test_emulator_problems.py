@@ -145,3 +145,42 @@ def test_every_rule_is_documented() -> None:
         "run-shared-by-students",
         "run-shared-by-activities",
     }
+
+
+async def test_one_mistake_is_one_problem_listing_its_windows(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    """A runId reused after completion spoils every later window: one problem, all listed."""
+    run_id = new_run()
+    await send(client, window(run_id))
+    emulator.record(completion(run_id))  # at 12:30, the fixture's clock
+    late = [("13:00:00.000", "13:00:15.000"), ("13:00:15.000", "13:00:30.000")]
+    late += [("13:00:30.000", "13:00:45.000"), ("13:00:45.000", "13:01:00.000")]
+    await send(client, *(window(run_id, start, end) for start, end in late))
+    (problem,) = emulator.problems()
+    assert problem.rule == "heartbeat-after-completion"
+    assert [(w.started_at[11:-1], w.ended_at[11:-1]) for w in problem.windows] == late
+    assert problem.evidence.startswith("4 window(s) start after the run was completed")
+    assert "and 1 more" in problem.evidence
+    assert problem.fix.startswith("Start a new activity, with a fresh runId")
+    served = problem.to_json()
+    assert len(served["windows"]) == 4
+    assert served["fix"] == problem.fix
+
+
+async def test_overlaps_and_bad_arithmetic_are_one_problem_each(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    run_id = new_run()
+    await send(
+        client,
+        window(run_id, "10:00:00.000", "10:00:15.000"),
+        window(run_id, "10:00:05.000", "10:00:20.000"),
+        window(run_id, "10:00:10.000", "10:00:25.000", 14000, 0),
+        window(run_id, "10:01:00.000", "10:01:15.000", 1, 0),
+    )
+    problems = {problem.rule: problem for problem in emulator.problems()}
+    assert set(problems) == {"overlapping-windows", "window-arithmetic"}
+    assert len(problems["overlapping-windows"].windows) == 3
+    assert "3 overlap(s) among 3 windows" in problems["overlapping-windows"].evidence
+    assert [w.elapsed_ms for w in problems["window-arithmetic"].windows] == [14000, 1]

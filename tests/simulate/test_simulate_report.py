@@ -268,3 +268,12 @@ def test_elsewhere_the_progress_line_prints_plain_lines_now_and_then() -> None:
         "[##..................]  10% one",
         "[####################] 100% done",
     ]
+
+
+def test_the_emulator_s_problems_are_named_with_their_run() -> None:
+    from timeback_client.tools._simulate import _emulator_totals
+
+    served = {"runId": "run-1", "rule": "window-arithmetic", "evidence": "e", "windows": []}
+    totals = _emulator_totals([], [served])
+    assert totals.problems == {"window-arithmetic": 1}
+    assert totals.problem_examples == ("window-arithmetic on run run-1: e",)

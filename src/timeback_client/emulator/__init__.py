@@ -12,7 +12,8 @@ Needs the ``emulator`` extra (starlette, uvicorn). Typical use::
 
 Pieces: ``Emulator`` (the facade), ``Course`` (configured courses), ``Fault`` and
 ``Faults`` (fault injection), ``Run``, ``Window``, ``SentEvent`` and ``Problem``
-(inspection values), ``RecordRejected`` (refused ``record()`` input), ``serve`` /
+(inspection values; ``RULES`` and ``FIXES`` say what each problem's rule means and what
+to change), ``RecordRejected`` (refused ``record()`` input), ``serve`` /
 ``add_cli_arguments`` / ``run_from_args`` (the ``timeback-client emulator`` command).
 """
 
@@ -21,13 +22,14 @@ from ._catalog import Course
 from ._command import add_cli_arguments, run_from_args, serve
 from ._emulator import DEFAULT_MOUNT, Emulator
 from ._faults import Fault, FaultFields, Faults
-from ._problems import RULES, Problem
+from ._problems import FIXES, RULES, Problem
 from ._runs import Run, UnknownRun, Window
 from ._store import SentEvent
 from ._validation import RecordRejected
 
 __all__ = [
     "DEFAULT_MOUNT",
+    "FIXES",
     "RULES",
     "SESSION_COOKIE",
     "Course",

@@ -16,9 +16,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from .._errors import ValidationError
 from ._backend import MALFORMED_JSON, UNAUTHORIZED, Answer, Backend
 from ._catalog import Course
 from ._faults import Fault, FaultMiddleware, Faults
+from ._http_api import openapi
+from ._inspector import CONTENT_SECURITY_POLICY, load_assets, overview
 from ._problems import Problem
 from ._runs import Run, UnknownRun, run_json_text
 from ._store import SentEvent, event_json_text
@@ -57,6 +60,8 @@ class Operated(Protocol):
     def add_to_roster(self, email: str) -> None: ...
 
     def set_courses(self, courses: Sequence[Course] | None) -> None: ...
+
+    def set_config(self, config: Mapping[str, Any]) -> None: ...
 
     def add_course(self, course: Course) -> None: ...
 
@@ -134,6 +139,23 @@ def _check_types(body: dict[str, Any], strings: tuple[str, ...]) -> None:
             raise TypeError(f"{name} must be a string, not {value!r}")
 
 
+#: The fields of a course in the emulator's own shape (``GET /_emulator/courses``).
+_COURSE_FIELDS = frozenset({"subject", "grade", "code", "stagingId", "productionId", "sensor"})
+
+
+def _is_config(body: dict[str, Any]) -> bool:
+    """Whether a ``PUT /_emulator/courses`` body is a ``timeback.config.json`` (a field
+    only a config has, such as ``name``, ``ids`` or ``courseCode``) rather than the
+    emulator's own shape. The two agree on what they share (``subject``, ``grade``,
+    ``sensor``), so a body either could be means the same course either way."""
+    if set(body) - {"courses"}:
+        return True
+    listed = body.get("courses")
+    return isinstance(listed, list) and any(
+        isinstance(course, dict) and set(course) - _COURSE_FIELDS for course in listed
+    )
+
+
 def _course_from_json(body: dict[str, Any]) -> Course:
     """A course from ``{"subject", "grade"|"code", "stagingId"?, "productionId"?,
     "sensor"?}``; TypeError or ValueError for anything else."""
@@ -161,7 +183,13 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 def build_app(
-    *, emulator: Operated, backend: Backend, faults: Faults, identify: IdentifyFn, mount: str
+    *,
+    emulator: Operated,
+    backend: Backend,
+    faults: Faults,
+    identify: IdentifyFn,
+    mount: str,
+    version: Callable[[], str],
 ) -> ASGIApp:
     """The whole app: routes, FastAPI-shaped HTTP errors, fault injection in front.
 
@@ -171,6 +199,8 @@ def build_app(
         faults: The fault queue applied to heartbeats.
         identify: Maps a token to a student email, None when unknown.
         mount: Path prefix of the vendor routes, e.g. ``/api/timeback``.
+        version: What the inspector's page polls: changes whenever an event is stored or
+            the emulator is reset.
     """
 
     async def heartbeat(request: Request) -> Response:
@@ -262,15 +292,23 @@ def build_app(
             emulator.add_to_roster(email)
         return _roster_json()
 
+    def _courses_json() -> Response:
+        known = emulator.courses
+        listed = None if known is None else [_course_json(course) for course in known]
+        return JSONResponse({"courses": listed})
+
     async def courses(request: Request) -> Response:
         if request.method == "GET":
-            known = emulator.courses
-            return JSONResponse(
-                {"courses": None if known is None else [_course_json(c) for c in known]}
-            )
+            return _courses_json()
         body, error = await _json_body(request)
         if error is not None:
             return error
+        if request.method == "PUT" and isinstance(body, dict) and _is_config(body):
+            try:
+                emulator.set_config(body)
+            except ValidationError as exc:
+                return _bad_request(str(exc))
+            return _courses_json()
         if request.method == "PUT":
             listed = body.get("courses", ...) if isinstance(body, dict) else ...
             if listed is not None and (
@@ -283,10 +321,7 @@ def build_app(
                 )
             except (TypeError, ValueError) as exc:
                 return _bad_request(str(exc))
-            known = emulator.courses
-            return JSONResponse(
-                {"courses": None if known is None else [_course_json(c) for c in known]}
-            )
+            return _courses_json()
         if not isinstance(body, dict):
             return _bad_request("a course must be a JSON object")
         try:
@@ -314,6 +349,30 @@ def build_app(
             return _bad_request(str(exc))
         return JSONResponse({"course": _course_json(course)})
 
+    document = openapi(mount)
+    assets = load_assets()
+
+    def asset(name: str) -> Callable[[Request], Any]:
+        found = assets[name]
+        headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if name.endswith(".html"):
+            headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+
+        async def serve(_request: Request) -> Response:
+            return Response(found.body, media_type=found.media_type, headers=headers)
+
+        return serve
+
+    async def inspector_overview(request: Request) -> Response:
+        now = version()
+        if request.query_params.get("since") == now:
+            return JSONResponse({"version": now, "changed": False})
+        # Read the version first: an event stored meanwhile makes the next poll redraw.
+        return JSONResponse(overview(emulator.runs(), emulator.problems(), now))
+
+    async def openapi_json(_request: Request) -> Response:
+        return JSONResponse(document)
+
     heartbeat_path = f"{mount}/activity/heartbeat"
     app = Starlette(
         routes=[
@@ -328,6 +387,11 @@ def build_app(
             Route("/_emulator/roster", roster, methods=["GET", "POST", "PUT"]),
             Route("/_emulator/courses", courses, methods=["GET", "POST", "PUT"]),
             Route("/_emulator/courses/sync", sync, methods=["POST"]),
+            Route("/_emulator/openapi.json", openapi_json, methods=["GET"]),
+            Route("/_emulator/", asset("index.html"), methods=["GET"]),
+            Route("/_emulator/inspector.css", asset("inspector.css"), methods=["GET"]),
+            Route("/_emulator/inspector.js", asset("inspector.js"), methods=["GET"]),
+            Route("/_emulator/overview", inspector_overview, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_exception},
     )

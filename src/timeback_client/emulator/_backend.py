@@ -101,7 +101,8 @@ class Backend:
         # The emails OneRoster knows; None: every email (the default). Replaced whole,
         # never mutated, so a request on the server's thread reads one or the other.
         self.roster: frozenset[str] | None = None
-        self._app_name = app_name
+        # The operator's redeploy with another config replaces it.
+        self.app_name = app_name
         self._env = env
         self._clock = clock
 
@@ -322,7 +323,7 @@ class Backend:
             course=course,
             course_id=course_id,
             sensor=sensor,
-            app_name=self._app_name,
+            app_name=self.app_name,
             env=self._env,
         )
 

@@ -9,11 +9,20 @@ well-formed selector names a synced course, so an app works against it with no s
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import attrs
+
+from .._errors import ValidationError
+from ..tools._backend_config import (
+    BackendConfig,
+    ConfiguredCourse,
+    parse_backend_config,
+    read_backend_config,
+)
 
 Environment = Literal["staging", "production"]
 
@@ -162,9 +171,20 @@ class Catalog:
         Raises:
             ValueError: the config would not boot (a duplicate selector, no sensor).
         """
+        self.reconfigure(courses, sensor=self.sensor)
+
+    def reconfigure(self, courses: Sequence[Course] | None, *, sensor: str | None) -> None:
+        """The app's config is replaced, its default sensor with its courses.
+
+        Raises:
+            ValueError: the config would not boot (a duplicate selector, no sensor).
+        """
         new = None if courses is None else tuple(courses)
         if new is not None:
-            _check_config(new, self.sensor)
+            _check_config(new, sensor)
+        # Two writes: a request in flight may pair the old courses with the new sensor,
+        # as one may reach the real server halfway through its redeploy.
+        self.sensor = sensor
         self._courses = new
 
     def add(self, course: Course) -> None:
@@ -235,3 +255,58 @@ def _open_course(selector: Selector) -> Course:
         )
     course_id = f"emulator-{_slug(selector.code)}"
     return Course(code=selector.code, staging_id=course_id, production_id=course_id)
+
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | BackendConfig
+"""A backend's ``timeback.config.json``: its path, its decoded JSON, or as read."""
+
+
+def load_config(config: ConfigSource) -> BackendConfig:
+    """The config, read from its file when given a path.
+
+    Raises:
+        ValidationError: it cannot be read, or is not such a config (the field named).
+    """
+    if isinstance(config, BackendConfig):
+        return config
+    if isinstance(config, Mapping):
+        return parse_backend_config(dict(config), source="config")
+    return read_backend_config(config)
+
+
+def courses_from_config(config: BackendConfig, env: Environment) -> tuple[Course, ...]:
+    """The emulator's courses for a backend's config in ``env``, checked as the vendor's
+    server checks them when it starts.
+
+    Raises:
+        ValidationError: a course the vendor's server could not boot with, or no Caliper
+            event could carry (the field named).
+    """
+    courses = tuple(_configured(course, config, env) for course in config.courses)
+    try:
+        _check_config(courses, config.sensor)
+    except ValueError as exc:
+        raise ValidationError(
+            config.source,
+            str(exc).rstrip("."),
+            "Set a top-level 'sensor', a course 'sensor', or a 'launchUrl' to derive it from.",
+        ) from None
+    return courses
+
+
+def _configured(configured: ConfiguredCourse, config: BackendConfig, env: Environment) -> Course:
+    try:
+        return Course(
+            subject=configured.subject,
+            grade=configured.grade,
+            code=configured.code,
+            staging_id=configured.course_id("staging"),
+            production_id=configured.course_id("production"),
+            sensor=config.sensor_of(configured, env),
+        )
+    except ValueError as exc:
+        raise ValidationError(
+            f"{configured.field}.subject",
+            f"{configured.subject!r} is no Caliper subject",
+            f"Write one of {', '.join(sorted(CALIPER_SUBJECTS))}.",
+        ) from exc

@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from types import FrameType
+from typing import Final
 
+from .._errors import ValidationError
+from ..tools._backend_config import BackendConfig, read_backend_config, read_text
+from ._catalog import Environment
 from ._emulator import DEFAULT_MOUNT, Emulator
+from ._problems import Problem
 from ._serve import DEFAULT_HOST, serve_forever
 
 DEFAULT_PORT = 8787
@@ -25,9 +33,12 @@ def serve(
     *,
     host: str = DEFAULT_HOST,
     mount: str | None = None,
+    config: str | os.PathLike[str] | Mapping[str, object] | BackendConfig | None = None,
+    environment: Environment = "staging",
+    fail_on_problems: bool = False,
     announce: Callable[[str], None] | None = None,
-) -> None:
-    """Run an emulator in the foreground until interrupted (Ctrl-C).
+) -> int:
+    """Run an emulator in the foreground until it is stopped (Ctrl-C, SIGINT or SIGTERM).
 
     Args:
         port: Port to bind on ``host``; 0 picks a free one.
@@ -35,11 +46,73 @@ def serve(
         db: SQLite file keeping everything across restarts; memory when None.
         host: Address to bind (loopback by default).
         mount: Mount path of the vendor routes; ``/api/timeback`` when None.
-        announce: Where the base URL and the students go; stdout (flushed) when None.
+        config: The backend's ``timeback.config.json`` (see `Emulator`); None: every
+            course is known and synced.
+        environment: The backend's Timeback environment, ``"staging"`` or
+            ``"production"``: which of each course's ``ids`` counts.
+        fail_on_problems: Once stopped, say the problems seen and return 1 if there are
+            any (a verdict for CI).
+        announce: Where the base URL, the students and the verdict go; stdout (flushed)
+            when None.
+
+    Returns:
+        The exit status: 1 when ``fail_on_problems`` and a problem was seen, else 0.
+
+    Raises:
+        ValidationError: ``config`` is not one the vendor's server would start with.
+        OSError: the port cannot be bound.
     """
+    say = announce or _print_flushed
     known = dict(DEFAULT_STUDENTS if students is None else students)
-    with Emulator(students=known, db=db, mount=mount or DEFAULT_MOUNT) as emulator:
-        _serve_blocking(emulator, host=host, port=port, announce=announce or _print_flushed)
+    with (
+        Emulator(
+            students=known, db=db, mount=mount or DEFAULT_MOUNT, config=config, env=environment
+        ) as emulator,
+        _stopped_by_sigterm(),
+    ):
+        with suppress(KeyboardInterrupt, _Stopped):
+            _serve_blocking(emulator, host=host, port=port, announce=say)
+        if not fail_on_problems:
+            return 0
+        return _verdict(emulator.problems(), say)
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived: stop serving as Ctrl-C does."""
+
+
+@contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM raises `_Stopped` in the main thread, as SIGINT raises KeyboardInterrupt.
+
+    uvicorn catches both while it serves and, once it has shut down, raises the signal
+    again for the handler it found: this one, so the command can still say its verdict.
+    """
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        raise _Stopped
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: whoever runs us handles signals
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _verdict(problems: tuple[Problem, ...], say: Callable[[str], None]) -> int:
+    if not problems:
+        say("timeback-client emulator: no problems seen")
+        return 0
+    say(f"timeback-client emulator: {len(problems)} problem(s) seen")
+    for problem in problems:
+        windows = f" ({len(problem.windows)} window(s))" if problem.windows else ""
+        say(f"- {problem.rule} on run {problem.run_id}{windows}: {problem.evidence}")
+        say(f"  fix: {problem.fix}")
+    return 1
 
 
 def _print_flushed(line: str) -> None:
@@ -51,19 +124,78 @@ def _serve_blocking(
     emulator: Emulator, *, host: str, port: int, announce: Callable[[str], None]
 ) -> None:
     def bound(bound_port: int) -> None:
-        announce(f"Timeback emulator: http://{host}:{bound_port}{emulator.mount}")
+        origin = f"http://{host}:{bound_port}"
+        announce(f"Timeback emulator: {origin}{emulator.mount}")
         for token, email in emulator.students.items():
-            announce(f"  student {email}: Authorization: Bearer {token}")
-        announce(f"  inspect: http://{host}:{bound_port}/_emulator/runs")
+            # Only the demo student's token is shown: others may be the backend's own.
+            shown = f": Authorization: Bearer {token}" if DEFAULT_STUDENTS.get(token) else ""
+            announce(f"  student {email}{shown}")
+        courses = emulator.courses
+        if courses is not None:
+            synced = sum(1 for course in courses if course.course_id(emulator.env))
+            announce(f"  courses: {len(courses)} configured, {synced} synced for {emulator.env}")
+        announce(f"  inspect: {origin}/_emulator/")
 
     serve_forever(emulator.app, host=host, port=port, bound=bound)
 
 
-def _student(text: str) -> tuple[str, str]:
-    token, sep, email = text.partition("=")
-    if not sep or not token or not email:
-        raise argparse.ArgumentTypeError(f"expected TOKEN=EMAIL, got {text!r}")
+_STUDENTS_FIX: Final = (
+    "Write one student a line as TOKEN=EMAIL, e.g. a1b2c3=ada@example.edu; "
+    "blank lines and lines starting with # are skipped."
+)
+
+
+def _split_student(text: str) -> tuple[str, str] | str:
+    """``TOKEN=EMAIL`` split at its last ``=`` (a base64 token ends in ``=``, an email
+    holds none), or what is wrong with it, in words that never show the token."""
+    token, sep, email = text.strip().rpartition("=")
+    token, email = token.strip(), email.strip()
+    if not sep:
+        return "is not TOKEN=EMAIL (no '=')"
+    if not token:
+        return "has no token before '='"
+    if not email or "@" not in email or any(c.isspace() for c in email):
+        return "has no email after the last '='"
+    if any(char.isspace() or not char.isprintable() for char in token):
+        return "holds a token with a space or an unprintable character, which no token has"
     return token, email
+
+
+def _student(text: str) -> tuple[str, str]:
+    split = _split_student(text)
+    if isinstance(split, str):
+        # The text may be a real token: it is never echoed.
+        raise argparse.ArgumentTypeError(f"a --student value {split}; expected TOKEN=EMAIL")
+    return split
+
+
+def read_students(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The backend's students from a file: one ``TOKEN=EMAIL`` a line, as ``--student``
+    takes them; blank lines and lines starting with ``#`` are skipped.
+
+    Raises:
+        ValidationError: the file cannot be read, a line is not ``TOKEN=EMAIL``, or a
+            token is given twice (the file and line named; a token never shown).
+    """
+    where = os.fspath(path)
+    students: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(read_text(where, _STUDENTS_FIX).splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        split = _split_student(line)
+        if isinstance(split, str):
+            raise ValidationError(f"{where} line {number}", split, _STUDENTS_FIX)
+        token, email = split
+        if token in first_line:
+            raise ValidationError(
+                f"{where} line {number}",
+                f"repeats the token of line {first_line[token]}",
+                "Give each student a token of their own.",
+            )
+        first_line[token] = number
+        students[token] = email
+    return students
 
 
 class _Students(argparse.Action):
@@ -104,11 +236,26 @@ def _mount(text: str) -> str:
     return text
 
 
+def _config_file(text: str) -> BackendConfig:
+    try:
+        return read_backend_config(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _students_file(text: str) -> dict[str, str]:
+    try:
+        return read_students(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``timeback-client emulator`` options to a parser.
 
     Options: ``--port`` (8787), ``--host`` (127.0.0.1), ``--student TOKEN=EMAIL``
-    (repeatable), ``--db FILE``, ``--mount`` (``/api/timeback``).
+    (repeatable), ``--students FILE``, ``--config FILE``, ``--environment``
+    (``staging``), ``--fail-on-problems``, ``--db FILE``, ``--mount`` (``/api/timeback``).
     """
     parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (default 8787)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address (default 127.0.0.1)")
@@ -121,24 +268,79 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         help="a student the emulator knows by bearer token or session cookie (repeatable;"
         " default demo-token=student@example.edu)",
     )
+    parser.add_argument(
+        "--students",
+        dest="students_file",
+        metavar="FILE",
+        type=_students_file,
+        help="the backend's students: one TOKEN=EMAIL a line (# comments allowed)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        type=_config_file,
+        help="the backend's timeback.config.json: heartbeats are answered as the vendor's "
+        "server answers them with it (default: every course known and synced)",
+    )
+    parser.add_argument(
+        "--environment",
+        choices=("staging", "production"),
+        default="staging",
+        help="the backend's Timeback environment: which course ids count (default staging)",
+    )
+    parser.add_argument(
+        "--fail-on-problems",
+        action="store_true",
+        help="when stopped (Ctrl-C, SIGTERM), print the problems seen and exit 1 if any",
+    )
     parser.add_argument("--db", metavar="FILE", help="SQLite file kept across restarts")
     parser.add_argument(
         "--mount", type=_mount, default=None, help="mount path (default /api/timeback)"
     )
 
 
+def _all_students(args: argparse.Namespace) -> dict[str, str] | str | None:
+    """The students of ``--student`` and ``--students``; a message when a token is in
+    both; None for neither."""
+    given: dict[str, str] = dict(args.students or {})
+    from_file: dict[str, str] = args.students_file or {}
+    for token in from_file:
+        if token in given:
+            return (
+                "argument --students: a token of the file is also given by --student; "
+                "give each student a token of their own"
+            )
+    given.update(from_file)
+    return given or None
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Serve with options parsed by a parser set up with ``add_cli_arguments``.
 
     Returns:
-        The process exit status.
+        The process exit status: 2 for input the command refuses, 1 for a port that
+        cannot be bound or (with ``--fail-on-problems``) problems seen, else 0.
     """
-    students = args.students or None
+    students = _all_students(args)
+    if isinstance(students, str):
+        print(f"timeback-client emulator: error: {students}", file=sys.stderr)
+        return 2
     try:
-        serve(port=args.port, students=students, db=args.db, host=args.host, mount=args.mount)
+        return serve(
+            port=args.port,
+            students=students,
+            db=args.db,
+            host=args.host,
+            mount=args.mount,
+            config=args.config,
+            environment=args.environment,
+            fail_on_problems=args.fail_on_problems,
+        )
+    except ValidationError as exc:
+        print(f"timeback-client emulator: error: argument --config: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"timeback-client emulator: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        pass
-    return 0
+        return 0

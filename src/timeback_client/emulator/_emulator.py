@@ -15,7 +15,17 @@ from starlette.types import ASGIApp
 
 from ._app import build_app
 from ._backend import Backend
-from ._catalog import Catalog, Course, CourseCode, Environment, Selector, SubjectGrade
+from ._catalog import (
+    Catalog,
+    ConfigSource,
+    Course,
+    CourseCode,
+    Environment,
+    Selector,
+    SubjectGrade,
+    courses_from_config,
+    load_config,
+)
 from ._faults import Faults
 from ._problems import Problem, find_problems
 from ._runs import Run, UnknownRun, build_run
@@ -85,9 +95,17 @@ class Emulator:
             left exactly as it is.
         courses: The configured courses (``timeback.config.json``); None accepts every
             well-formed course selector as a synced course.
-        app_name: App name in the Caliper activity context.
-        sensor: Default Caliper sensor URL.
-        env: Which synced course ids and OneRoster host events use.
+        config: The backend's own ``timeback.config.json`` instead of ``courses``: its
+            path, or its decoded JSON. Its courses, ``name`` and ``sensor`` are the
+            emulator's, and heartbeats are answered as the vendor's server answers them
+            with it in ``env``. Refused with a `ValidationError` naming the field when the
+            vendor's server would not start with it.
+        app_name: App name in the Caliper activity context (default: the config's
+            ``name``, else ``"Timeback Emulator"``).
+        sensor: Default Caliper sensor URL (default: the config's ``sensor``, else one
+            of the emulator's).
+        env: The backend's Timeback environment: which synced course ids (``ids.staging``
+            or ``ids.production``) and OneRoster host events use.
         clock: Current time (aware), for stamps and ``record()``'s default end time.
 
     Example:
@@ -104,12 +122,25 @@ class Emulator:
         mount: str = DEFAULT_MOUNT,
         db: str | os.PathLike[str] | None = None,
         courses: Sequence[Course] | None = None,
-        app_name: str = DEFAULT_APP_NAME,
-        sensor: str = DEFAULT_SENSOR,
+        config: ConfigSource | None = None,
+        app_name: str | None = None,
+        sensor: str | None = None,
         env: Environment = "staging",
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._mount = _normalize_mount(mount)
+        if env not in ("staging", "production"):
+            raise ValueError(f"env must be 'staging' or 'production', not {env!r}")
+        self._env: Environment = env
+        if config is not None:
+            if courses is not None:
+                raise TypeError("give the emulator courses or a config, not both")
+            loaded = load_config(config)
+            courses = courses_from_config(loaded, env)
+            app_name = app_name or loaded.name
+            sensor = sensor or loaded.sensor
+        else:
+            sensor = sensor or DEFAULT_SENSOR
         # Replaced, never mutated, so request handlers on the server thread always see a
         # consistent map without a lock.
         self._students: Mapping[str, str] = MappingProxyType(dict(students or {}))
@@ -118,22 +149,29 @@ class Emulator:
         self._backend = Backend(
             store=self._store,
             catalog=self._catalog,
-            app_name=app_name,
+            app_name=app_name or DEFAULT_APP_NAME,
             env=env,
             clock=clock,
         )
         self.set_roster(roster)
         self._faults = Faults()
+        # Counts resets, so that what a page saw before one never looks current after.
+        self._resets = 0
         self._app = build_app(
             emulator=self,
             backend=self._backend,
             faults=self._faults,
             identify=self._students_get,
             mount=self._mount,
+            version=self._version,
         )
 
     def _students_get(self, token: str) -> str | None:
         return self._students.get(token)
+
+    def _version(self) -> str:
+        count, last = self._store.version()
+        return f"{self._resets}.{count}.{last}"
 
     # ── configuration ──────────────────────────────────────────────────────────────────
 
@@ -200,6 +238,23 @@ class Emulator:
             ValueError: the config would not boot (a duplicate selector, no sensor).
         """
         self._catalog.replace(courses)
+
+    @property
+    def env(self) -> Environment:
+        """The backend's Timeback environment: ``"staging"`` or ``"production"``."""
+        return self._env
+
+    def set_config(self, config: ConfigSource) -> None:
+        """Redeploy the app with another ``timeback.config.json`` (a path or its decoded
+        JSON): its courses, ``name`` and ``sensor`` replace the emulator's.
+
+        Raises:
+            ValidationError: the vendor's server would not start with it (the field named).
+        """
+        loaded = load_config(config)
+        courses = courses_from_config(loaded, self._env)
+        self._catalog.reconfigure(courses, sensor=loaded.sensor)
+        self._backend.app_name = loaded.name
 
     def add_course(self, course: Course) -> None:
         """A course is added to the app's config (it was ``UNKNOWN_COURSE`` until now).
@@ -333,6 +388,7 @@ class Emulator:
         """Forget every event, dedupe key and pending fault."""
         self._store.clear()
         self._faults.clear()
+        self._resets += 1
 
     def close(self) -> None:
         """Close the database."""

@@ -384,6 +384,13 @@ class Store:
             ).fetchall()
         return [str(row[0]) for row in rows]
 
+    def version(self) -> tuple[int, int]:
+        """How many events are stored, and the last one's ``seq``: moves with each event
+        stored (a cheap question, for a page that polls)."""
+        with self._lock:
+            count, last = self._db.execute("SELECT count(*), max(seq) FROM events").fetchone()
+        return int(count), int(last or 0)
+
     def clear(self) -> None:
         """Forget every event and dedupe key."""
         with self._lock:

@@ -13,7 +13,6 @@ compared with what the app measured, and its problem list must be empty.
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
@@ -160,16 +159,10 @@ class Story:
         self.heading("Problems the emulator found")
         if not found:
             print("none", file=self.out)
-        counts = Counter((p.rule, p.run_id) for p in found)
-        shown: set[tuple[str, str]] = set()
         for problem in found:
-            key = (problem.rule, problem.run_id)
-            if key in shown:
-                continue
-            shown.add(key)
-            more = f" (and {counts[key] - 1} more like it)" if counts[key] > 1 else ""
             print(
-                f"- {problem.rule} on run {problem.run_id}:\n  {problem.evidence}{more}",
+                f"- {problem.rule} on run {problem.run_id}:\n  {problem.evidence}\n"
+                f"  fix: {problem.fix}",
                 file=self.out,
             )
         return [p.rule for p in found]

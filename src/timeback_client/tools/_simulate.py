@@ -487,7 +487,7 @@ async def _show_progress(school: _School, students: list[_Student], progress: Pr
 def _emulator_totals(runs: list[dict[str, Any]], problems: list[dict[str, Any]]) -> EmulatorTotals:
     rules = Counter(str(problem["rule"]) for problem in problems)
     examples = tuple(
-        f"{problem['rule']} on run {problem['run']}: {problem['evidence']}"
+        f"{problem['rule']} on run {problem['runId']}: {problem['evidence']}"
         for problem in problems[:3]
     )
     return EmulatorTotals(

@@ -31,18 +31,17 @@ or field, and the fix. Credentials are secrets: no repr, message or report shows
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
 from collections.abc import Generator, Iterable, Sequence
-from pathlib import Path
 from typing import Any, Final, Literal
 
 import attrs
 
 from .._errors import ValidationError
 from .._models import SUBJECTS, Course, CourseFields
+from ._backend_config import ConfiguredCourse, read_backend_config, read_text
 
 __all__ = [
     "BUILTIN_CATALOGUE",
@@ -278,7 +277,6 @@ class Catalogue:
 BUILTIN_CATALOGUE: Final = Catalogue(lessons=BUILTIN_LESSONS, source="built-in")
 """`BUILTIN_LESSONS` as a catalogue: what students take unless told the backend's courses."""
 
-_CONFIG_FIX: Final = "Pass the timeback.config.json that the backend's server SDK reads."
 _SPEC_FIX: Final = 'Write subject:grade, e.g. "Math:3", or code:COURSE, e.g. "code:CS-101".'
 
 
@@ -312,140 +310,53 @@ def read_catalogue(
         ValidationError: the file cannot be read, is not such a config (the field named,
             e.g. ``courses[2].grade``), or leaves no course a heartbeat can use.
     """
-    where = os.fspath(path)
-    config = _read_json(where)
-    if not isinstance(config, dict):
-        raise ValidationError(
-            where, "is not a JSON object", 'A timeback.config.json is {"courses": [...], ...}.'
-        )
-    courses = config.get("courses")
-    if not isinstance(courses, list) or not courses:
-        raise ValidationError(
-            f"{where}: courses",
-            "is missing or empty" if not courses else "is not a list",
-            'List the backend\'s courses: "courses": [{"subject": "Math", "grade": 3, '
-            '"ids": {"staging": "..."}}]. ' + _CONFIG_FIX,
-        )
+    config = read_backend_config(path)
     lessons: list[Lesson] = []
     left_out: list[str] = []
-    seen: set[tuple[object, ...]] = set()
-    for index, raw in enumerate(courses):
-        lesson, reason = _configured_lesson(f"{where}: courses[{index}]", raw, environment, seen)
+    for configured in config.courses:
+        lesson, reason = _configured_lesson(configured, environment)
         if lesson is not None:
             lessons.append(lesson)
         elif reason is not None:
             left_out.append(reason)
     if not lessons:
         raise ValidationError(
-            where,
+            config.source,
             f"names no course a heartbeat can use ({'; '.join(left_out)})",
             "Sync the courses (ids.staging, ids.production), or name courses the backend "
             'knows instead, e.g. "Math:3".',
         )
-    return Catalogue(lessons=tuple(lessons), source=where, left_out=tuple(left_out))
-
-
-def _read_text(where: str, fix: str) -> str:
-    """A file's text, or a `ValidationError` naming it, with ``fix``."""
-    try:
-        # utf-8-sig: a byte order mark from a Windows editor is not part of the text.
-        return Path(where).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ValidationError(where, f"cannot be read ({exc.strerror or exc})", fix) from None
-    except UnicodeDecodeError:
-        raise ValidationError(where, "is not UTF-8 text", fix) from None
-
-
-def _read_json(where: str) -> object:
-    text = _read_text(where, _CONFIG_FIX)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(
-            f"{where} line {exc.lineno}",
-            f"is not JSON ({exc.msg}, column {exc.colno})",
-            "Fix the JSON; the backend's server SDK cannot read it either.",
-        ) from None
+    return Catalogue(lessons=tuple(lessons), source=config.source, left_out=tuple(left_out))
 
 
 def _configured_lesson(
-    field: str,
-    raw: object,
-    environment: str | None,
-    seen: set[tuple[object, ...]],
+    configured: ConfiguredCourse, environment: Literal["staging", "production"] | None
 ) -> tuple[Lesson | None, str | None]:
     """One configured course: its lesson, or (None, why it is left out)."""
-    if not isinstance(raw, dict):
-        raise ValidationError(
-            field,
-            f"is a {type(raw).__name__}, not an object",
-            'Write each course as {"subject": "Math", "grade": 3} or {"courseCode": "CS-101"}.',
-        )
-    # The vendor's defaults and its start-up checks (`_load_config`, `_validate_config`).
-    subject = raw.get("subject", "Other")
-    if not isinstance(subject, str):
-        raise ValidationError(f"{field}.subject", f"{subject!r} is not text", 'Write e.g. "Math".')
-    grade = _config_grade(f"{field}.grade", raw.get("grade"))
-    code = raw.get("courseCode")
-    if code is not None and not isinstance(code, str):
-        raise ValidationError(
-            f"{field}.courseCode", f"{code!r} is not text", 'Write the code as text, e.g. "CS-101".'
-        )
-    if grade is None and not code:
-        raise ValidationError(
-            field,
-            "has neither a grade nor a courseCode",
-            "Give it one; the backend's server SDK refuses such a course too.",
-        )
-    name = code if code else f"{subject} grade {grade}"
-    selectors: dict[tuple[object, ...], str] = {}
-    if grade is not None:
-        selectors[("grade", subject, grade)] = f"{subject} grade {grade}"
-    if code:
-        selectors[("code", code)] = code
-    for selector, described in selectors.items():
-        if selector in seen:
-            raise ValidationError(
-                field,
-                f"repeats {described}",
-                "List each course once; the backend's server SDK refuses repeats too.",
-            )
-        seen.add(selector)
-    ids = raw.get("ids")
-    synced = _synced(ids if isinstance(ids, dict) else {}, environment)
+    name = configured.name
+    synced = (
+        configured.course_id(environment) is not None
+        if environment is not None
+        else configured.synced_anywhere()
+    )
     if not synced:
         where = f"ids.{environment}" if environment else "ids"
         return None, f"{name}: not synced (no {where})"
-    if code:
-        course: CourseFields = {"code": code}
-    elif subject in SUBJECTS:
-        course = {"subject": subject, "grade": grade}  # type: ignore[typeddict-item]
+    if configured.code:
+        course: CourseFields = {"code": configured.code}
+    elif configured.subject in SUBJECTS:
+        course = {"subject": configured.subject, "grade": configured.grade}  # type: ignore[typeddict-item]
     else:
         return (
             None,
-            f"{name}: a heartbeat cannot name the subject {subject!r} (give it a courseCode)",
+            f"{name}: a heartbeat cannot name the subject {configured.subject!r} "
+            "(give it a courseCode)",
         )
     try:
         Course.from_value(course)
     except ValidationError as exc:
-        raise ValidationError(field, exc.problem, exc.fix) from None
+        raise ValidationError(configured.field, exc.problem, exc.fix) from None
     return Lesson(id=_slug(name), name=name, course=course), None
-
-
-def _config_grade(field: str, grade: object) -> int | None:
-    if grade is None:
-        return None
-    if isinstance(grade, bool) or not isinstance(grade, int) or not 0 <= grade <= 12:
-        raise ValidationError(
-            field, f"{grade!r} is not a grade", "Write a whole number from 0 (kindergarten) to 12."
-        )
-    return grade
-
-
-def _synced(ids: dict[str, Any], environment: str | None) -> bool:
-    if environment is not None:
-        return bool(ids.get(environment))
-    return any(bool(value) for value in ids.values())
 
 
 def _slug(text: str) -> str:
@@ -614,7 +525,7 @@ def read_roster(path: str | os.PathLike[str]) -> Roster:
             or a line repeats another (its number named; its value never shown).
     """
     where = os.fspath(path)
-    text = _read_text(where, _ROSTER_FIX)
+    text = read_text(where, _ROSTER_FIX)
     credentials: list[Credential] = []
     first_line: dict[tuple[str, str, str], int] = {}
     for number, line in enumerate(text.splitlines(), start=1):

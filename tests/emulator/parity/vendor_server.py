@@ -3,6 +3,7 @@
 Runs in the Python 3.12 virtualenv (``.ci/parity-venv.sh``), never in the project's own:
 
     python vendor_server.py --config timeback.config.json --students '{"tok": "a@b.c"}'
+        [--roster '["a@b.c"]']
 
 It mounts the vendor's own router (``TimebackFastAPI(...).router``) at ``/api/timeback``
 with a test identity callback (the emulator's rules: bearer token, then the
@@ -71,9 +72,11 @@ class RecordingEvents:
 
 
 class Roster:
-    """Stands in for ``client.oneroster``: one user per email, the emulator's sourcedId."""
+    """Stands in for ``client.oneroster``: one user per email, the emulator's sourcedId;
+    with ``known``, users only for those emails (a student missing from the roster)."""
 
-    def __init__(self) -> None:
+    def __init__(self, known: list[str] | None = None) -> None:
+        self._known = None if known is None else set(known)
         # The real client's transport settings (base URL, rostering path), built offline.
         self._transport = TimebackClient(
             env="staging", client_id="parity", client_secret="parity"
@@ -86,6 +89,8 @@ class Roster:
 
     async def _list_users(self, *, where: dict[str, str], limit: int) -> Any:
         email = where["email"]
+        if self._known is not None and email not in self._known:
+            return SimpleNamespace(data=[])
         user = SimpleNamespace(
             sourced_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"mailto:{email}")),
             email=email,
@@ -105,10 +110,10 @@ class Roster:
 class FakeClient:
     """The vendor's ``TimebackClient``, as far as the activity handlers use it."""
 
-    def __init__(self) -> None:
+    def __init__(self, roster: list[str] | None = None) -> None:
         self.events = RecordingEvents()
         self.caliper = SimpleNamespace(events=self.events)
-        self.oneroster = Roster()
+        self.oneroster = Roster(roster)
 
     async def close(self) -> None:
         return None
@@ -135,7 +140,9 @@ def error(status: int, code: str, message: str, details: Any = None) -> Response
     return JSONResponse({"error": body}, status_code=status)
 
 
-def build_app(config_path: str, students: dict[str, str]) -> FastAPI:
+def build_app(
+    config_path: str, students: dict[str, str], roster: list[str] | None = None
+) -> FastAPI:
     timeback = TimebackFastAPI(
         TimebackConfig(
             env="staging",
@@ -144,7 +151,7 @@ def build_app(config_path: str, students: dict[str, str]) -> FastAPI:
             config_path=config_path,
         )
     )
-    client = FakeClient()
+    client = FakeClient(roster)
     # The instance's lazy client factory hands out its cached client once set; there is
     # no public hook for the outbound client, and this one must never reach the network.
     timeback.instance._client_factory._client = client
@@ -190,9 +197,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True, help="timeback.config.json")
     parser.add_argument("--students", required=True, help="JSON object token -> email")
+    parser.add_argument("--roster", help="JSON list of the emails OneRoster knows (default all)")
     parser.add_argument("--port", type=int, default=0, help="the port (0: a free one)")
     args = parser.parse_args()
-    app = build_app(args.config, json.loads(args.students))
+    roster = None if args.roster is None else json.loads(args.roster)
+    app = build_app(args.config, json.loads(args.students), roster)
     # IPPROTO_TCP, or asyncio leaves Nagle on and keep-alive requests take ~40 ms each.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     # A restarted server binds the port its predecessor's connections may still hold.

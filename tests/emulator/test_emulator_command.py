@@ -1,0 +1,241 @@
+"""``timeback-client emulator`` as a harness's backend: ``--config``, ``--students`` and
+``--fail-on-problems``, the last in a real process stopped by a real signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from timeback_client.emulator._command import read_students
+from timeback_client.emulator._validation import format_instant
+from timeback_client.tools._cli import main
+
+SECRET = "s3cr3t-token-value"
+NOW = datetime.now(UTC).replace(microsecond=0)
+CONFIG: dict[str, Any] = {
+    "name": "Harness App",
+    "sensor": "https://sensor.harness.example",
+    "courses": [
+        {"subject": "Math", "grade": 3, "ids": {"staging": "m3"}},
+        {"subject": "Science", "grade": 7},
+        {"subject": "Reading", "grade": 5, "ids": {"production": "r5-p"}},
+    ],
+}
+
+
+def test_a_students_file_takes_token_email_lines_comments_and_blanks(tmp_path: Path) -> None:
+    path = tmp_path / "students.txt"
+    path.write_text(
+        "# the backend's students\n\ntok-ada=ada@example.edu\n  bG9uZw== = bob@example.edu \n",
+        encoding="utf-8",
+    )
+    # A base64 token keeps its padding: the email follows the last '='.
+    assert read_students(path) == {"tok-ada": "ada@example.edu", "bG9uZw==": "bob@example.edu"}
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (SECRET, "no '='"),
+        (f"{SECRET}=", "no email"),
+        (f"{SECRET}=not-an-email", "no email"),
+        ("=ada@example.edu", "no token"),
+        (f"{SECRET} more=ada@example.edu", "a space"),
+        ("tok-first=bob@example.edu", "repeats the token of line 2"),
+    ],
+)
+def test_a_bad_students_line_exits_2_naming_file_and_line_never_the_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, problem: str
+) -> None:
+    path = tmp_path / "students.txt"
+    path.write_text(f"# students\ntok-first=ada@example.edu\n{line}\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator", "--students", str(path)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("timeback-client emulator: error: argument --students")
+    assert f"{path} line 3" in last
+    assert problem in last
+    assert SECRET not in err
+    assert "tok-first" not in err
+
+
+def test_a_token_in_both_student_options_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "students.txt"
+    path.write_text(f"{SECRET}=ada@example.edu\n", encoding="utf-8")
+    status = main(["emulator", "--students", str(path), "--student", f"{SECRET}=b@example.edu"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "--students" in err
+    assert SECRET not in err
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ('{"courses": [{"subject": "Math", "grade": "3"}]}', "courses[0].grade"),
+        ('{"courses": [{"subject": "Math", "grade": 3}]}', "no effective sensor"),
+        ('{"courses": [', "line 1"),
+    ],
+)
+def test_a_config_the_vendor_would_not_start_with_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, named: str
+) -> None:
+    path = tmp_path / "timeback.config.json"
+    path.write_text(config, encoding="utf-8")
+    try:
+        status = main(["emulator", "--port", "0", "--config", str(path)])
+    except SystemExit as exited:
+        status = int(str(exited.code))
+    assert status == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("timeback-client emulator: error: argument --config")
+    assert named in last
+
+
+# ── a real process, stopped by a real signal ─────────────────────────────────────────
+
+
+@contextmanager
+def emulator_process(
+    tmp_path: Path, *extra: str
+) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    """``timeback-client emulator --config --students ...``: the process, its origin, and
+    what it announced before serving."""
+    config = tmp_path / "timeback.config.json"
+    config.write_text(json.dumps(CONFIG), encoding="utf-8")
+    students = tmp_path / "students.txt"
+    students.write_text(f"# harness\n{SECRET}=ada@example.edu\n", encoding="utf-8")
+    command = [sys.executable, "-m", "timeback_client", "emulator", "--port", "0"]
+    command += ["--config", str(config), "--students", str(students), *extra]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        first = process.stdout.readline() if ready else ""
+        assert first.startswith("Timeback emulator: http://127.0.0.1:"), first
+        url = first.split(": ", 1)[1].strip()
+        announced = [first]
+        while not announced[-1].startswith("  inspect:"):
+            announced.append(process.stdout.readline())
+        yield process, url.removesuffix("/api/timeback"), "".join(announced)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def beat(run_id: str, start: int, course: dict[str, Any]) -> dict[str, Any]:
+    """A 15 s window starting ``start`` seconds from the test's start (a real instant: a
+    completion recorded without a time is stamped with the emulator's real "now")."""
+    begin = NOW + timedelta(seconds=start)
+    return {
+        "id": "lesson-1",
+        "name": "Fractions",
+        "course": course,
+        "runId": run_id,
+        "startedAt": format_instant(begin),
+        "endedAt": format_instant(begin + timedelta(seconds=15)),
+        "elapsedMs": 15000,
+        "pausedMs": 0,
+    }
+
+
+def stop(process: subprocess.Popen[str], signum: int) -> tuple[int, str, str]:
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=30)
+    return process.returncode, out, err
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_after_a_run_with_a_problem_prints_it_and_exits_1(tmp_path: Path) -> None:
+    with emulator_process(tmp_path, "--fail-on-problems") as (process, origin, announced):
+        auth = {"Authorization": f"Bearer {SECRET}"}
+        run_id = str(uuid.uuid4())
+        math = {"subject": "Math", "grade": 3}
+        with httpx.Client(base_url=origin, headers=auth, timeout=10) as client:
+            url = "/api/timeback/activity/heartbeat"
+            assert client.post(url, json=beat(run_id, -60, math)).status_code == 204
+            # A reused runId: its two late windows are one problem.
+            record = {
+                "user": {"email": "ada@example.edu"},
+                "activity": {"id": "lesson-1", "name": "Fractions", "course": math},
+                "metrics": {"xp_earned": 1},
+                "run_id": run_id,
+            }
+            assert client.post("/_emulator/record", json=record).status_code == 200
+            assert client.post(url, json=beat(run_id, 600, math)).status_code == 204
+            assert client.post(url, json=beat(run_id, 615, math)).status_code == 204
+            # The config's answers, from the command line.
+            never = client.post(
+                url, json=beat(str(uuid.uuid4()), 0, {"subject": "Science", "grade": 7})
+            )
+            assert never.json()["error"]["code"] == "MISSING_SYNCED_COURSE_ID"
+            unknown = client.post(
+                url, json=beat(str(uuid.uuid4()), 0, {"subject": "Math", "grade": 4})
+            )
+            assert unknown.json()["error"]["code"] == "UNKNOWN_COURSE"
+            nobody = client.post(
+                url, json=beat(run_id, 45, math), headers={"Authorization": "Bearer x"}
+            )
+            assert nobody.status_code == 401
+        status, out, err = stop(process, signal.SIGTERM)
+    assert status == 1, out + err
+    assert "1 problem(s) seen" in out
+    assert f"- heartbeat-after-completion on run {run_id} (2 window(s))" in out
+    assert "fix: Start a new activity" in out
+    assert "  student ada@example.edu\n" in announced
+    assert SECRET not in announced + out + err
+    assert "Traceback" not in err
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigint_after_a_clean_run_exits_0(tmp_path: Path) -> None:
+    production = ("--fail-on-problems", "--environment", "production")
+    with emulator_process(tmp_path, *production) as (process, origin, announced):
+        with httpx.Client(base_url=origin, timeout=10) as client:
+            url, auth = "/api/timeback/activity/heartbeat", {"Authorization": f"Bearer {SECRET}"}
+            run_id = str(uuid.uuid4())
+            reading = {"subject": "Reading", "grade": 5}  # synced for production only
+            for start in (0, 15):
+                answer = client.post(url, json=beat(run_id, start, reading), headers=auth)
+                assert answer.status_code == 204
+            staging_only = client.post(
+                url, json=beat(str(uuid.uuid4()), 0, {"subject": "Math", "grade": 3}), headers=auth
+            )
+            assert staging_only.status_code == 503
+            assert "missing a course ID for production" in staging_only.json()["error"]["message"]
+        time.sleep(0.1)  # uvicorn has installed its handlers: it served requests
+        status, out, err = stop(process, signal.SIGINT)
+    assert status == 0, out + err
+    assert "courses: 3 configured, 1 synced for production" in announced
+    assert "no problems seen" in out
+    assert "Traceback" not in err
