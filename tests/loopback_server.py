@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from timeback_client.emulator._serve import ClosingServer
+
 MOUNT = "/api/timeback"
 
 
@@ -29,8 +31,15 @@ class LoopbackBackend:
         app = Starlette(
             routes=[Route(MOUNT + "/activity/heartbeat", self._heartbeat, methods=["POST"])]
         )
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = ClosingServer(config)
         self._thread = threading.Thread(target=self._server.run, name="loopback backend")
         self.base_url = ""
 

@@ -19,6 +19,8 @@ import trustme
 import uvicorn
 from starlette.types import ASGIApp
 
+from timeback_client.emulator._serve import ClosingServer
+
 LOOPBACK = "127.0.0.1"
 _LOOPBACK_HOSTS = frozenset({LOOPBACK, "localhost"})
 
@@ -70,7 +72,7 @@ def serve_tls_uvicorn(app: ASGIApp, tls: TlsFiles, *, mount: str) -> Iterator[st
         access_log=False,
         timeout_graceful_shutdown=1,
     )
-    server = uvicorn.Server(config)
+    server = ClosingServer(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="tls emulator", daemon=True
     )

@@ -114,3 +114,31 @@ def test_serve_prints_the_url_and_serves_until_stopped() -> None:
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_a_connection_still_open_when_serving_ends_is_closed_not_left_to_the_collector(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn asks each connection it knows of to close when it stops; one accepted in the
+    instant it stops (a client's request racing the shutdown) is not among them, and after
+    the graceful timeout uvicorn left it open as its loop ended: a socket for the garbage
+    collector, and a ResourceWarning in whatever test ran next. Skipping uvicorn's request
+    to close stands in for that race."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    with emulator.serve_in_thread() as base_url:
+        url = httpx.URL(base_url)
+        assert url.port is not None
+        client = socket.create_connection(("127.0.0.1", url.port))
+        client.sendall(b"GET /_emulator/runs HTTP/1.1\r\nHost: emulator\r\n\r\n")
+        client.settimeout(5)
+        assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        monkeypatch.setattr(H11Protocol, "shutdown", lambda self: None)
+    try:
+        # The server closed its end before serving ended: the client reads the end of the
+        # stream at once instead of waiting.
+        readable, _, _ = select.select([client], [], [], 0)
+        assert readable, "the server's end of the connection is still open"
+        assert client.recv(4096) == b""
+    finally:
+        client.close()

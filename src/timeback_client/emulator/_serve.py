@@ -6,6 +6,7 @@ port, for ``port=0``) is known at once and there is no window in which the port 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -34,6 +35,26 @@ def _quiet_injected_drops() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(existing, _QuietDrops) for existing in logger.filters):
         logger.addFilter(_QuietDrops())
+
+
+class ClosingServer(uvicorn.Server):
+    """A uvicorn server that closes every connection before its loop ends.
+
+    uvicorn asks the connections it knows of to close, waits up to
+    ``timeout_graceful_shutdown`` for them, then returns with any still open: one accepted
+    in the instant it stopped, which it never asked, stays open until its loop is gone.
+    Its socket then waits for the garbage collector (a ``ResourceWarning`` wherever that
+    happens to run) and its client for a timeout instead of the end of the stream.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+        # The transports close in the loop's next turn: give it one.
+        await asyncio.sleep(0)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -67,7 +88,7 @@ def _server(app: ASGIApp, host: str, port: int, *, foreground: bool) -> uvicorn.
         access_log=foreground,
         timeout_graceful_shutdown=1,
     )
-    server = uvicorn.Server(config)
+    server = ClosingServer(config)
     # After the Config: it (re)configures uvicorn's loggers.
     _quiet_injected_drops()
     return server
