@@ -66,7 +66,7 @@ from .._delivery_errors import (
 from .._errors import ValidationError
 from .._sync import Activity
 from .._wire import short_reason
-from ._presence import DEFAULT_TOUCH_INTERVAL, Presence
+from ._presence import DEFAULT_TOUCH_INTERVAL, Presence, PresenceTracker
 
 __all__ = ["JupyterTracker", "track"]
 
@@ -104,7 +104,7 @@ class _Badge(anywidget.AnyWidget):
 _trackers: weakref.WeakKeyDictionary[AsyncActivity, JupyterTracker] = weakref.WeakKeyDictionary()
 
 
-class JupyterTracker:
+class JupyterTracker(PresenceTracker):
     """The badge `track` showed, and what it does for the activity.
 
     `stop()` lets go; so does the activity's end.
@@ -138,11 +138,6 @@ class JupyterTracker:
         self._refresh()
         if not self._presence.check_ended():  # else it has stopped already
             self._poll_job = loop.call_later(poll_interval, self._poll)
-
-    @property
-    def active(self) -> bool:
-        """Whether the tracker still follows the activity."""
-        return not self._stopped
 
     @property
     def touch_interval(self) -> float:
