@@ -15,8 +15,6 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 pygame = pytest.importorskip("pygame", reason="pygame is not installed (extra 'pygame')")
 
@@ -29,7 +27,11 @@ COURSE = {"subject": "Math", "grade": 3}
 
 
 @pytest.fixture
-def screen() -> Iterator[Any]:
+def screen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    # SDL's dummy video driver: a real display and event queue, no window on any screen.
+    # Set only while pygame opens it (SDL reads it then), for the other SDL users of
+    # the process (Kivy's tests open a real X window).
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     pygame.display.init()
     pygame.font.init()
     surface = pygame.display.set_mode((640, 400))

@@ -11,6 +11,8 @@ never breaks another:
 - `timeback_client.integrations.pygame`: ``track(activity)``, then
   ``tracker.process_event(event)`` in the game's loop, for pygame and pygame-ce
   (``pip install 'timeback-client[pygame]'``).
+- `timeback_client.integrations.kivy`: ``track(activity)`` for Kivy apps (window and
+  app) on touch screens and kiosks (``pip install 'timeback-client[kivy]'``).
 - `timeback_client.integrations.textual`: ``track(activity, app)`` for Textual apps in
   the terminal (``pip install 'timeback-client[textual]'``).
 
