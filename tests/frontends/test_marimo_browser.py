@@ -2,7 +2,8 @@
 
 marimo runs the Jupyter integration's badge (an anywidget widget) itself. A student
 opens the lesson, types an answer for longer than ``idle_timeout`` (input counts, so no
-idle pause), switches to another tab for a while, comes back, and presses "Finish
+idle pause), switches to another tab for a while, comes back, waits until the lesson
+pauses itself for idleness, types again (which ends the idle pause), and presses "Finish
 lesson". The backend (the emulator in the notebook's kernel) must count the typing as
 active and the hidden time as paused, the pause starting within 50 ms of the instant the
 page saw itself hidden, and ending within 50 ms of the instant it saw itself shown again.
@@ -94,7 +95,7 @@ def _ms(instant: str) -> float:
 
 
 @pytest.mark.e2e
-def test_marimo_typing_counts_as_active_and_a_hidden_tab_as_paused(
+def test_marimo_typing_counts_a_hidden_tab_pauses_and_a_key_ends_an_idle_pause(
     tmp_path: Path, artifacts: Path
 ) -> None:
     workdir, scratch = tmp_path / "lesson", tmp_path / "scratch"
@@ -129,6 +130,12 @@ def test_marimo_typing_counts_as_active_and_a_hidden_tab_as_paused(
         assert page.evaluate("document.visibilityState") == "visible"
         page.wait_for(f"{BADGE_TEXT}.includes('Tracking')", timeout=5)
 
+        # Away from the keyboard: idle_timeout pauses; a key press ends the idle pause.
+        page.wait_for(f"{BADGE_TEXT}.includes('Paused: idle')", timeout=IDLE_TIMEOUT + 10)
+        click_deep(page, ANSWER)
+        page.keys(" ")
+        page.wait_for(f"{BADGE_TEXT}.includes('Tracking')", timeout=5)
+
         click_deep(page, FINISH)
         record = workdir / "run.json"
         deadline = time.monotonic() + 30
@@ -145,10 +152,14 @@ def test_marimo_typing_counts_as_active_and_a_hidden_tab_as_paused(
     (artifacts / "marimo-run.json").write_text(json.dumps({"seen": seen, "run": run}))
     assert hidden_at / 1000 - opened > IDLE_TIMEOUT  # typed for longer than idle_timeout
     paused = [w for w in windows if w["pausedMs"] > 0]
-    assert len(paused) == 1, windows  # the hidden tab, and no idle pause while typing
+    # The hidden tab (no idle pause while typing before it), then the idle pause.
+    assert len(paused) == 2, windows
     started = _ms(paused[0]["startedAt"])
     assert 0 <= started - hidden_at <= TOLERANCE_MS, (started, hidden_at)
     resumed = started + paused[0]["pausedMs"]
     assert 0 <= resumed - shown_at <= TOLERANCE_MS, (resumed, shown_at)
+    idle = paused[1]  # from idle_timeout after the last input to the key that ended it
+    assert idle["pausedMs"] > 0
+    assert _ms(idle["startedAt"]) >= resumed
     span = _ms(windows[-1]["endedAt"]) - _ms(windows[0]["startedAt"])
     assert run["activeMs"] == pytest.approx(span - run["inactiveMs"], abs=2)
