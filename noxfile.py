@@ -26,7 +26,7 @@ import nox
 # 3.14 runs on GitHub Actions (ci.yml); a machine without it skips its session, saying so.
 PYTHONS = ["3.11", "3.12", "3.13", "3.14"]
 # The package with every extra, and the tools its tests and linters use.
-EVERYTHING = (".[emulator,qt,jupyter,locust]", "--group", "dev")
+EVERYTHING = (".[emulator,qt,jupyter,locust,pygame,textual,kivy,marimo]", "--group", "dev")
 
 nox.needs_version = ">=2025.10.14"
 nox.options.default_venv_backend = "uv"

@@ -16,9 +16,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q --group nox
 .venv/bin/uv pip install -q --python .venv/bin/python \
-    -e ".[emulator,qt,jupyter,locust]" --group dev --group nox --group check
+    -e ".[emulator,qt,jupyter,locust,pygame,textual,kivy,marimo]" --group dev --group nox --group check
 
-# A real X server for the Tk kiosk tests (Debian's xvfb, xdotool, and imagemagick for its
+# A real X server for the Tk kiosk and Kivy tests (Debian's xvfb, xdotool, and imagemagick for its
 # screenshot), Debian's chromium and its chromedriver for the notebook badge's browser
 # test, and shellcheck for the workflow's scripts, when we may install them.
 missing=()

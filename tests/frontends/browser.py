@@ -179,6 +179,54 @@ def jupyter_server(front_end: str, root: Path, scratch: Path) -> Iterator[str]:
         log.close()
 
 
+@contextmanager
+def marimo_server(notebook: Path, scratch: Path) -> Iterator[str]:
+    """``marimo run`` serving one notebook as an app on loopback; yields its address.
+
+    Each page that opens it gets a kernel of its own that runs the notebook. marimo's
+    settings go to ``scratch``, and it never looks for updates. The kernel inherits this
+    process's environment (and so ``PYTHONPATH``).
+    """
+    port = _free_port()
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(scratch / "config"),
+        "XDG_STATE_HOME": str(scratch / "state"),
+        "XDG_CACHE_HOME": str(scratch / "cache"),
+        "MARIMO_SKIP_UPDATE_CHECK": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "marimo",
+        "-y",
+        "run",
+        str(notebook),
+        "--headless",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--no-token",
+        "--no-sandbox",
+    ]
+    log_path = scratch / "marimo.log"
+    log = log_path.open("wb")
+    server = subprocess.Popen(
+        command, env=env, cwd=notebook.parent, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        _wait_for(base, time.monotonic() + 60, "marimo", server, log_path)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
 class Page:
     """The lesson's tab of Chromium, driven by Selenium, and a second tab behind it."""
 

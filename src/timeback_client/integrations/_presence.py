@@ -1,7 +1,8 @@
 """Presence: what the toolkits observe (input, focus, visibility) turned into activity calls.
 
-Toolkit-neutral and synchronous; the `tk`, `qt` and `jupyter` modules feed it from their
-event handlers on the GUI (or kernel) thread. Every activity call it makes returns at once (the sync
+Toolkit-neutral and synchronous; the `tk`, `qt`, `jupyter`, `pygame`, `kivy` and `textual`
+modules feed it from their event handlers on the GUI (or kernel, or event loop) thread, and
+their trackers share `PresenceTracker`. Every activity call it makes returns at once (the sync
 facade only hands it to the SDK's own thread), so the GUI thread never waits on the network.
 """
 
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["DEFAULT_TOUCH_INTERVAL", "SETTLE_DELAY_MS", "Presence", "Tracked"]
+__all__ = ["DEFAULT_TOUCH_INTERVAL", "SETTLE_DELAY_MS", "Presence", "PresenceTracker", "Tracked"]
 
 # A mouse move storm delivers hundreds of events a second; the idle timer is measured in
 # seconds, so one touch per quarter second loses nothing and costs almost nothing.
@@ -140,3 +141,24 @@ class Presence:
         if not self.ended:
             self.ended = True
             self._on_ended()
+
+
+class PresenceTracker:
+    """What every toolkit's tracker shares: its `Presence` and whether it has stopped.
+
+    A tracker sets ``_presence`` and ``_stopped`` in its ``__init__`` and ``_stopped``
+    again in its ``stop()``.
+    """
+
+    _presence: Presence
+    _stopped: bool
+
+    @property
+    def active(self) -> bool:
+        """Whether the tracker still follows the toolkit (False once stopped or ended)."""
+        return not self._stopped
+
+    @property
+    def in_foreground(self) -> bool:
+        """Whether the app had the focus and its window was shown, at the last event."""
+        return self._presence.in_foreground

@@ -31,14 +31,17 @@ Running a cell is input too (the key press or click that runs it). Without a pag
 notebook run by ``nbconvert`` or ``nbclient``) nothing reports, and only
 ``idle_timeout`` applies.
 
-It works with the blocking `Timeback` and with `AsyncTimeback`, in JupyterLab and
-Notebook 7. Every call it makes returns at once: the kernel never waits on the network.
-Messages from the page reach the kernel between cells, as every widget's do.
+It works with the blocking `Timeback` and with `AsyncTimeback`, in JupyterLab,
+Notebook 7 and marimo (which runs anywidget widgets itself: there ``track`` shows the
+badge with ``marimo.output.append``, and a cell whose value is the tracker shows it too).
+Every call it makes returns at once: the kernel never waits on the network. Messages from
+the page reach the kernel between cells, as every widget's do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -66,7 +69,7 @@ from .._delivery_errors import (
 from .._errors import ValidationError
 from .._sync import Activity
 from .._wire import short_reason
-from ._presence import DEFAULT_TOUCH_INTERVAL, Presence
+from ._presence import DEFAULT_TOUCH_INTERVAL, Presence, PresenceTracker
 
 __all__ = ["JupyterTracker", "track"]
 
@@ -104,7 +107,7 @@ class _Badge(anywidget.AnyWidget):
 _trackers: weakref.WeakKeyDictionary[AsyncActivity, JupyterTracker] = weakref.WeakKeyDictionary()
 
 
-class JupyterTracker:
+class JupyterTracker(PresenceTracker):
     """The badge `track` showed, and what it does for the activity.
 
     `stop()` lets go; so does the activity's end.
@@ -140,11 +143,6 @@ class JupyterTracker:
             self._poll_job = loop.call_later(poll_interval, self._poll)
 
     @property
-    def active(self) -> bool:
-        """Whether the tracker still follows the activity."""
-        return not self._stopped
-
-    @property
     def touch_interval(self) -> float:
         """The least time between two ``touch()`` calls from the page, in seconds."""
         return self.widget.touch_interval_ms / 1000  # type: ignore[no-any-return]
@@ -163,10 +161,19 @@ class JupyterTracker:
     def show(self) -> None:
         """Display the badge in the current cell's output; an earlier one steps aside."""
         self.widget.generation += 1
-        display(self.widget)  # type: ignore[no-untyped-call]
+        marimo = _running_marimo()
+        if marimo is not None:
+            marimo.output.append(self.widget)
+        else:
+            display(self.widget)  # type: ignore[no-untyped-call]
 
     def _ipython_display_(self) -> None:
         self.show()
+
+    def _display_(self) -> Any:
+        """marimo's display hook: the tracker as a cell's value shows its badge there."""
+        self.widget.generation += 1
+        return self.widget
 
     def stop(self) -> None:
         """Stop following the activity: the page stops listening, and the badge shows its
@@ -311,6 +318,17 @@ def track(
     if show:
         tracker.show()
     return tracker
+
+
+def _running_marimo() -> Any:
+    """The ``marimo`` module when a marimo notebook runs this code, else None."""
+    marimo = sys.modules.get("marimo")
+    if marimo is None:  # never imported: not in marimo (and no import cost here)
+        return None
+    try:
+        return marimo if marimo.running_in_notebook() else None
+    except Exception:  # an old or odd marimo: take the IPython path
+        return None
 
 
 def _positive_poll_interval(seconds: float) -> float:

@@ -47,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without PyS
     ) from exc
 
 from .._sync import Activity
-from ._presence import DEFAULT_TOUCH_INTERVAL, SETTLE_DELAY_MS, Presence
+from ._presence import DEFAULT_TOUCH_INTERVAL, SETTLE_DELAY_MS, Presence, PresenceTracker
 
 __all__ = ["QtTracker", "track"]
 
@@ -69,7 +69,7 @@ _VISIBILITY_EVENTS: Final = frozenset(
 )
 
 
-class QtTracker(QObject):
+class QtTracker(QObject, PresenceTracker):
     """The event filter `track` installed. `stop()` removes it; so does the activity's end.
 
     Owned by the application object, so it lives on without a reference from the caller.
@@ -120,16 +120,6 @@ class QtTracker(QObject):
         if self.window is not None:
             self.window.destroyed.connect(self._on_gone)
         self._poll_timer.start()
-
-    @property
-    def active(self) -> bool:
-        """Whether the event filter is still installed."""
-        return not self._stopped
-
-    @property
-    def in_foreground(self) -> bool:
-        """Whether the app was active and the window shown, when last looked at."""
-        return self._presence.in_foreground
 
     def stop(self) -> None:
         """Remove the event filter, connections and timers. Idempotent; the activity is

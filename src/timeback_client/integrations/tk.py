@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Final
 
 from .._sync import Activity
-from ._presence import DEFAULT_TOUCH_INTERVAL, SETTLE_DELAY_MS, Presence
+from ._presence import DEFAULT_TOUCH_INTERVAL, SETTLE_DELAY_MS, Presence, PresenceTracker
 
 __all__ = ["TkTracker", "track"]
 
@@ -46,7 +46,7 @@ __all__ = ["TkTracker", "track"]
 INPUT_SEQUENCES: Final = ("<KeyPress>", "<ButtonPress>", "<MouseWheel>", "<Motion>")
 
 
-class TkTracker:
+class TkTracker(PresenceTracker):
     """The bindings `track` made. `stop()` removes them; so does the activity's end.
 
     Attributes:
@@ -82,16 +82,6 @@ class TkTracker:
         self._bind("<Unmap>", self._on_unmap)
         self._bind("<Destroy>", self._on_destroy)
         self._poll_job = self.widget.after(self._poll_ms, self._poll)
-
-    @property
-    def active(self) -> bool:
-        """Whether the bindings are still in place."""
-        return not self._stopped
-
-    @property
-    def in_foreground(self) -> bool:
-        """Whether the app had the focus and the window was shown, at the last event."""
-        return self._presence.in_foreground
 
     def stop(self) -> None:
         """Remove every binding and timer. Idempotent; the activity is left as it is."""

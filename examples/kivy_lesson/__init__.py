@@ -1,0 +1,1 @@
+"""A touch lesson in Kivy, tracked with ``timeback_client.integrations.kivy``."""

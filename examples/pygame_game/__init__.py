@@ -1,0 +1,1 @@
+"""A small fractions game in pygame, tracked with ``timeback_client.integrations.pygame``."""
