@@ -18,14 +18,16 @@ fi
 .venv/bin/uv pip install -q --python .venv/bin/python \
     -e ".[emulator,qt,jupyter,locust,pygame,textual,kivy,marimo]" --group dev --group nox --group check
 
-# A real X server for the Tk kiosk and Kivy tests (Debian's xvfb, xdotool, and imagemagick for its
-# screenshot), Debian's chromium and its chromedriver for the notebook badge's browser
-# test, and shellcheck for the workflow's scripts, when we may install them.
+# A real X server for the Tk kiosk and Kivy tests (Debian's xvfb, xdotool, and imagemagick
+# for a screenshot), Debian's chromium and its chromedriver for the browser tests (the
+# notebook badge, marimo, the emulator's page), and shellcheck for the workflow's scripts, when we may install them.
 missing=()
 for tool in Xvfb:xvfb xdotool:xdotool import:imagemagick chromium:chromium \
     chromedriver:chromium-driver shellcheck:shellcheck; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
+# Kivy draws with OpenGL: on Xvfb, Mesa's software renderer.
+compgen -G "/usr/lib/*/dri/swrast_dri.so" >/dev/null || missing+=(libgl1-mesa-dri)
 if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         "${missing[@]}" >/dev/null
