@@ -179,9 +179,12 @@ def test_interpreter_exit_without_close_flushes_within_the_deadline(tmp_path: Pa
             assert 0 <= delivered - reading["elapsed_ms"] <= took * 1000
         measured = {run["run_id"]: emulator.run(run["run_id"]).active_ms for run in runs}
         delivery = check_delivery(emulator, measured, wire=wire)
-    # Interpreter start-up is before the reading; teardown after the flush is short.
-    assert exit_s[1] < flush_timeout + 1.0, exit_s
-    assert exit_s[0] < flush_timeout + 1.0, exit_s
+    # Interpreter start-up is before the reading; teardown after the flush is short. The
+    # bound is loose on purpose (a loaded machine stretches a process's exit by seconds):
+    # what it tells apart is an exit that keeps flush_timeout from one that waits for the
+    # unreachable backend, which never comes.
+    assert exit_s[1] < flush_timeout + 5.0, exit_s
+    assert exit_s[0] < flush_timeout + 5.0, exit_s
     TALLY.add(delivery, exit_without_close=2, backend_unreachable_at_exit=1)
     print(f"\nexit without close: exits took {[round(s, 3) for s in exit_s]} s")
 
