@@ -171,15 +171,24 @@ def test_from_the_ini_option(timeback, timeback_emulator, advance):
 @pytest.mark.parametrize("timeback_emulator", [{CONFIG}], indirect=True)
 def test_from_the_fixture_parameter(timeback, timeback_emulator, advance):
     assert [c.code for c in timeback_emulator.courses] == ["ONLY"]
+
+
+@pytest.mark.parametrize("timeback_emulator", ["backend/only.json"], indirect=True)
+def test_from_a_path_relative_to_the_ini_file(timeback_emulator):
+    assert [c.code for c in timeback_emulator.courses] == ["ONLY"]
 """
 
 
 def test_the_pytest_plugin_takes_the_config_from_an_ini_option_or_a_parameter(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both paths are relative to the ini file: run from another directory, the suite
+    still finds them."""
     (pytester.path / "timeback.config.json").write_text(json.dumps(CONFIG), encoding="utf-8")
     pytester.makeini("[pytest]\ntimeback_config = timeback.config.json\n")
     only = {"sensor": "https://s.example", "courses": [{"courseCode": "ONLY"}]}
+    (pytester.mkdir("backend") / "only.json").write_text(json.dumps(only), encoding="utf-8")
     pytester.makepyfile(test_app=textwrap.dedent(PLUGIN_TEST).replace("{CONFIG}", repr(only)))
-    result = pytester.runpytest_inprocess("-p", "no:randomly")
-    result.assert_outcomes(passed=2)
+    monkeypatch.chdir(pytester.mkdir("elsewhere"))
+    result = pytester.runpytest_inprocess("-p", "no:randomly", str(pytester.path))
+    result.assert_outcomes(passed=3)
