@@ -52,7 +52,8 @@ def test_a_students_file_takes_token_email_lines_comments_and_blanks(tmp_path: P
     [
         (SECRET, "no '='"),
         (f"{SECRET}=", "no email"),
-        (f"{SECRET}=not-an-email", "no email"),
+        (f"{SECRET}=not-an-email", "no email after the last '=': what follows it has no '@'"),
+        (f"{SECRET}=ada@example.edu # Ada", "a # comment takes a line of its own"),
         ("=ada@example.edu", "no token"),
         (f"{SECRET} more=ada@example.edu", "a space"),
         ("tok-first=bob@example.edu", "repeats the token of line 2"),

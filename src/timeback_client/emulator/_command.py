@@ -154,8 +154,15 @@ def _split_student(text: str) -> tuple[str, str] | str:
         return "is not TOKEN=EMAIL (no '=')"
     if not token:
         return "has no token before '='"
-    if not email or "@" not in email or any(c.isspace() for c in email):
+    if not email:
         return "has no email after the last '='"
+    if "@" not in email:
+        return "has no email after the last '=': what follows it has no '@'"
+    if any(c.isspace() for c in email):
+        return (
+            "has no email after the last '=': what follows it holds a space "
+            "(a # comment takes a line of its own)"
+        )
     if any(char.isspace() or not char.isprintable() for char in token):
         return "holds a token with a space or an unprintable character, which no token has"
     return token, email
