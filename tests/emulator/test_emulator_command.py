@@ -7,6 +7,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -240,3 +241,15 @@ def test_sigint_after_a_clean_run_exits_0(tmp_path: Path) -> None:
     assert "courses: 3 configured, 1 synced for production" in announced
     assert "no problems seen" in out
     assert "Traceback" not in err
+
+
+def test_a_port_in_use_says_so_and_how_to_pick_another(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        status = main(["emulator", "--port", str(port)])
+    assert status == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"127.0.0.1:{port} is already in use" in last
+    assert "--port" in last

@@ -6,6 +6,7 @@ Above the facade it runs: `_serve` only knows how to put an ASGI app on a socket
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -321,6 +322,18 @@ def _all_students(args: argparse.Namespace) -> dict[str, str] | str | None:
     return given or None
 
 
+def _bind_failure(exc: OSError, host: str, port: int) -> str:
+    """What went wrong and the fix, for an address the server cannot listen on."""
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{host}:{port} is already in use ({exc.strerror}). Stop what listens there "
+            "(another emulator?), or pass another --port."
+        )
+    if exc.errno in (errno.EACCES, errno.EADDRNOTAVAIL):
+        return f"cannot listen on {host}:{port} ({exc.strerror}). Pass another --host or --port."
+    return str(exc)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Serve with options parsed by a parser set up with ``add_cli_arguments``.
 
@@ -347,7 +360,9 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"timeback-client emulator: error: argument --config: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"timeback-client emulator: {exc}", file=sys.stderr)
+        print(
+            f"timeback-client emulator: {_bind_failure(exc, args.host, args.port)}", file=sys.stderr
+        )
         return 1
     except KeyboardInterrupt:
         return 0
