@@ -117,10 +117,12 @@ async def test_a_sensor_comes_from_a_launch_url_when_none_is_set() -> None:
         ({"courses": [{"subject": "Art", "courseCode": "A"}]}, "courses[0].subject"),
         ({"courses": [MATH_3]}, "no effective sensor"),
         ({"courses": []}, "config: courses"),
+        ([MATH_3], "config=: a list is neither a path nor the config's JSON"),
+        (5, "config=: a int is neither"),
     ],
 )
 def test_a_config_the_vendor_would_not_start_with_is_refused_naming_the_field(
-    config: dict[str, Any], named: str
+    config: Any, named: str
 ) -> None:
     with pytest.raises(ValidationError) as caught:
         Emulator(config=config)
