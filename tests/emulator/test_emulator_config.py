@@ -117,6 +117,8 @@ async def test_a_sensor_comes_from_a_launch_url_when_none_is_set() -> None:
         ({"courses": [{"subject": "Art", "courseCode": "A"}]}, "courses[0].subject"),
         ({"courses": [MATH_3]}, "no effective sensor"),
         ({"courses": []}, "config: courses"),
+        ({"courses": [MATH_3 | {"ids": "m3"}]}, "courses[0].ids: is a str, not an object"),
+        ({"courses": [MATH_3 | {"ids": {"staging": 3}}]}, "courses[0].ids.staging: 3 is not text"),
         ([MATH_3], "config=: a list is neither a path nor the config's JSON"),
         (5, "config=: a int is neither"),
     ],
