@@ -161,7 +161,8 @@ def heartbeat(
 def test_long_names_short_gaps_and_paused_only_windows_stay_readable(tmp_path: Path) -> None:
     """What a client may send, drawn without breaking the page: an activity id as long as
     a sentence keeps every column of the runs in view, a 40 ms gap reads as 40 ms (not
-    "0.0 s"), and a paused-only window's minute of pause fits its column."""
+    "0.0 s"), a paused-only window's minute of pause fits its column, and behind a list
+    of many runs the picked run is still in view."""
     long_id = "a-lesson-identifier-as-long-as-a-sentence-" * 4
     named, paused = str(uuid.uuid4()), str(uuid.uuid4())
     with (
@@ -174,6 +175,11 @@ def test_long_names_short_gaps_and_paused_only_windows_stay_readable(tmp_path: P
             heartbeat(named, "10:00:00.000", "10:00:15.000", 15000, 0, id=long_id),
             heartbeat(paused, "10:00:00.000", "10:00:15.000", 15000, 0, course={"code": "CS-101"}),
             heartbeat(paused, "10:00:15.040", "10:01:15.040", 0, 60000, course={"code": "CS-101"}),
+        ]
+        # Many runs: the list scrolls in its own box, and the picked run stays in view.
+        sent += [
+            heartbeat(str(uuid.uuid4()), "09:00:00.000", "09:00:15.000", 15000, 0)
+            for _ in range(60)
         ]
         for body in sent:
             assert http.post(f"{base_url}/activity/heartbeat", json=body).status_code == 204
@@ -189,5 +195,7 @@ def test_long_names_short_gaps_and_paused_only_windows_stay_readable(tmp_path: P
         assert "1 min 00 s paused" in page.evaluate(
             "document.querySelector('#windows li[data-seq=\"3\"]').textContent"
         )
+        in_view = "document.getElementById('run-facts').getBoundingClientRect().top < innerHeight"
+        assert page.evaluate(in_view)
         facts = page.evaluate("document.getElementById('run-facts').innerText")
         assert "course\nCS-101" in facts
