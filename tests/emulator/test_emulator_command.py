@@ -253,3 +253,18 @@ def test_a_port_in_use_says_so_and_how_to_pick_another(capsys: pytest.CaptureFix
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"127.0.0.1:{port} is already in use" in last
     assert "--port" in last
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--db", "/nonexistent-dir/events.db"], "argument --db: /nonexistent-dir/events.db"),
+        # An IPv6 literal: refused for an IPv4 socket without asking DNS.
+        (["--host", "::1"], "argument --host: '::1' is no address"),
+    ],
+)
+def test_a_db_or_host_it_cannot_use_is_named(
+    capsys: pytest.CaptureFixture[str], option: list[str], said: str
+) -> None:
+    assert main(["emulator", "--port", "0", *option]) == 1
+    assert said in capsys.readouterr().err.strip().splitlines()[-1]

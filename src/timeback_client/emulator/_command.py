@@ -9,6 +9,7 @@ import argparse
 import errno
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -322,8 +323,18 @@ def _all_students(args: argparse.Namespace) -> dict[str, str] | str | None:
     return given or None
 
 
-def _bind_failure(exc: OSError, host: str, port: int) -> str:
-    """What went wrong and the fix, for an address the server cannot listen on."""
+def _start_failure(exc: OSError, args: argparse.Namespace) -> str:
+    """What went wrong and the fix, for a ``--db`` or an address the server cannot use."""
+    host, port = args.host, args.port
+    if args.db is not None and exc.filename == os.fspath(args.db):
+        return f"argument --db: {exc.filename}: cannot be opened ({exc.strerror}). " + (
+            "Pass a file in a directory that exists and that this user may write to."
+        )
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"argument --host: {host!r} is no address of this machine ({exc.strerror}). "
+            "Pass e.g. 127.0.0.1, or 0.0.0.0 for every interface."
+        )
     if exc.errno == errno.EADDRINUSE:
         return (
             f"{host}:{port} is already in use ({exc.strerror}). Stop what listens there "
@@ -338,8 +349,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Serve with options parsed by a parser set up with ``add_cli_arguments``.
 
     Returns:
-        The process exit status: 2 for input the command refuses, 1 for a port that
-        cannot be bound or (with ``--fail-on-problems``) problems seen, else 0.
+        The process exit status: 2 for input the command refuses, 1 for a port, host or
+        ``--db`` it cannot use or (with ``--fail-on-problems``) problems seen, else 0.
     """
     students = _all_students(args)
     if isinstance(students, str):
@@ -360,9 +371,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"timeback-client emulator: error: argument --config: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(
-            f"timeback-client emulator: {_bind_failure(exc, args.host, args.port)}", file=sys.stderr
-        )
+        print(f"timeback-client emulator: {_start_failure(exc, args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
