@@ -28,8 +28,9 @@ Fixtures:
     - ``timeback_emulator``: an `Emulator` (needs the ``emulator`` extra) whose own "now"
       follows the virtual clock, with one student, `STUDENT_TOKEN` -> `STUDENT_EMAIL`.
       It answers with the backend's own ``timeback.config.json`` when one is given: for
-      every test by the ini option ``timeback_config`` (a path relative to the ini file),
-      or for some by the fixture's parameter (a path or the config's JSON as a dict)::
+      every test by the ini option ``timeback_config``, or for some by the fixture's
+      parameter (a path or the config's JSON as a dict); a relative path is relative to
+      the ini file (else the rootdir), whatever directory pytest runs in::
 
           @pytest.mark.parametrize("timeback_emulator", ["timeback.config.json"], indirect=True)
           def test_an_unsynced_course_is_held(timeback, timeback_emulator): ...
@@ -99,19 +100,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _emulator_config(
     request: pytest.FixtureRequest,
 ) -> str | os.PathLike[str] | Mapping[str, Any] | None:
-    """The fixture's parameter, else the ini option (relative to the ini file), else None."""
+    """The fixture's parameter, else the ini option, else None. A relative path, in
+    either, is relative to the ini file (else the rootdir), so that the suite finds the
+    config whatever directory pytest is run from."""
+    base = request.config.inipath.parent if request.config.inipath else request.config.rootpath
     param = getattr(request, "param", None)
     if param is not None:
-        if not isinstance(param, (str, os.PathLike, Mapping)):
+        if isinstance(param, Mapping):
+            return param
+        if not isinstance(param, (str, os.PathLike)):
             raise TypeError(
                 "timeback_emulator's parameter is the backend's timeback.config.json: a path "
                 f"or its JSON as a dict, not {param!r}"
             )
-        return param
+        return Path(base, param)
     configured = str(request.config.getini(CONFIG_INI) or "")
     if not configured:
         return None
-    base = request.config.inipath.parent if request.config.inipath else request.config.rootpath
     return Path(base, configured)
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,7 +53,8 @@ def test_a_students_file_takes_token_email_lines_comments_and_blanks(tmp_path: P
     [
         (SECRET, "no '='"),
         (f"{SECRET}=", "no email"),
-        (f"{SECRET}=not-an-email", "no email"),
+        (f"{SECRET}=not-an-email", "no email after the last '=': what follows it has no '@'"),
+        (f"{SECRET}=ada@example.edu # Ada", "a # comment takes a line of its own"),
         ("=ada@example.edu", "no token"),
         (f"{SECRET} more=ada@example.edu", "a space"),
         ("tok-first=bob@example.edu", "repeats the token of line 2"),
@@ -239,3 +241,30 @@ def test_sigint_after_a_clean_run_exits_0(tmp_path: Path) -> None:
     assert "courses: 3 configured, 1 synced for production" in announced
     assert "no problems seen" in out
     assert "Traceback" not in err
+
+
+def test_a_port_in_use_says_so_and_how_to_pick_another(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        status = main(["emulator", "--port", str(port)])
+    assert status == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"127.0.0.1:{port} is already in use" in last
+    assert "--port" in last
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--db", "/nonexistent-dir/events.db"], "argument --db: /nonexistent-dir/events.db"),
+        # An IPv6 literal: refused for an IPv4 socket without asking DNS.
+        (["--host", "::1"], "argument --host: '::1' is no address"),
+    ],
+)
+def test_a_db_or_host_it_cannot_use_is_named(
+    capsys: pytest.CaptureFixture[str], option: list[str], said: str
+) -> None:
+    assert main(["emulator", "--port", "0", *option]) == 1
+    assert said in capsys.readouterr().err.strip().splitlines()[-1]

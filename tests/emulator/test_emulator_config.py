@@ -117,10 +117,14 @@ async def test_a_sensor_comes_from_a_launch_url_when_none_is_set() -> None:
         ({"courses": [{"subject": "Art", "courseCode": "A"}]}, "courses[0].subject"),
         ({"courses": [MATH_3]}, "no effective sensor"),
         ({"courses": []}, "config: courses"),
+        ({"courses": [MATH_3 | {"ids": "m3"}]}, "courses[0].ids: is a str, not an object"),
+        ({"courses": [MATH_3 | {"ids": {"staging": 3}}]}, "courses[0].ids.staging: 3 is not text"),
+        ([MATH_3], "config=: a list is neither a path nor the config's JSON"),
+        (5, "config=: a int is neither"),
     ],
 )
 def test_a_config_the_vendor_would_not_start_with_is_refused_naming_the_field(
-    config: dict[str, Any], named: str
+    config: Any, named: str
 ) -> None:
     with pytest.raises(ValidationError) as caught:
         Emulator(config=config)
@@ -171,15 +175,24 @@ def test_from_the_ini_option(timeback, timeback_emulator, advance):
 @pytest.mark.parametrize("timeback_emulator", [{CONFIG}], indirect=True)
 def test_from_the_fixture_parameter(timeback, timeback_emulator, advance):
     assert [c.code for c in timeback_emulator.courses] == ["ONLY"]
+
+
+@pytest.mark.parametrize("timeback_emulator", ["backend/only.json"], indirect=True)
+def test_from_a_path_relative_to_the_ini_file(timeback_emulator):
+    assert [c.code for c in timeback_emulator.courses] == ["ONLY"]
 """
 
 
 def test_the_pytest_plugin_takes_the_config_from_an_ini_option_or_a_parameter(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both paths are relative to the ini file: run from another directory, the suite
+    still finds them."""
     (pytester.path / "timeback.config.json").write_text(json.dumps(CONFIG), encoding="utf-8")
     pytester.makeini("[pytest]\ntimeback_config = timeback.config.json\n")
     only = {"sensor": "https://s.example", "courses": [{"courseCode": "ONLY"}]}
+    (pytester.mkdir("backend") / "only.json").write_text(json.dumps(only), encoding="utf-8")
     pytester.makepyfile(test_app=textwrap.dedent(PLUGIN_TEST).replace("{CONFIG}", repr(only)))
-    result = pytester.runpytest_inprocess("-p", "no:randomly")
-    result.assert_outcomes(passed=2)
+    monkeypatch.chdir(pytester.mkdir("elsewhere"))
+    result = pytester.runpytest_inprocess("-p", "no:randomly", str(pytester.path))
+    result.assert_outcomes(passed=3)

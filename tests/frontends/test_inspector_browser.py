@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 pytest.importorskip("selenium", reason="the browser test needs selenium (dev group)")
@@ -135,3 +138,64 @@ def test_heartbeats_appear_live_and_a_reused_run_shows_in_red(
         page.driver.set_window_size(1280, 1280)
         time.sleep(0.3)
         page.driver.save_screenshot(str(artifacts / "emulator-inspector.png"))
+
+
+def heartbeat(
+    run_id: str, start: str, end: str, elapsed_ms: int, paused_ms: int, **changes: Any
+) -> dict[str, Any]:
+    """A heartbeat body for 2026-11-25 at the given UTC times of day."""
+    return {
+        "id": "lesson-1",
+        "name": "Fractions",
+        "course": MATH_3,
+        "runId": run_id,
+        "startedAt": f"2026-11-25T{start}Z",
+        "endedAt": f"2026-11-25T{end}Z",
+        "elapsedMs": elapsed_ms,
+        "pausedMs": paused_ms,
+        **changes,
+    }
+
+
+@pytest.mark.e2e
+def test_long_names_short_gaps_and_paused_only_windows_stay_readable(tmp_path: Path) -> None:
+    """What a client may send, drawn without breaking the page: an activity id as long as
+    a sentence keeps every column of the runs in view, a 40 ms gap reads as 40 ms (not
+    "0.0 s"), a paused-only window's minute of pause fits its column, and behind a list
+    of many runs the picked run is still in view."""
+    long_id = "a-lesson-identifier-as-long-as-a-sentence-" * 4
+    named, paused = str(uuid.uuid4()), str(uuid.uuid4())
+    with (
+        Emulator(students={TOKEN: EMAIL}) as emulator,
+        emulator.serve_in_thread() as base_url,
+        httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+        chromium(tmp_path) as page,
+    ):
+        sent = [
+            heartbeat(named, "10:00:00.000", "10:00:15.000", 15000, 0, id=long_id),
+            heartbeat(paused, "10:00:00.000", "10:00:15.000", 15000, 0, course={"code": "CS-101"}),
+            heartbeat(paused, "10:00:15.040", "10:01:15.040", 0, 60000, course={"code": "CS-101"}),
+        ]
+        # Many runs: the list scrolls in its own box, and the picked run stays in view.
+        sent += [
+            heartbeat(str(uuid.uuid4()), "09:00:00.000", "09:00:15.000", 15000, 0)
+            for _ in range(60)
+        ]
+        for body in sent:
+            assert http.post(f"{base_url}/activity/heartbeat", json=body).status_code == 204
+        page.driver.get(f"{base_url.removesuffix(emulator.mount)}/_emulator/#run={paused}")
+        page.wait_for("document.querySelectorAll('#windows li[data-seq]').length === 2")
+        section = "document.getElementById('runs-section')"
+        assert page.evaluate(f"{section}.scrollWidth <= {section}.clientWidth")
+        assert page.evaluate(f"{run_row(named)}.children[2].title") == long_id
+        gap = "document.querySelector('#windows li.marker.gap').textContent"
+        assert page.evaluate(gap) == "gap of 40 ms"
+        cells = "[...document.querySelectorAll('#windows li[data-seq] > span')]"
+        assert page.evaluate(f"{cells}.every((cell) => cell.scrollWidth <= cell.clientWidth)")
+        assert "1 min 00 s paused" in page.evaluate(
+            "document.querySelector('#windows li[data-seq=\"3\"]').textContent"
+        )
+        in_view = "document.getElementById('run-facts').getBoundingClientRect().top < innerHeight"
+        assert page.evaluate(in_view)
+        facts = page.evaluate("document.getElementById('run-facts').innerText")
+        assert "course\nCS-101" in facts

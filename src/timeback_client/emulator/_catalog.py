@@ -271,6 +271,12 @@ def load_config(config: ConfigSource) -> BackendConfig:
         return config
     if isinstance(config, Mapping):
         return parse_backend_config(dict(config), source="config")
+    if not isinstance(config, str | os.PathLike):
+        raise ValidationError(
+            "config=",
+            f"a {type(config).__name__} is neither a path nor the config's JSON",
+            "Pass the path of the backend's timeback.config.json, or its JSON as a dict.",
+        )
     return read_backend_config(config)
 
 

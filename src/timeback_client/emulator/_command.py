@@ -6,8 +6,10 @@ Above the facade it runs: `_serve` only knows how to put an ASGI app on a socket
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -154,8 +156,15 @@ def _split_student(text: str) -> tuple[str, str] | str:
         return "is not TOKEN=EMAIL (no '=')"
     if not token:
         return "has no token before '='"
-    if not email or "@" not in email or any(c.isspace() for c in email):
+    if not email:
         return "has no email after the last '='"
+    if "@" not in email:
+        return "has no email after the last '=': what follows it has no '@'"
+    if any(c.isspace() for c in email):
+        return (
+            "has no email after the last '=': what follows it holds a space "
+            "(a # comment takes a line of its own)"
+        )
     if any(char.isspace() or not char.isprintable() for char in token):
         return "holds a token with a space or an unprintable character, which no token has"
     return token, email
@@ -314,12 +323,34 @@ def _all_students(args: argparse.Namespace) -> dict[str, str] | str | None:
     return given or None
 
 
+def _start_failure(exc: OSError, args: argparse.Namespace) -> str:
+    """What went wrong and the fix, for a ``--db`` or an address the server cannot use."""
+    host, port = args.host, args.port
+    if args.db is not None and exc.filename == os.fspath(args.db):
+        return f"argument --db: {exc.filename}: cannot be opened ({exc.strerror}). " + (
+            "Pass a file in a directory that exists and that this user may write to."
+        )
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"argument --host: {host!r} is no address of this machine ({exc.strerror}). "
+            "Pass e.g. 127.0.0.1, or 0.0.0.0 for every interface."
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{host}:{port} is already in use ({exc.strerror}). Stop what listens there "
+            "(another emulator?), or pass another --port."
+        )
+    if exc.errno in (errno.EACCES, errno.EADDRNOTAVAIL):
+        return f"cannot listen on {host}:{port} ({exc.strerror}). Pass another --host or --port."
+    return str(exc)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Serve with options parsed by a parser set up with ``add_cli_arguments``.
 
     Returns:
-        The process exit status: 2 for input the command refuses, 1 for a port that
-        cannot be bound or (with ``--fail-on-problems``) problems seen, else 0.
+        The process exit status: 2 for input the command refuses, 1 for a port, host or
+        ``--db`` it cannot use or (with ``--fail-on-problems``) problems seen, else 0.
     """
     students = _all_students(args)
     if isinstance(students, str):
@@ -340,7 +371,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"timeback-client emulator: error: argument --config: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"timeback-client emulator: {exc}", file=sys.stderr)
+        print(f"timeback-client emulator: {_start_failure(exc, args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

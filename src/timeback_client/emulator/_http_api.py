@@ -151,6 +151,32 @@ _CONFIG = {
     ],
 }
 
+#: A completion, as `record()` without `time` stores it: no window, so no start or totals.
+_COMPLETION = {
+    **_EVENT,
+    "seq": 2,
+    "kind": "completion",
+    "startedAt": None,
+    "endedAt": "2026-11-25T10:20:00.000Z",
+    "activeMs": None,
+    "inactiveMs": None,
+    "receivedAt": "2026-11-25T10:20:00.000Z",
+    "caliper": {"type": "ActivityEvent", "...": "the Caliper event as sent"},
+}
+#: The courses `_CONFIG` configures, as the course routes answer them.
+_CONFIG_COURSES = [
+    {**_COURSE, "productionId": None},
+    {
+        "subject": "Other",
+        "grade": None,
+        "code": "CS-101",
+        "stagingId": "course-cs-101",
+        "productionId": None,
+        "sensor": None,
+    },
+    {**_COURSE, "subject": "Science", "grade": 7, "stagingId": None, "productionId": None},
+]
+
 _BAD_INPUT = (400, "`INVALID_PAYLOAD`: the body is not what the route takes (the message says why)")
 _VENDOR = "Vendor route"
 _INSPECT = "Inspection"
@@ -208,7 +234,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         "`time` and `run_id`.",
         body_example=_RECORD,
         answer="The events stored.",
-        answer_example={"events": [{**_EVENT, "kind": "completion"}]},
+        answer_example={"events": [_COMPLETION]},
         statuses=(
             (200, "recorded"),
             (400, "`INVALID_PAYLOAD` (with `details.field`) or `UNKNOWN_COURSE`"),
@@ -390,7 +416,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         "grade | code, stagingId?, productionId?, sensor?}`, or null for the open catalog.",
         body_example=_CONFIG,
         answer="The courses, as `GET` answers them.",
-        answer_example={"courses": [_COURSE]},
+        answer_example={"courses": _CONFIG_COURSES},
         statuses=((200, "replaced"), (400, "`INVALID_PAYLOAD`: a config the vendor would refuse")),
     ),
     Endpoint(
@@ -401,7 +427,9 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         body="A course in the emulator's own shape.",
         body_example={"subject": "Math", "grade": 4, "stagingId": "course-math-4"},
         answer="`course`: the course added.",
-        answer_example={"course": {**_COURSE, "grade": 4, "stagingId": "course-math-4"}},
+        answer_example={
+            "course": {**_COURSE, "grade": 4, "stagingId": "course-math-4", "productionId": None}
+        },
         statuses=(
             (201, "added"),
             (400, "`INVALID_PAYLOAD`: the catalog is open, or the course repeats another"),

@@ -212,18 +212,32 @@ def _course(field: str, raw: object, seen: set[tuple[object, ...]]) -> Configure
                 "List each course once; the backend's server SDK refuses repeats too.",
             )
         seen.add(selector)
-    ids = raw.get("ids")
+    ids = _ids(f"{field}.ids", raw.get("ids"))
     overrides = raw.get("overrides")
     return ConfiguredCourse(
         field=field,
         subject=subject,
         grade=grade,
         code=code or None,
-        ids=ids if isinstance(ids, dict) else {},
+        ids=ids,
         sensor=_optional_text(f"{field}.sensor", raw.get("sensor")),
         launch_url=_optional_text(f"{field}.launchUrl", raw.get("launchUrl")),
         overrides=overrides if isinstance(overrides, dict) else {},
     )
+
+
+def _ids(field: str, ids: object) -> dict[str, Any]:
+    """``ids`` as written, refused when the vendor's server could not read it: it looks
+    each environment's id up in an object, and sends it on as text."""
+    if ids is None:
+        return {}
+    fix = 'Write the synced course ids by environment, e.g. "ids": {"staging": "course-123"}.'
+    if not isinstance(ids, dict):
+        raise ValidationError(field, f"is a {type(ids).__name__}, not an object", fix)
+    for environment, course_id in ids.items():
+        if course_id is not None and not isinstance(course_id, str):
+            raise ValidationError(f"{field}.{environment}", f"{course_id!r} is not text", fix)
+    return ids
 
 
 def _grade(field: str, grade: object) -> int | None:

@@ -35,6 +35,8 @@ function duration(ms) {
   if (ms === null || ms === undefined) return "";
   const sign = ms < 0 ? "-" : "";
   let rest = Math.abs(ms);
+  // Under a second, in ms: a 40 ms gap is not "0.0 s".
+  if (rest < 1000) return `${sign}${Math.round(rest)} ms`;
   if (rest < 60000) return `${sign}${(rest / 1000).toFixed(1)} s`;
   const hours = Math.floor(rest / 3600000);
   rest -= hours * 3600000;
@@ -71,9 +73,10 @@ function drawRuns() {
         "tr",
         { "data-run-id": run.runId, title: run.runId },
         el("td", { class: "mono" }, shortId(run.runId)),
-        el("td", {}, run.students.join(", ")),
-        el("td", {}, run.activities.join(", ")),
-        el("td", {}, run.course || ""),
+        // Names as long as a client sends them: cut short, in full on hover.
+        el("td", { class: "text", title: run.students.join(", ") }, run.students.join(", ")),
+        el("td", { class: "text", title: run.activities.join(", ") }, run.activities.join(", ")),
+        el("td", { class: "text", title: run.course || "" }, run.course || ""),
         el("td", { class: "num" }, duration(run.activeMs)),
         el("td", { class: "num" }, duration(run.inactiveMs)),
         el("td", { class: "num" }, run.windows),
@@ -119,9 +122,11 @@ function drawRun(run) {
   section.dataset.runId = run.runId;
   document.getElementById("run-title").textContent = `Run ${run.runId}`;
   const completions = completionsOf(run);
+  const summary = state.runs.find((listed) => listed.runId === run.runId);
   const facts = [
     ["student", run.students.join(", ")],
     ["activity", run.activities.join(", ")],
+    ["course", summary ? summary.course || "" : ""],
     ["active", duration(run.activeMs)],
     ["paused", duration(run.inactiveMs)],
     ["windows", `${run.windows.length} in ${run.sessions} session(s)`],
