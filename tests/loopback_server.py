@@ -37,6 +37,7 @@ class LoopbackBackend:
             port=0,
             log_level="warning",
             lifespan="off",
+            ws="none",
             timeout_graceful_shutdown=1,
         )
         self._server = ClosingServer(config)
