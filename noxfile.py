@@ -3,9 +3,9 @@
     nox -s tests-3.12 -- -k ledger     # one Python; arguments after -- go to pytest
     nox -s lowest lint build           # the other checks
 
-``bash scripts/test.sh`` installs nox and runs every session, several at once (the
-test suites, tagged ``suite``, two at a time); CI runs exactly that. Each session makes
-its own virtualenv under ``.nox/`` with uv.
+``bash scripts/test.sh`` installs nox and runs every session at once (the test suites
+are tagged ``suite``); CI runs exactly that. Each session makes its own virtualenv
+under ``.nox/`` with uv.
 
 An interpreter the machine lacks is skipped, saying so ("Session tests-3.13 skipped:
 Python interpreter 3.13 not found."), never downloaded; ``--error-on-missing-interpreters``
@@ -32,10 +32,11 @@ nox.needs_version = ">=2025.10.14"
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = False
 nox.options.download_python = "never"
+# The suites in the order scripts/test.sh starts them: the longest first.
 nox.options.sessions = [
+    "lowest",
     "e2e",
     *(f"tests-{python}" for python in PYTHONS),
-    "lowest",
     "lint",
     "build",
     "docs",
@@ -74,10 +75,15 @@ _pyenv_pythons_first()
 NOT_E2E = ("-m", "not e2e")
 
 
-@nox.session(python=PYTHONS, tags=["suite"])
-def tests(session: nox.Session) -> None:
-    """The whole test suite on one Python, but for the end-to-end tests."""
-    session.install(*EVERYTHING)
+@nox.session(python=PYTHONS[0], tags=["suite"])
+def lowest(session: nox.Session) -> None:
+    """The whole test suite on the oldest versions pyproject.toml allows.
+
+    Every direct dependency (runtime, extras, the `dev` group) at its lower bound, on the
+    oldest Python: the bounds are real.
+    """
+    session.install("--resolution", "lowest-direct", *EVERYTHING)
+    session.run("uv", "pip", "list", "--format", "freeze", silent=False)
     session.run("pytest", *NOT_E2E, *session.posargs)
 
 
@@ -88,15 +94,10 @@ def e2e(session: nox.Session) -> None:
     session.run("pytest", "-m", "e2e", *session.posargs)
 
 
-@nox.session(python=PYTHONS[0], tags=["suite"])
-def lowest(session: nox.Session) -> None:
-    """The whole test suite on the oldest versions pyproject.toml allows.
-
-    Every direct dependency (runtime, extras, the `dev` group) at its lower bound, on the
-    oldest Python: the bounds are real.
-    """
-    session.install("--resolution", "lowest-direct", *EVERYTHING)
-    session.run("uv", "pip", "list", "--format", "freeze", silent=False)
+@nox.session(python=PYTHONS, tags=["suite"])
+def tests(session: nox.Session) -> None:
+    """The whole test suite on one Python, but for the end-to-end tests."""
+    session.install(*EVERYTHING)
     session.run("pytest", *NOT_E2E, *session.posargs)
 
 
