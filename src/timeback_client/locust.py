@@ -102,20 +102,29 @@ from ._activity import AsyncActivity
 from ._client import AsyncTimeback
 from ._delivery_errors import DeliveryError
 from ._engine import DEFAULT_TIMEOUT, Engine
+from ._errors import ValidationError
 from ._models import ErrorContext, TimeOptions
+from .tools._report import identity_note
 from .tools.students import (
     BUILTIN_LESSONS,
     Behaviour,
+    Catalogue,
     Complete,
+    Credential,
     End,
     Lesson,
     Pause,
     Resume,
+    Roster,
     Start,
     Step,
     Touch,
     Wait,
     completion_body,
+    courses_from_specs,
+    describe_course,
+    read_catalogue,
+    read_roster,
     student_plan,
 )
 
@@ -127,6 +136,10 @@ T = TypeVar("T")
 _REPORT_MESSAGE: Final = "timeback_stop"  # master -> workers: stop students, send runs
 _REPORT_KEY: Final = "timeback"  # the worker's runs, in its report_to_master data
 _DEFAULT_INTERVAL: Final = 15.0
+_NO_CREDENTIALS: Final = (
+    "--timeback-tokens: give the deployment's students (a bearer token or a session cookie "
+    "a line), or --timeback-token for one identity, or override StudentUser.credentials()"
+)
 # A worker's runs ride on its next statistics report (every 3 s), after its flush.
 _REPORT_GRACE_S: Final = 30.0
 
@@ -182,6 +195,62 @@ class HeartbeatFailed(Exception):
         self.status = status
         self.code = code
         super().__init__(f"{status} {code}" if status is not None else f"no answer: {code}")
+
+
+# -- the backend's courses and students, from the command line ----------------------------
+
+
+@attrs.frozen(kw_only=True)
+class _Setup:
+    """The ``--timeback-*`` options that name the backend's students and courses, read."""
+
+    roster: Roster | None  # --timeback-tokens or --timeback-token; None: a subclass's own
+    catalogue: Catalogue | None  # --timeback-courses or --timeback-course; None: `lessons`
+
+
+def _read_setup(options: Any) -> _Setup:
+    """The students and courses the options name, read by ``simulate``'s own readers.
+
+    Raises:
+        ValidationError: naming the option and the fix (never a credential's value).
+    """
+    token = getattr(options, "timeback_token", None)
+    tokens = getattr(options, "timeback_tokens", None)
+    courses = getattr(options, "timeback_courses", None)
+    specs = getattr(options, "timeback_course", None)
+    if token and tokens:
+        raise ValidationError(
+            "--timeback-token",
+            "is given with --timeback-tokens",
+            "Give one: a file of the deployment's students, or one token for every student.",
+        )
+    if courses and specs:
+        raise ValidationError(
+            "--timeback-course",
+            "is given with --timeback-courses",
+            "Give one: the backend's timeback.config.json, or the courses it knows.",
+        )
+    roster = None
+    if tokens:
+        roster = _option("--timeback-tokens", read_roster, str(tokens))
+    elif token:
+        roster = Roster(
+            credentials=(Credential.bearer(str(token), label="--timeback-token"),),
+            source="--timeback-token",
+        )
+    catalogue = None
+    if courses:
+        catalogue = _option("--timeback-courses", read_catalogue, str(courses))
+    elif specs:
+        catalogue = _option("--timeback-course", courses_from_specs, [str(s) for s in specs])
+    return _Setup(roster=roster, catalogue=catalogue)
+
+
+def _option(name: str, reader: Callable[[Any], T], value: Any) -> T:
+    try:
+        return reader(value)
+    except ValidationError as exc:
+        raise ValidationError(f"{name}: {exc.field}", exc.problem, exc.fix) from None
 
 
 # -- the hub's side of the hand-over -------------------------------------------------------
@@ -609,6 +678,7 @@ class _Students:
         self._offers: dict[str, bool] = {}
         self.completing = gevent.pool.Group()
         self.seed = random.SystemRandom().randrange(2**31)
+        self._setup: _Setup | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -630,6 +700,13 @@ class _Students:
         options = self.environment.parsed_options
         value = getattr(options, name, None) if options is not None else None
         return default if value is None else value
+
+    def setup(self) -> _Setup:
+        """The students and courses of the options, read once (a worker reads the files
+        at the paths the master gives)."""
+        if self._setup is None:
+            self._setup = _read_setup(self.environment.parsed_options)
+        return self._setup
 
     # -- the SDK's thread -------------------------------------------------------------
 
@@ -796,23 +873,24 @@ class StudentUser(User):
     # -- what a subclass may override -------------------------------------------------
 
     def catalogue(self) -> Sequence[Lesson]:
-        """The lessons this student takes (default: `lessons`)."""
-        return self.lessons
+        """The lessons this student takes (default: the courses of ``--timeback-courses``
+        or ``--timeback-course``, else `lessons`)."""
+        catalogue = self._students.setup().catalogue
+        return self.lessons if catalogue is None else catalogue.lessons
 
     def credentials(self) -> Credentials:
-        """What this student sends (default: the bearer ``--timeback-token``).
+        """What this student sends (default: its line of ``--timeback-tokens``, by
+        `student_index` round-robin, else the bearer ``--timeback-token``).
 
-        Override for one identity per student, e.g. a token per `student_index`, a
-        session cookie, or the result of a login call (it runs in the student's greenlet,
-        where blocking I/O yields to other students).
+        Override for one identity per student of your own, e.g. a session cookie, or the
+        result of a login call (it runs in the student's greenlet, where blocking I/O
+        yields to other students).
         """
-        token = self._students.option("timeback_token")
-        if not token:
-            raise ValueError(
-                "--timeback-token: give the bearer token students send, or override "
-                "StudentUser.credentials() to give each student its own"
-            )
-        return Credentials.bearer(str(token))
+        roster = self._students.setup().roster
+        if roster is None:
+            raise ValueError(_NO_CREDENTIALS)
+        credential = roster.for_student(self.student_index)
+        return Credentials(headers=credential.headers, cookies=credential.cookies)
 
     def heartbeat_interval(self) -> float:
         """Seconds between heartbeats (default: ``--timeback-interval``, else 15)."""
@@ -923,11 +1001,36 @@ _COLLECTIONS: weakref.WeakKeyDictionary[Environment, _Collection] = weakref.Weak
 
 
 def _arguments(parser: Any) -> None:
+    # Credentials stay out of Locust's web UI (which renders every UI option's value into
+    # its page): workers still get them, with the master's other options.
     parser.add_argument(
         "--timeback-token",
         default=None,
-        help="the bearer token every student sends (unless the user class gives its own)",
-        is_secret=True,
+        help="one bearer token for every student (to the backend, one user)",
+        include_in_web_ui=False,
+    )
+    parser.add_argument(
+        "--timeback-tokens",
+        metavar="FILE",
+        default=None,
+        help="the deployment's students: a bearer token or a session cookie (name=value) "
+        "a line, given round-robin to every student of every worker",
+        include_in_web_ui=False,
+    )
+    parser.add_argument(
+        "--timeback-courses",
+        metavar="FILE",
+        default=None,
+        help="the backend's timeback.config.json: students take its synced courses",
+        include_in_web_ui=False,
+    )
+    parser.add_argument(
+        "--timeback-course",
+        metavar="SPEC",
+        action="append",
+        default=None,
+        help='a course the backend knows, "Math:3" or "code:CS-101" (repeatable)',
+        include_in_web_ui=False,
     )
     parser.add_argument(
         "--timeback-interval",
@@ -954,6 +1057,7 @@ def _init(environment: Environment, **_kwargs: Any) -> None:
             for error in errors:
                 logger.error(error)
             sys.exit(1)
+        _list_courses(_read_setup(environment.parsed_options))
     if not isinstance(runner, MasterRunner):
         # Start the SDK's thread (and its imports) now, not with the first student: the
         # test's time then goes to students, not to a cold start.
@@ -1032,20 +1136,41 @@ def _flush_timeout(environment: Environment) -> float:
     return max(timeouts, default=StudentUser.flush_timeout)
 
 
+def _list_courses(setup: _Setup) -> None:
+    """Once, at the start: the backend's courses students take, and those left out."""
+    catalogue = setup.catalogue
+    if catalogue is None:
+        return
+    named = ", ".join(describe_course(lesson.course) for lesson in catalogue.lessons)
+    logger.info("timeback: students take %s (%s)", named, catalogue.source)
+    for reason in catalogue.left_out:
+        logger.warning("timeback: left out of %s: %s", catalogue.source, reason)
+
+
+#: The summary of each environment's last test, printed again as Locust's last words.
+_SUMMARIES: weakref.WeakKeyDictionary[Environment, str] = weakref.WeakKeyDictionary()
+
+
 def _conclude(environment: Environment, reports: list[dict[str, Any]], missing: int) -> None:
     """Merge the workers' reports, check them against the emulator, print, write."""
     report = _merge(reports)
+    report["students"] = _students_json(environment, report["totals"]["students"])
     verdict = _check(environment, report, missing)
     report["check"] = verdict
     totals = report["totals"]["heartbeats"]
-    lines = [
-        f"timeback: {report['totals']['students']} students, {len(report['runs'])} runs, "
-        f"{report['totals']['workers']} worker(s); heartbeats sent {totals['sent']}, "
-        f"accepted {totals['accepted']}, duplicates {totals['duplicates']}, "
-        f"failed {totals['failed']}",
-        f"timeback: {verdict['message']}",
-    ]
-    print("\n".join(lines), flush=True)
+    summary = "\n".join(
+        [
+            f"timeback: {report['totals']['students']} students, {len(report['runs'])} runs, "
+            f"{report['totals']['workers']} worker(s); heartbeats sent {totals['sent']}, "
+            f"accepted {totals['accepted']}, duplicates {totals['duplicates']}, "
+            f"failed {totals['failed']}",
+            f"timeback: students: {report['students']['note']}",
+            f"timeback: {verdict['message']}",
+        ]
+    )
+    _SUMMARIES[environment] = summary
+    if not _students_option(environment, "headless"):
+        print(summary, flush=True)  # again at exit, after Locust's own tables
     if verdict["ok"] is False:
         environment.process_exit_code = 1
     path = _students_option(environment, "timeback_report")
@@ -1055,6 +1180,43 @@ def _conclude(environment: Environment, reports: list[dict[str, Any]], missing: 
         # Locust writes its CSV statistics every second, and not again when it exits: let
         # it write once more, with the students' last windows (all sent at the end).
         gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
+
+
+def _quit(**_kwargs: Any) -> None:
+    # Locust prints its tables just before `quit`: the verdict comes after them, last.
+    for summary in list(_SUMMARIES.values()):
+        print(summary, flush=True)
+
+
+def _students_json(environment: Environment, students: int) -> dict[str, Any]:
+    """Who the students were to the backend, and the courses they took (no secret)."""
+    setup = _read_setup(environment.parsed_options)
+    classes = _student_classes(environment)
+    roster = setup.roster
+    catalogue = setup.catalogue
+    courses: dict[str, Any] = {"source": "the user class's lessons", "leftOut": []}
+    if catalogue is not None:
+        courses = {
+            "source": catalogue.source,
+            "courses": [describe_course(lesson.course) for lesson in catalogue.lessons],
+            "leftOut": list(catalogue.left_out),
+        }
+    if roster is None or not all(_default_credentials(user) for user in classes):
+        names = ", ".join(sorted(user.__name__ for user in classes)) or "StudentUser"
+        return {
+            "source": f"{names}.credentials()",
+            "count": None,
+            "note": f"{students} students, with what {names}.credentials() gives each",
+            "courses": courses,
+        }
+    return {
+        "source": roster.source,
+        "count": len(roster),
+        "note": identity_note(
+            students, len(roster), roster.source, tokens_option="--timeback-tokens"
+        ),
+        "courses": courses,
+    }
 
 
 def _students_option(environment: Environment, name: str) -> Any:
@@ -1153,9 +1315,12 @@ def _check(environment: Environment, report: dict[str, Any], missing: int) -> di
             f"recorded {first['recordedMs']} ms" + _failures_named(report["failures"])
         )
     else:
+        recovered = _failures_named(report["failures"]).replace(
+            "; heartbeat failures:", "; heartbeat failures the SDK's retries recovered from:"
+        )
         verdict["message"] = (
             f"OK: every run's measured active time equals the emulator's at {origin} "
-            f"({len(measured)} runs, {total} ms)"
+            f"({len(measured)} runs, {total} ms)" + recovered
         )
     return verdict
 
@@ -1187,17 +1352,14 @@ def _option_errors(environment: Environment) -> list[str]:
     if options is None:
         return []
     errors = []
-    students = [
-        user
-        for user in environment.user_classes
-        if isinstance(user, type) and issubclass(user, StudentUser)
-    ]
-    token = getattr(options, "timeback_token", None)
-    if not token and any(user.credentials is StudentUser.credentials for user in students):
-        errors.append(
-            "--timeback-token: give the bearer token students send, or override "
-            "StudentUser.credentials() to give each student its own"
-        )
+    students = _student_classes(environment)
+    try:
+        setup = _read_setup(options)
+    except ValidationError as exc:
+        errors.append(str(exc))
+    else:
+        if setup.roster is None and any(_default_credentials(user) for user in students):
+            errors.append(_NO_CREDENTIALS)
     interval = getattr(options, "timeback_interval", None)
     if interval is not None and not (math.isfinite(interval) and interval > 0):
         errors.append(
@@ -1219,6 +1381,19 @@ def _option_errors(environment: Environment) -> list[str]:
     return errors
 
 
+def _student_classes(environment: Environment) -> list[type[StudentUser]]:
+    return [
+        user
+        for user in environment.user_classes
+        if isinstance(user, type) and issubclass(user, StudentUser)
+    ]
+
+
+def _default_credentials(user: type[StudentUser]) -> bool:
+    """Whether ``user``'s students send the command line's credentials."""
+    return user.credentials is StudentUser.credentials
+
+
 def _listen(hook: Any, handler: Callable[..., None]) -> None:
     """``hook.add_listener(handler)`` (Locust's event hooks are untyped)."""
     hook.add_listener(handler)
@@ -1230,3 +1405,4 @@ _listen(events.test_start, _test_start)
 _listen(events.test_stopping, _test_stopping)
 _listen(events.test_stop, _test_stop)
 _listen(events.quitting, _quitting)
+_listen(events.quit, _quit)
