@@ -528,3 +528,27 @@ def _read_ui_while_students_run(ui: str) -> dict[str, str]:
         else:
             pytest.fail("no heartbeat reached Locust's statistics within 30 s")
         return {route: client.get(route).text for route in UI_ROUTES}
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform == "win32", reason="Locust forks only on POSIX")
+def test_forked_workers_each_run_an_sdk_of_their_own_and_every_run_is_exact(
+    emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    done = run_local(
+        QUICK, emulator.base_url, tmp_path, users=20, run_time="6s", extra=["--processes", "2"]
+    )
+
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "Traceback" not in done.stderr, done.stderr[-4000:]
+    assert "timeback: OK: every run's measured active time equals the emulator's" in done.stdout
+    found = report(tmp_path)
+    recorded = emulator.get_json("/_emulator/runs")["runs"]
+    assert measured_by_run(found) == {run["runId"]: run["activeMs"] for run in recorded}
+    # Two forked processes, each of which ran students through an SDK of its own.
+    workers = found["workers"]
+    assert len(workers) == 2
+    assert all(w["students"] > 0 and w["runs"] > 0 for w in workers)
+    assert len({w["pid"] for w in workers}) == 2
+    beats = found["totals"]["heartbeats"]
+    assert beats["failed"] == 0 < beats["accepted"]

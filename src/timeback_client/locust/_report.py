@@ -258,6 +258,7 @@ def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
                 "runs": len(report["runs"]),
                 "heartbeats": report["heartbeats"],
                 "cpuSeconds": report["cpuSeconds"],
+                "pid": report.get("pid"),
             }
         )
     return {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 import weakref
@@ -327,6 +328,7 @@ class _Students:
         self.seed = random.SystemRandom().randrange(2**31)
         self._setup: Setup | None = None
         self.runs: dict[str, _Run] = {}  # owned by the SDK's thread
+        self._pid = os.getpid()
         self._reset()
 
     def _reset(self) -> None:
@@ -360,6 +362,12 @@ class _Students:
 
     def sdk(self) -> SdkThread:
         """The SDK's thread, started by the first student to need it."""
+        if self._pid != os.getpid():
+            # A forked process (Locust's --processes) has no thread of its parent's: it
+            # starts an SDK thread, loop and pool of its own, and owns no parent's run.
+            self._pid = os.getpid()
+            self._sdk = self._starting = self.inbox = None
+            self.runs = {}
         if self._sdk is not None:
             return self._sdk
         if self._starting is None:
@@ -448,6 +456,7 @@ class _Students:
             "heartbeats": self.heartbeats.to_json(),
             "failures": dict(self.failures),
             "cpuSeconds": round(time.process_time() - self.cpu_started, 3),
+            "pid": os.getpid(),
             "runs": runs,
         }
         return self.report
