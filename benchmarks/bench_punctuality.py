@@ -66,8 +66,8 @@ async def drive(
     """Run the activities; their run ids and this process's CPU share meanwhile.
 
     ``freeze``: once every activity has started, move everything allocated so far out of
-    the cyclic garbage collector's reach (``gc.freeze()``, an application's choice), to
-    show how much of the lateness is full collections walking a large heap.
+    the cyclic garbage collector's reach (``gc.freeze()``, as ``simulate`` and a Locust
+    worker do), to show how much of the lateness is full collections walking a large heap.
     """
     options = TimeOptions(heartbeat_interval=interval, flush_timeout=60.0)
     run_ids: list[str] = []
@@ -113,8 +113,9 @@ async def drive(
                 await activity.end()
 
         async def freezer() -> None:
+            # As simulate and a Locust worker do: no collection first, which would be
+            # the very pause over every student's objects that freezing avoids.
             await anyio.sleep(interval + 0.5)
-            gc.collect()
             gc.freeze()
 
         async def census() -> None:

@@ -106,6 +106,7 @@ class SdkThread:
         self._arrived: asyncio.Event | None = None
         self._work: deque[Work] = deque()
         self._stopping = False
+        self._woken = False  # a wake-up is on its way to the loop
         self._jobs = 0
         self._idle: anyio.Event | None = None
         self.finished = gevent.event.AsyncResult()
@@ -193,7 +194,12 @@ class SdkThread:
     def _hand_over(self, work: Work) -> None:
         assert self._loop is not None, "the SDK's thread has not started"
         self._work.append(work)
-        self._wake()
+        # One wake-up (a handle and a write to the loop's self-pipe) for a burst of work:
+        # the loop clears the flag before it empties the queue, so work appended after
+        # that wakes it again, and work appended before is emptied with the rest.
+        if not self._woken:
+            self._woken = True
+            self._wake()
 
     def _wake(self) -> None:
         assert self._loop is not None
@@ -208,6 +214,7 @@ class SdkThread:
         while not self._stopping:
             await self._arrived.wait()
             self._arrived.clear()
+            self._woken = False
             while work:
                 item = work.popleft()
                 if item.run:

@@ -118,7 +118,8 @@ def _freeze(**_kwargs: Any) -> None:
     heartbeats late. What the students hold lives as long as they do; ``gc.freeze()``
     (undone when the test stops) leaves the collector what is made afterwards.
     """
-    gc.collect()
+    # No collection first: it would be the very pause over every student's objects that
+    # freezing avoids (what is garbage now is collected after the thaw).
     gc.freeze()
 
 

@@ -457,7 +457,8 @@ async def _freeze_after_arrivals(school: _School) -> None:
     """
     behaviour = school.config.behaviour
     await school.wait(max(behaviour.arrival_spread, school.config.interval) + 1)
-    gc.collect()
+    # No collection first: it would be the very pause over every student's objects that
+    # freezing avoids (what is garbage now is collected after the thaw).
     gc.freeze()
 
 
