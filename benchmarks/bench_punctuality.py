@@ -66,8 +66,8 @@ async def drive(
     """Run the activities; their run ids and this process's CPU share meanwhile.
 
     ``freeze``: once every activity has started, move everything allocated so far out of
-    the cyclic garbage collector's reach (``gc.freeze()``, an application's choice), to
-    show how much of the lateness is full collections walking a large heap.
+    the cyclic garbage collector's reach (``gc.freeze()``, as ``simulate`` and a Locust
+    worker do), to show how much of the lateness is full collections walking a large heap.
     """
     options = TimeOptions(heartbeat_interval=interval, flush_timeout=60.0)
     run_ids: list[str] = []
@@ -113,11 +113,21 @@ async def drive(
                 await activity.end()
 
         async def freezer() -> None:
+            # As simulate and a Locust worker do: no collection first, which would be
+            # the very pause over every student's objects that freezing avoids.
             await anyio.sleep(interval + 0.5)
-            gc.collect()
             gc.freeze()
 
+        async def census() -> None:
+            # Once every activity has started: the objects the collector tracks, per
+            # student (what a full collection walks), without collecting (no extra pause).
+            await anyio.sleep(interval + 0.4)
+            DIAGNOSIS["tracked_per_student"] = round((len(gc.get_objects()) - tracked0) / n, 1)
+
+        gc.collect()
+        tracked0 = len(gc.get_objects())
         async with anyio.create_task_group() as tg:
+            tg.start_soon(census)
             if freeze:
                 tg.start_soon(freezer)
             if bare:

@@ -57,7 +57,7 @@ PUBLIC_MODULES: dict[str, list[str]] = {
         SRC / "timeback_client" / "integrations" / "jupyter.py"
     ),
     # Read from its source: importing it imports Locust, which monkey-patches the process.
-    "timeback_client.locust": _static_all(SRC / "timeback_client" / "locust.py"),
+    "timeback_client.locust": _static_all(SRC / "timeback_client" / "locust" / "__init__.py"),
 }
 PUBLIC_NAMES = [f"{module}.{name}" for module, names in PUBLIC_MODULES.items() for name in names]
 

@@ -47,7 +47,7 @@ from ._options import (
 )
 from ._outbox_home import default_outbox_path
 from ._pipeline import Pipeline, call_safely
-from ._sender import DEFAULT_HOLD_FOR, Endpoint
+from ._sender import DEFAULT_HOLD_FOR, Endpoint, header_pairs
 from ._wire import heartbeat_url, short_reason
 from ._writer import OutboxStatistics
 
@@ -363,7 +363,7 @@ class AsyncTimeback:
             check_text("identity", identity, '"student-42"')
         self._explicit_identity = identity is not None
         self._identity = identity or identity_of(
-            self.base_url, self._endpoint.headers, dict(self._endpoint.cookies or {})
+            self.base_url, httpx.Headers(self._endpoint.headers), dict(self._endpoint.cookies or {})
         )
         self._on_error = on_error
         self._pipeline: Pipeline | None = None
@@ -598,7 +598,7 @@ class AsyncTimeback:
         checked_cookies = None if cookies is None else valid_cookies(cookies)
         checked_auth = None if auth is None else valid_auth(auth)
         if checked_headers is not None:
-            self._endpoint.headers = checked_headers
+            self._endpoint.headers = header_pairs(checked_headers)
         if cookies is not None:
             self._endpoint.cookies = checked_cookies
         if checked_auth is not None:

@@ -367,6 +367,9 @@ class Pipeline:
     def _replay(self, stored: list[StoredWindow]) -> None:
         """What earlier processes left for this backend and identity, sent again with the
         exact bytes first written: sent-but-unanswered windows first."""
+        # The claim has answered: its future (a condition, locks, bound methods: about ten
+        # objects the garbage collector walks) need not live as long as the client.
+        self._claim = None
         if self._closed:
             return
         now = self.clock.read().timeline_ms

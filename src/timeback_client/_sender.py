@@ -103,6 +103,21 @@ class DeliveryListener(Protocol):
         this cause for the run, which the app hears of; later ones it does not."""
 
 
+HeaderPairs = tuple[tuple[str, str], ...]
+"""Headers as pairs of text: a tuple of atomic values, which the garbage collector stops
+tracking after one pass (an `httpx.Headers` is three tracked objects per client)."""
+
+
+def header_pairs(headers: httpx.Headers | Mapping[str, str] | HeaderPairs) -> HeaderPairs:
+    """``headers`` as (name, value) pairs, in order, repeats kept."""
+    if isinstance(headers, tuple):
+        return headers
+    if not isinstance(headers, httpx.Headers):
+        headers = httpx.Headers(headers)
+    encoding = headers.encoding
+    return tuple((name.decode(encoding), value.decode(encoding)) for name, value in headers.raw)
+
+
 @attrs.define(eq=False)
 class Endpoint:
     """Where, and as whom, one client sends: the heartbeat URL and the app's credentials.
@@ -111,23 +126,24 @@ class Endpoint:
     """
 
     url: str
-    headers: httpx.Headers = attrs.field(factory=httpx.Headers)
+    headers: HeaderPairs = attrs.field(default=(), converter=header_pairs)
     cookies: httpx.Cookies | None = None  # None: no cookies (a CookieJar costs memory)
     auth: httpx.Auth | None = None
     version: int = 0  # bumped on new credentials, so a late 401 for old ones is not held
     # How long (ms of the window's age) a window held for the operator's fix is kept.
     hold_for_ms: int = round(DEFAULT_HOLD_FOR * 1000)
-    _sent_headers: tuple[int, str, httpx.Headers] | None = attrs.field(default=None, repr=False)
+    # (version, User-Agent, the request's header pairs): atomic values only, untracked.
+    _sent_headers: tuple[int, str, HeaderPairs] | None = attrs.field(default=None, repr=False)
 
-    def request_headers(self, user_agent: str) -> httpx.Headers:
+    def request_headers(self, user_agent: str) -> HeaderPairs:
         """The headers of a heartbeat request: ``user_agent`` unless the app's headers
         name their own ``User-Agent``, the app's headers, and the JSON content type."""
         cached = self._sent_headers
         if cached is None or cached[0] != self.version or cached[1] != user_agent:
             merged = httpx.Headers({"user-agent": user_agent})
-            merged.update(self.headers)  # the app's own User-Agent replaces the SDK's
+            merged.update(httpx.Headers(self.headers))  # the app's User-Agent replaces ours
             merged["content-type"] = "application/json"
-            cached = self._sent_headers = (self.version, user_agent, merged)
+            cached = self._sent_headers = (self.version, user_agent, header_pairs(merged))
         return cached[2]
 
 

@@ -13,6 +13,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -72,9 +73,19 @@ def _options(host: str, tmp: Path, *, users: int, run_time: str, token: str = TO
 
 
 def run_distributed(
-    locustfile: Path, host: str, tmp: Path, *, users: int = 40, run_time: str = "10s"
+    locustfile: Path,
+    host: str,
+    tmp: Path,
+    *,
+    users: int = 40,
+    run_time: str = "10s",
+    token: str = TOKEN,
+    extra: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """A master and two workers on loopback, as the guide's command lines start them."""
+    """A master and two workers on loopback, as the guide's command lines start them.
+
+    Its stdout is the master's; its stderr, the master's log and then the workers'.
+    """
     port = str(_free_port())
     master = subprocess.Popen(
         _locust(
@@ -87,11 +98,12 @@ def run_distributed(
             port,
             "--expect-workers",
             "2",
-            *_options(host, tmp, users=users, run_time=run_time),
+            *_options(host, tmp, users=users, run_time=run_time, token=token),
+            *extra,
         ),
         cwd=tmp,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
     )
     worker_args = _locust("-f", str(locustfile), "--worker", "--master-port", port)
@@ -102,7 +114,7 @@ def run_distributed(
         for _ in range(2)
     ]
     try:
-        out, _ = master.communicate(timeout=120)
+        out, err = master.communicate(timeout=120)
         logs = [worker.communicate(timeout=30)[0] for worker in workers]
     finally:
         for process in (master, *workers):
@@ -111,7 +123,7 @@ def run_distributed(
                 process.wait()
     for log in logs:
         assert "Traceback" not in log, log[-3000:]
-    return subprocess.CompletedProcess(master.args, master.returncode, out, "")
+    return subprocess.CompletedProcess(master.args, master.returncode, out, err + "".join(logs))
 
 
 def run_local(
@@ -165,7 +177,7 @@ def test_a_master_and_two_workers_account_for_every_millisecond(
 ) -> None:
     done = run_distributed(QUICK, emulator.base_url, tmp_path)
 
-    assert done.returncode == 0, done.stdout[-4000:]
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "timeback: OK: every run's measured active time equals the emulator's" in done.stdout
     found = report(tmp_path)
     recorded = {run["runId"]: run for run in emulator.get_json("/_emulator/runs")["runs"]}
@@ -207,6 +219,12 @@ def test_failed_heartbeats_are_named_by_status_and_code(
     # The SDK retried the three windows, which then arrived: the time adds up, yet Locust
     # fails the run for its failed requests, as it does for any.
     assert "timeback: OK:" in done.stdout, done.stderr[-4000:]
+    # ... and the verdict, Locust's last words, names what the retries recovered from.
+    assert (
+        done.stdout.rstrip()
+        .splitlines()[-1]
+        .endswith("; heartbeat failures the SDK's retries recovered from: 502 INTERNAL_ERROR x3")
+    ), done.stdout[-2000:]
     assert done.returncode == 1
     assert failures(tmp_path) == {"HeartbeatFailed('502 INTERNAL_ERROR')": 3}
     beats = report(tmp_path)["totals"]["heartbeats"]
@@ -225,6 +243,11 @@ def test_time_the_backend_did_not_record_fails_the_test(
 
     assert done.returncode == 1, done.stdout[-4000:]
     assert "timeback: MISMATCH: 2 of 6 runs differ from the emulator" in done.stdout
+    # One token for every student: the summary says they are one user to the backend.
+    assert (
+        "timeback: students: all 6 students share one identity (--timeback-token): to the "
+        "backend they are one user; give --timeback-tokens FILE, one student a line"
+    ) in done.stdout
     check = report(tmp_path)["check"]
     assert check["ok"] is False
     assert len(check["mismatches"]) == 2
@@ -248,7 +271,7 @@ def test_bad_options_are_refused_at_start(role: list[str], tmp_path: Path) -> No
 
     assert done.returncode == 1
     assert "Traceback" not in done.stderr, done.stderr[-4000:]
-    assert "ERROR/timeback_client: --timeback-token: give the bearer token" in done.stderr
+    assert "ERROR/timeback_client: --timeback-tokens: give the deployment's students" in done.stderr
     assert "--timeback-interval: 0 is not a positive number of seconds" in done.stderr
     assert f"--timeback-report: the directory {tmp_path / 'no'} does not exist" in done.stderr
     assert "Run time limit set" not in done.stderr  # no test started
@@ -313,42 +336,82 @@ def test_a_mismatch_names_the_heartbeat_failures_and_their_fix(
 
 # -- the vendor's own server ------------------------------------------------------------------
 
-#: The built-in lessons' courses, synced (a staging id each) on the vendor's side.
-VENDOR_COURSES: Sequence[dict[str, Any]] = (
-    {"subject": "Math", "grade": 3, "ids": {"staging": "course-math-3"}},
-    {"subject": "Reading", "grade": 4, "ids": {"staging": "course-reading-4"}},
-    {"subject": "Science", "grade": 6, "ids": {"staging": "course-science-6"}},
-    {"subject": "Other", "courseCode": "CS-101", "ids": {"staging": "course-cs-101"}},
-)
+#: The backend's students: token -> email (one more than the test gives Locust: the
+#: vendor's server knows students the test never logs in as).
+VENDOR_STUDENTS = {f"tok-vendor-{n}": f"student{n}@school.example" for n in range(9)}
+#: The backend's own courses; Science 4 was never synced, so no heartbeat may name it.
+VENDOR_CONFIG: dict[str, Any] = {
+    "name": "Load",
+    "sensor": "https://sensor.load.example",
+    "courses": [
+        {"subject": "Math", "grade": 3, "ids": {"staging": "course-math-3"}},
+        {"subject": "Reading", "grade": 3, "ids": {"staging": "course-reading-3"}},
+        {"subject": "Other", "courseCode": "CS-101", "ids": {"staging": "course-cs-101"}},
+        {"subject": "Science", "grade": 4},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
-def vendor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The vendor's server SDK behind FastAPI: its origin."""
-    config = {"name": "Load", "sensor": "https://sensor.load.example", "courses": VENDOR_COURSES}
-    with vendor_server(tmp_path_factory.mktemp("vendor"), config, {TOKEN: EMAIL}) as origin:
-        yield origin
+def vendor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The vendor's server SDK behind FastAPI: its origin and its timeback.config.json."""
+    workdir = tmp_path_factory.mktemp("vendor")
+    with vendor_server(workdir, VENDOR_CONFIG, VENDOR_STUDENTS) as origin:
+        yield origin, workdir / "timeback.config.json"
 
 
 @pytest.mark.e2e
 @pytest.mark.skipif(sys.platform == "win32", reason="the vendor's venv comes from a bash script")
-def test_against_the_vendors_server_every_run_agrees(vendor: str, tmp_path: Path) -> None:
-    done = run_distributed(EXAMPLE, vendor + "/api/timeback", tmp_path)
+def test_against_the_vendors_server_with_its_courses_and_students_every_run_agrees(
+    vendor: tuple[str, Path], tmp_path: Path
+) -> None:
+    origin, config = vendor
+    tokens = sorted(VENDOR_STUDENTS)[:8]
+    roster = tmp_path / "students.txt"
+    roster.write_text("# the deployment's students\n" + "\n".join(tokens) + "\n")
+    done = run_distributed(
+        QUICK,
+        origin + "/api/timeback",
+        tmp_path,
+        users=16,
+        token="",
+        extra=["--timeback-tokens", str(roster), "--timeback-courses", str(config)],
+    )
 
-    assert done.returncode == 0, done.stdout[-4000:]
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    # The course never synced is named once, at the start, by the master.
+    assert done.stderr.count("left out of") == 1
+    assert "left out of " + str(config) + ": Science grade 4: not synced (no ids)" in done.stderr
     assert "exactness not checked" in done.stdout  # the vendor's server is no emulator
     found = report(tmp_path)
     measured = measured_by_run(found)
-    recorded = active_ms_by_run(sent_events(vendor))
+    events = sent_events(origin)
+    recorded = active_ms_by_run(events)
     assert measured
     # A run the vendor sent no event for has 0 ms there (a session that ended at once).
     runs = measured.keys() | recorded.keys()
     assert {r: recorded.get(r, 0) for r in runs} == {r: measured.get(r, 0) for r in runs}
+    # Every student of the file, and only those, reached the backend as itself.
+    actors = {json.dumps(event["actor"], sort_keys=True) for event in events}
+    assert len(actors) == 8
+    assert found["students"]["count"] == 8
+    assert found["students"]["note"] == (
+        f"8 identities from {roster} for 16 students, round-robin: some students share one"
+    )
+    assert found["students"]["courses"]["leftOut"] == ["Science grade 4: not synced (no ids)"]
+    assert "timeback: students: 8 identities from" in done.stdout
     assert len(found["workers"]) == 2
+    assert all(w["students"] > 0 and w["runs"] > 0 for w in found["workers"])
     beats = found["totals"]["heartbeats"]
     assert int(heartbeat_stats(tmp_path)["Request Count"]) == beats["sent"] > 0
     assert beats["sent"] == beats["accepted"] + beats["duplicates"]
-    assert beats["failed"] == 0
+    assert beats["failed"] == 0 == int(heartbeat_stats(tmp_path)["Failure Count"])
+    # No credential in anything Locust or the students left behind.
+    left_behind = [done.stdout, done.stderr]
+    left_behind += [path.read_text() for path in tmp_path.iterdir() if path != roster]
+    assert not [t for t in tokens if any(t in text for text in left_behind)]
+    # The verdict is the last thing the master printed.
+    assert done.stdout.rstrip().splitlines()[-1].startswith("timeback: exactness not checked")
 
 
 # -- without a test run -----------------------------------------------------------------------
@@ -374,3 +437,118 @@ def test_credentials_never_show_their_values_and_failures_name_status_and_code()
         "409 USER_RESOLUTION_FAILED",
         "no answer: ConnectTimeout",
     ]
+
+
+# -- credentials stay out of Locust's web UI ----------------------------------------------
+
+SECRET_TOKEN = "s3cret-token-of-the-ui-test"
+SECRET_COOKIE = "s3cret-cookie-of-the-ui-test"
+TWO_KINDS = f"""
+from timeback_client.locust import Credentials, StudentUser
+
+
+class FromTheCommandLine(StudentUser):
+    pass
+
+
+class FromALogin(StudentUser):
+    def credentials(self):
+        return Credentials.cookie("session", {SECRET_COOKIE!r})
+"""
+#: Every route of Locust's web UI that answers a GET.
+UI_ROUTES = (
+    "/",
+    "/stats/requests",
+    "/stats/report",
+    "/stats/requests/csv",
+    "/stats/failures/csv",
+    "/exceptions",
+    "/exceptions/csv",
+    "/tasks",
+    "/logs",
+    "/worker-count",
+)
+
+
+@pytest.mark.e2e
+def test_no_credential_reaches_the_web_ui_logs_or_files(tmp_path: Path) -> None:
+    locustfile = tmp_path / "two_kinds.py"
+    locustfile.write_text(TWO_KINDS, encoding="utf-8")
+    web_port, master_port = _free_port(), _free_port()
+    with EmulatorProcess({SECRET_TOKEN: EMAIL}) as emulator:
+        master = subprocess.Popen(
+            _locust(
+                "-f", str(locustfile), "--master", "--master-bind-host", "127.0.0.1",
+                "--master-bind-port", str(master_port), "--expect-workers", "1",
+                "--web-host", "127.0.0.1", "--web-port", str(web_port),
+                "--autostart", "--autoquit", "0", "--users", "4", "--spawn-rate", "4",
+                "--run-time", "6s", "--host", emulator.base_url,
+                "--timeback-token", SECRET_TOKEN, "--timeback-interval", "1",
+                "--timeback-report", str(tmp_path / "report.json"), "--csv", str(tmp_path / "s"),
+            ),
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        worker = subprocess.Popen(
+            _locust("-f", str(locustfile), "--worker", "--master-port", str(master_port)),
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            pages = _read_ui_while_students_run(f"http://127.0.0.1:{web_port}")
+            out, err = master.communicate(timeout=90)
+            log = worker.communicate(timeout=30)[0]
+        finally:
+            for process in (master, worker):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    assert set(pages) == set(UI_ROUTES)
+    assert '"timeback_interval"' in pages["/"]  # the UI's options are there, but not these
+    assert "timeback_token" not in pages["/"]
+    files = {path.name: path.read_text() for path in tmp_path.iterdir() if path != locustfile}
+    assert "report.json" in files
+    assert {"s_stats.csv", "s_failures.csv"} <= files.keys()
+    everything = {**pages, "stdout": out, "stderr": err, "worker": log, **files}
+    leaks = [
+        where for where, text in everything.items() if SECRET_TOKEN in text or SECRET_COOKIE in text
+    ]
+    assert leaks == []
+
+
+def _read_ui_while_students_run(ui: str) -> dict[str, str]:
+    """Each UI route's text, read once heartbeats of both kinds of student have arrived."""
+    with httpx.Client(base_url=ui, timeout=10) as client:
+        for _ in range(300):
+            try:
+                stats = client.get("/stats/requests").json()
+            except httpx.HTTPError:
+                stats = {}
+            if any(row["name"] == "heartbeat" for row in stats.get("stats", [])):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("no heartbeat reached Locust's statistics within 30 s")
+        return {route: client.get(route).text for route in UI_ROUTES}
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform == "win32", reason="Locust forks only on POSIX")
+def test_forked_workers_each_run_an_sdk_of_their_own_and_every_run_is_exact(
+    emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    done = run_local(
+        QUICK, emulator.base_url, tmp_path, users=20, run_time="6s", extra=["--processes", "2"]
+    )
+
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "Traceback" not in done.stderr, done.stderr[-4000:]
+    assert "timeback: OK: every run's measured active time equals the emulator's" in done.stdout
+    found = report(tmp_path)
+    recorded = emulator.get_json("/_emulator/runs")["runs"]
+    assert measured_by_run(found) == {run["runId"]: run["activeMs"] for run in recorded}
+    # Two forked processes, each of which ran students through an SDK of its own.
+    workers = found["workers"]
+    assert len(workers) == 2
+    assert all(w["students"] > 0 and w["runs"] > 0 for w in workers)
+    assert len({w["pid"] for w in workers}) == 2
+    beats = found["totals"]["heartbeats"]
+    assert beats["failed"] == 0 < beats["accepted"]

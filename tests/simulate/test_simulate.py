@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import subprocess
@@ -36,6 +37,34 @@ def test_every_simulated_millisecond_reaches_the_emulator_exactly_once() -> None
     assert report.emulator.sessions == report.sessions  # each session one contiguous chain
     assert len(report.latencies_ms) == report.requests
     assert report.ok
+
+
+class _Terminal(io.StringIO):
+    """A terminal that notes, at each redraw of the progress line, how many objects the
+    garbage collector has frozen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen: list[int] = []
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.frozen.append(gc.get_freeze_count())
+        return super().write(text)
+
+
+def test_students_are_frozen_out_of_the_collector_once_arrived_and_thawed_at_the_end() -> None:
+    terminal = _Terminal()
+    report = simulate(Simulation(students=3, minutes=10, speed=300, seed=3), progress_out=terminal)
+
+    assert report.ok
+    # Frozen once every student had arrived (a full collection then walks only what is
+    # made later), and the process's collector as it was after the run.
+    assert terminal.frozen[0] == 0
+    assert max(terminal.frozen) > 0
+    assert gc.get_freeze_count() == 0
 
 
 def test_the_cli_prints_a_json_report_and_exits_0_when_everything_adds_up() -> None:

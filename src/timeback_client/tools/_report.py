@@ -15,7 +15,15 @@ from typing import Any, Final, TextIO
 
 import attrs
 
-__all__ = ["EmulatorTotals", "ProgressLine", "Refusal", "Report", "percentile", "render_text"]
+__all__ = [
+    "EmulatorTotals",
+    "ProgressLine",
+    "Refusal",
+    "Report",
+    "identity_note",
+    "percentile",
+    "render_text",
+]
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
@@ -171,19 +179,7 @@ class Report:
         """Who the students were to the backend, plainly."""
         if self.identities is None:
             return f"{self.students} emulator students, one identity each"
-        if self.identities == 1 and self.students > 1:
-            return (
-                f"all {self.students} students share one identity ({self.identities_source}): "
-                "to the backend they are one user; give --tokens FILE, one student a line"
-            )
-        if self.identities < self.students:
-            return (
-                f"{self.identities} identities from {self.identities_source} for "
-                f"{self.students} students, round-robin: some students share one"
-            )
-        used = min(self.identities, self.students)
-        noun = "identity" if used == 1 else "identities"
-        return f"{used} {noun} from {self.identities_source}, one per student"
+        return identity_note(self.students, self.identities, self.identities_source or "")
 
     @property
     def why(self) -> list[str]:
@@ -315,6 +311,26 @@ def _round(value: float | None) -> float | None:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
+
+
+def identity_note(
+    students: int, identities: int, source: str, *, tokens_option: str = "--tokens"
+) -> str:
+    """Who ``students`` students with ``identities`` credentials from ``source`` were to
+    the backend, plainly (one identity for all is one user there)."""
+    if identities == 1 and students > 1:
+        return (
+            f"all {students} students share one identity ({source}): to the backend they "
+            f"are one user; give {tokens_option} FILE, one student a line"
+        )
+    if identities < students:
+        return (
+            f"{identities} identities from {source} for {students} students, "
+            "round-robin: some students share one"
+        )
+    used = min(identities, students)
+    noun = "identity" if used == 1 else "identities"
+    return f"{used} {noun} from {source}, one per student"
 
 
 def _hms(ms: float) -> str:

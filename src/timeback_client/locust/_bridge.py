@@ -1,0 +1,267 @@
+"""How gevent and anyio meet: one asyncio loop in a real thread, beside gevent's hub.
+
+Locust runs users as greenlets on gevent's hub, and monkey-patches the process (sockets,
+``select``, ``threading``) so that blocking code yields to the hub. The SDK runs on anyio,
+and no anyio backend runs on gevent's hub. So each Locust process (a worker, or a local
+run) hosts one asyncio event loop in a real OS thread (started with the thread primitives
+gevent saved before patching), holding one `Engine`, one connection pool and every
+student's `AsyncTimeback`: exactly what ``simulate`` runs in its one process. Asyncio, not
+trio: gevent removes ``select.epoll``, which trio needs, while asyncio's default selector
+under the patch is gevent's own, which in the SDK's thread runs a second gevent hub of that
+thread (so the loop's name lookups and sockets keep working, cooperatively, in that
+thread). An asyncio loop on the epoll selector that gevent saved measured no cheaper (per
+httpx request in a patched process, both about 1.5 times an unpatched one: the sockets
+asyncio makes there are gevent's whichever the selector), and would need an executor of
+real threads for name lookups.
+
+The SDK's objects live in that thread only. A greenlet never calls them: it hands work to
+the loop (`SdkThread.post`, `call`, `spawn`: a queue, and ``call_soon_threadsafe``). The
+alternative, greenlets calling the SDK from the hub's thread as an app's GUI thread does,
+would take the SDK's locks from two threads, and gevent makes ``threading.Lock`` a gevent
+lock, whose use across threads takes a slower and more intricate path. A greenlet waits
+only for what it needs, through an ``AsyncResult`` that the hub sets.
+
+What comes back goes through one queue that the loop thread fills and wakes the hub for
+with gevent's thread-safe async watcher (`HubInbox`); the hub empties it, so what Locust
+owns is only ever touched on the hub, as Locust expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+import attrs
+import gevent
+import gevent.event
+import httpx
+from gevent import monkey
+
+from .._engine import DEFAULT_TIMEOUT, Engine
+
+__all__ = ["HubInbox", "SdkThread", "settle"]
+
+logger = logging.getLogger("timeback_client")
+T = TypeVar("T")
+
+# The thread primitives gevent saved before patching: the SDK's loop runs in a real thread.
+_start_new_thread: Callable[..., int] = monkey.get_original("_thread", "start_new_thread")
+
+
+class HubInbox:
+    """Work for gevent's hub, from any thread: a queue and gevent's thread-safe wake-up.
+
+    The SDK's thread appends and wakes the hub (``async_().send()``, libev's thread-safe
+    watcher, which coalesces wake-ups); the hub runs the work in order, never waiting.
+    """
+
+    def __init__(self) -> None:
+        self._work: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        self._watcher = gevent.get_hub().loop.async_(ref=False)
+        self._watcher.start(self._run)
+
+    def put(self, func: Callable[..., object], *args: Any) -> None:
+        """Run ``func(*args)`` on the hub soon (safe from any thread)."""
+        self._work.append((func, args))
+        self._watcher.send()
+
+    def _run(self) -> None:
+        work = self._work
+        while work:
+            func, args = work.popleft()
+            try:
+                func(*args)
+            except Exception:
+                logger.exception("timeback: work handed to Locust's hub raised")
+
+
+def settle(result: Any, ok: bool, value: Any) -> None:
+    if ok:
+        result.set(value)
+    else:
+        result.set_exception(value)
+
+
+class SdkThread:
+    """One asyncio loop in a real OS thread: the `Engine` every student of the process shares.
+
+    Greenlets hand it work (`post`, `call`, `spawn`): a queue, and a wake-up of the loop
+    (``call_soon_threadsafe``); one task of the loop runs what arrives, in order, inside
+    the loop's task group (anyio can only start tasks from a task). Results come back
+    through the hub's inbox. Created and used on the hub only.
+    """
+
+    def __init__(self, inbox: HubInbox, transport: Callable[[], httpx.AsyncBaseTransport]) -> None:
+        self.inbox = inbox
+        self._transport = transport
+        self.engine: Engine | None = None
+        self.hook: httpx.AsyncClient | None = None  # the server-side record() hook
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._arrived: asyncio.Event | None = None
+        self._work: deque[Work] = deque()
+        self._stopping = False
+        self._woken = False  # a wake-up is on its way to the loop
+        self._jobs = 0
+        self._idle: anyio.Event | None = None
+        self.finished = gevent.event.AsyncResult()
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the thread and wait (cooperatively) until its loop runs."""
+        # Imported here, on the hub's thread: imports inside the SDK's thread would run
+        # gevent's patched subprocess (trio, which httpcore imports, looks for libpthread)
+        # on a hub that cannot watch children.
+        import anyio._backends._asyncio  # noqa: F401
+        import httpcore  # noqa: F401
+
+        ready = gevent.event.AsyncResult()
+        _start_new_thread(self._thread, (ready,))
+        ready.get(timeout=timeout)
+
+    def _thread(self, ready: Any) -> None:
+        try:
+            anyio.run(self._main, ready, backend="asyncio")
+        except BaseException as exc:
+            self.inbox.put(settle, ready, False, exc)
+            self.inbox.put(settle, self.finished, False, exc)
+        else:
+            self.inbox.put(settle, self.finished, True, None)
+
+    async def _main(self, ready: Any) -> None:
+        transport = self._transport()
+        self._arrived = asyncio.Event()
+        async with (
+            httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT) as http,
+            httpx.AsyncClient(timeout=60.0) as hook,
+            Engine(http_client=http) as engine,
+            anyio.create_task_group() as task_group,
+        ):
+            self.engine, self.hook = engine, hook
+            self._loop = asyncio.get_running_loop()
+            self.inbox.put(settle, ready, True, None)
+            await self._dispatch(task_group)
+            task_group.cancel_scope.cancel()
+
+    # -- from greenlets ---------------------------------------------------------------
+
+    def post(self, func: Callable[..., object], *args: Any) -> None:
+        """Run ``func(*args)`` in the loop; nothing comes back (a raise is logged)."""
+        self._hand_over(Work(func, args, None, run=True))
+
+    def call(self, func: Callable[..., T], *args: Any) -> T:
+        """Run ``func(*args)`` in the loop and wait (cooperatively) for its result."""
+        result = gevent.event.AsyncResult()
+        self._hand_over(Work(func, args, result, run=True))
+        value: T = result.get()
+        return value
+
+    def spawn(self, func: Callable[..., Awaitable[T]], *args: Any) -> Any:
+        """Run ``await func(*args)`` as a task of the loop; an ``AsyncResult`` of its end.
+
+        The task goes on if the greenlet stops waiting (a student stopped by Locust):
+        `idle` waits for it.
+        """
+        result = gevent.event.AsyncResult()
+        self._hand_over(Work(func, args, result, counted=True))
+        return result
+
+    def call_async(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``spawn`` and wait (cooperatively) for the result."""
+        value: T = self.spawn(func, *args).get()
+        return value
+
+    def idle(self) -> None:
+        """Wait (cooperatively) until every spawned task has finished."""
+        result = gevent.event.AsyncResult()
+        self._hand_over(Work(self._wait_idle, (), result))
+        result.get()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop (its tasks are cancelled) and wait for the thread to end."""
+        if self._loop is None:
+            return
+        self._stopping = True
+        with contextlib.suppress(RuntimeError):  # the loop has ended already
+            self._wake()
+        with contextlib.suppress(Exception):
+            self.finished.get(timeout=timeout)
+
+    def _hand_over(self, work: Work) -> None:
+        assert self._loop is not None, "the SDK's thread has not started"
+        self._work.append(work)
+        # One wake-up (a handle and a write to the loop's self-pipe) for a burst of work:
+        # the loop clears the flag before it empties the queue, so work appended after
+        # that wakes it again, and work appended before is emptied with the rest.
+        if not self._woken:
+            self._woken = True
+            self._wake()
+
+    def _wake(self) -> None:
+        assert self._loop is not None
+        assert self._arrived is not None
+        self._loop.call_soon_threadsafe(self._arrived.set)
+
+    # -- in the loop ------------------------------------------------------------------
+
+    async def _dispatch(self, task_group: anyio.abc.TaskGroup) -> None:
+        assert self._arrived is not None
+        work = self._work
+        while not self._stopping:
+            await self._arrived.wait()
+            self._arrived.clear()
+            self._woken = False
+            while work:
+                item = work.popleft()
+                if item.run:
+                    self._run(item)
+                    continue
+                if item.counted:
+                    if self._jobs == 0:
+                        self._idle = anyio.Event()
+                    self._jobs += 1
+                task_group.start_soon(self._job, item)
+
+    def _run(self, item: Work) -> None:
+        try:
+            value = item.func(*item.args)
+        except Exception as exc:
+            if item.result is None:
+                logger.exception("timeback: a student's step raised")
+            else:
+                self.inbox.put(settle, item.result, False, exc)
+        else:
+            if item.result is not None:
+                self.inbox.put(settle, item.result, True, value)
+
+    async def _job(self, item: Work) -> None:
+        try:
+            value = await item.func(*item.args)
+        except Exception as exc:
+            self.inbox.put(settle, item.result, False, exc)
+        else:
+            self.inbox.put(settle, item.result, True, value)
+        finally:
+            if item.counted:
+                self._jobs -= 1
+                if self._jobs == 0 and self._idle is not None:
+                    self._idle.set()
+
+    async def _wait_idle(self) -> None:
+        if self._jobs and self._idle is not None:
+            await self._idle.wait()
+
+
+@attrs.frozen
+class Work:
+    """A greenlet's work for the SDK's thread: run now (``run``) or as a task."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    result: Any  # an AsyncResult the hub sets, or None
+    run: bool = False
+    counted: bool = False  # a task that `idle` waits for
