@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -13,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -338,3 +339,78 @@ def test_the_help_says_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> 
     assert "exit status: 0 when stopped" in said
     assert "1 when the app made a mistake" in said
     assert "2 when the emulator could not start" in said
+
+
+# ── the testing guide's CI recipe, run as written ─────────────────────────────────────
+
+APP_TESTS = """#!/bin/sh
+# The app under test: one heartbeat to the URL it was given.
+exec {python} - "$TIMEBACK_URL" <<'PY'
+import json, sys, httpx
+body = json.loads({body!r})
+answer = httpx.post(sys.argv[1] + "/activity/heartbeat", json=body,
+                    headers={{"Authorization": "Bearer harness-ada"}})
+print("app got", answer.status_code)
+PY
+"""
+
+
+def _recipe() -> str:
+    guide = Path(__file__).parents[2] / "docs" / "guides" / "testing.md"
+    blocks = re.findall(r"```bash\n(.*?)```", guide.read_text(encoding="utf-8"), re.DOTALL)
+    (recipe,) = [block for block in blocks if "--fail-on-problems" in block]
+    return recipe
+
+
+def _run_recipe(tmp_path: Path, course: dict[str, Any], config: object) -> tuple[int, str]:
+    """The recipe's exit status and output, the app under test sending one heartbeat."""
+    (tmp_path / "backend").mkdir()
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "backend" / "timeback.config.json").write_text(json.dumps(config))
+    (tmp_path / "ci" / "students.txt").write_text("harness-ada=ada@example.edu\n")
+    app = tmp_path / "run-app-tests.sh"
+    body = json.dumps(beat(str(uuid.uuid4()), 0, course))
+    app.write_text(APP_TESTS.format(python=sys.executable, body=body))
+    app.chmod(0o755)
+    bin_dir = tmp_path / "bin"  # the command, as `pip install` puts it on the PATH
+    bin_dir.mkdir()
+    command = bin_dir / "timeback-client"
+    command.write_text(f'#!/bin/sh\nexec {sys.executable} -m timeback_client "$@"\n')
+    command.chmod(0o755)
+    script = tmp_path / "ci.sh"
+    script.write_text(_recipe().replace("pip install 'timeback-client[emulator]'\n", ""))
+    done = subprocess.run(
+        ["bash", str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform == "win32", reason="bash")
+@pytest.mark.parametrize(
+    ("course", "config", "status", "said"),
+    [
+        ({"subject": "Reading", "grade": 2}, CONFIG, 1, "1 x 400 UNKNOWN_COURSE"),
+        ({"subject": "Math", "grade": 3}, {"courses": [{}]}, 2, "argument --config"),
+    ],
+)
+def test_the_guide_s_ci_recipe_tells_mistakes_from_no_start(
+    tmp_path: Path, course: dict[str, Any], config: object, status: int, said: str
+) -> None:
+    # Another server already on the emulator's usual port fools nothing: the recipe's
+    # emulator has a port of its own and the recipe waits for its own line.
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with suppress(OSError):
+            other.bind(("127.0.0.1", 8787))
+            other.listen(1)
+        exited, output = _run_recipe(tmp_path, course, config)
+    assert exited == status, output
+    assert said in output
+    assert ("app got" in output) == (status != 2)  # no start: the app never ran
