@@ -399,6 +399,7 @@ def _run_recipe(tmp_path: Path, course: dict[str, Any], config: object) -> tuple
         ({"subject": "Reading", "grade": 2}, CONFIG, 1, "1 x 400 UNKNOWN_COURSE"),
         ({"subject": "Math", "grade": 3}, {"courses": [{}]}, 2, "argument --config"),
     ],
+    ids=["a-refused-heartbeat-exits-1", "a-bad-config-exits-2"],
 )
 def test_the_guide_s_ci_recipe_tells_mistakes_from_no_start(
     tmp_path: Path, course: dict[str, Any], config: object, status: int, said: str
