@@ -137,6 +137,26 @@ def test_the_networks_guide_cites_tests_that_exist() -> None:
     assert cited - defined == set()
 
 
+def test_the_testing_guide_s_scripts_run_as_written(tmp_path: Path) -> None:
+    """Its Python blocks that are no test are whole scripts: each runs as it is, warnings
+    as errors (top-level ``await`` or ``async with`` would be a SyntaxError)."""
+    pytest.importorskip("starlette", reason="the emulator needs the emulator extra")
+    guide = (DOCS / "guides" / "testing.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", guide, re.DOTALL)
+    scripts = [block for block in blocks if "def test_" not in block]
+    assert scripts
+    for script in scripts:
+        done = subprocess.run(
+            [sys.executable, "-W", "error", "-c", script],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, script + done.stderr[-3000:]
+
+
 def test_the_testing_guide_s_examples_pass(tmp_path: Path) -> None:
     """The guide's example tests, run as an app's suite runs them: with the plugin that
     installing the package registers, and warnings as errors."""

@@ -19,6 +19,7 @@ PUBLIC = {
     "Faults",
     "Problem",
     "RecordRejected",
+    "Refusal",
     "Run",
     "SentEvent",
     "UnknownRun",

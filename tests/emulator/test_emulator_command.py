@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -13,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,7 @@ def test_sigterm_after_a_run_with_a_problem_prints_it_and_exits_1(tmp_path: Path
     assert "1 problem(s) seen" in out
     assert f"- heartbeat-after-completion on run {run_id} (2 window(s))" in out
     assert "fix: Start a new activity" in out
+    assert "3 heartbeats refused (time the app lost):" in out
     assert "  student ada@example.edu\n" in announced
     assert SECRET not in announced + out + err
     assert "Traceback" not in err
@@ -230,17 +232,66 @@ def test_sigint_after_a_clean_run_exits_0(tmp_path: Path) -> None:
             for start in (0, 15):
                 answer = client.post(url, json=beat(run_id, start, reading), headers=auth)
                 assert answer.status_code == 204
+        time.sleep(0.1)  # uvicorn has installed its handlers: it served requests
+        status, out, err = stop(process, signal.SIGINT)
+    assert status == 0, out + err
+    assert "courses: 3 configured, 1 synced for production" in announced
+    assert "no problems seen, no request refused" in out
+    assert "Traceback" not in err
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_refused_heartbeats_alone_fail_the_verdict_naming_each_kind(tmp_path: Path) -> None:
+    """Runs without a problem, but time the app lost: the emulator refused it."""
+    production = ("--fail-on-problems", "--environment", "production")
+    with emulator_process(tmp_path, *production) as (process, origin, _):
+        with httpx.Client(base_url=origin, timeout=10) as client:
+            url, auth = "/api/timeback/activity/heartbeat", {"Authorization": f"Bearer {SECRET}"}
+            reading = {"subject": "Reading", "grade": 5}  # synced for production only
+            accepted = client.post(url, json=beat(str(uuid.uuid4()), 0, reading), headers=auth)
+            assert accepted.status_code == 204
             staging_only = client.post(
                 url, json=beat(str(uuid.uuid4()), 0, {"subject": "Math", "grade": 3}), headers=auth
             )
             assert staging_only.status_code == 503
             assert "missing a course ID for production" in staging_only.json()["error"]["message"]
-        time.sleep(0.1)  # uvicorn has installed its handlers: it served requests
-        status, out, err = stop(process, signal.SIGINT)
-    assert status == 0, out + err
-    assert "courses: 3 configured, 1 synced for production" in announced
-    assert "no problems seen" in out
-    assert "Traceback" not in err
+            for _ in range(2):
+                unknown = beat(str(uuid.uuid4()), 0, {"subject": "Reading", "grade": 2})
+                assert client.post(url, json=unknown, headers=auth).status_code == 400
+            stranger = {"Authorization": "Bearer an-unknown-s3cr3t"}
+            nobody = client.post(url, json=beat(str(uuid.uuid4()), 0, reading), headers=stranger)
+            assert nobody.status_code == 401
+            # The operator's own fault is not the app's mistake.
+            assert client.post("/_emulator/faults", json={"status": 503}).status_code == 201
+            faulted = client.post(url, json=beat(str(uuid.uuid4()), 0, reading), headers=auth)
+            assert faulted.status_code == 503
+        status, out, err = stop(process, signal.SIGTERM)
+    assert status == 1, out + err
+    assert "no problems seen in the runs" in out
+    assert "4 heartbeats refused (time the app lost):" in out
+    assert "- 2 x 400 UNKNOWN_COURSE: Unknown course: " in out
+    assert "- 1 x 503 MISSING_SYNCED_COURSE_ID: " in out
+    assert "- 1 x 401 UNAUTHORIZED: Unauthorized" in out
+    assert "an-unknown-s3cr3t" not in out + err
+    assert SECRET not in out + err
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process")
+def test_an_emulator_that_cannot_start_exits_2_not_1(tmp_path: Path) -> None:
+    """A CI tells "it never served" (2) from "the app made a mistake" (1)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "timeback_client", "emulator", "--fail-on-problems"]
+        done = subprocess.run(
+            [*command, "--port", str(port)], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"127.0.0.1:{port} is already in use" in done.stderr
+    assert "Timeback emulator: http" not in done.stdout  # it never said it listens
 
 
 def test_a_port_in_use_says_so_and_how_to_pick_another(capsys: pytest.CaptureFixture[str]) -> None:
@@ -249,7 +300,7 @@ def test_a_port_in_use_says_so_and_how_to_pick_another(capsys: pytest.CaptureFix
         taken.listen(1)
         port = taken.getsockname()[1]
         status = main(["emulator", "--port", str(port)])
-    assert status == 1
+    assert status == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"127.0.0.1:{port} is already in use" in last
     assert "--port" in last
@@ -266,5 +317,101 @@ def test_a_port_in_use_says_so_and_how_to_pick_another(capsys: pytest.CaptureFix
 def test_a_db_or_host_it_cannot_use_is_named(
     capsys: pytest.CaptureFixture[str], option: list[str], said: str
 ) -> None:
-    assert main(["emulator", "--port", "0", *option]) == 1
+    assert main(["emulator", "--port", "0", *option]) == 2
     assert said in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_db_that_is_no_emulator_store_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "app.db"
+    path.write_text("the app's own data\n", encoding="utf-8")
+    assert main(["emulator", "--port", "0", "--db", str(path)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("timeback-client emulator: error: argument --db: "), last
+    assert "--config" not in last
+
+
+def test_the_help_says_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["emulator", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0 when stopped" in said
+    assert "1 when the app made a mistake" in said
+    assert "2 when the emulator could not start" in said
+
+
+# ── the testing guide's CI recipe, run as written ─────────────────────────────────────
+
+APP_TESTS = """#!/bin/sh
+# The app under test: one heartbeat to the URL it was given.
+exec {python} - "$TIMEBACK_URL" <<'PY'
+import json, sys, httpx
+body = json.loads({body!r})
+answer = httpx.post(sys.argv[1] + "/activity/heartbeat", json=body,
+                    headers={{"Authorization": "Bearer harness-ada"}})
+print("app got", answer.status_code)
+PY
+"""
+
+
+def _recipe() -> str:
+    guide = Path(__file__).parents[2] / "docs" / "guides" / "testing.md"
+    blocks = re.findall(r"```bash\n(.*?)```", guide.read_text(encoding="utf-8"), re.DOTALL)
+    (recipe,) = [block for block in blocks if "--fail-on-problems" in block]
+    return recipe
+
+
+def _run_recipe(tmp_path: Path, course: dict[str, Any], config: object) -> tuple[int, str]:
+    """The recipe's exit status and output, the app under test sending one heartbeat."""
+    (tmp_path / "backend").mkdir()
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "backend" / "timeback.config.json").write_text(json.dumps(config))
+    (tmp_path / "ci" / "students.txt").write_text("harness-ada=ada@example.edu\n")
+    app = tmp_path / "run-app-tests.sh"
+    body = json.dumps(beat(str(uuid.uuid4()), 0, course))
+    app.write_text(APP_TESTS.format(python=sys.executable, body=body))
+    app.chmod(0o755)
+    bin_dir = tmp_path / "bin"  # the command, as `pip install` puts it on the PATH
+    bin_dir.mkdir()
+    command = bin_dir / "timeback-client"
+    command.write_text(f'#!/bin/sh\nexec {sys.executable} -m timeback_client "$@"\n')
+    command.chmod(0o755)
+    script = tmp_path / "ci.sh"
+    script.write_text(_recipe().replace("pip install 'timeback-client[emulator]'\n", ""))
+    done = subprocess.run(
+        ["bash", str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform == "win32", reason="bash")
+@pytest.mark.parametrize(
+    ("course", "config", "status", "said"),
+    [
+        ({"subject": "Reading", "grade": 2}, CONFIG, 1, "1 x 400 UNKNOWN_COURSE"),
+        ({"subject": "Math", "grade": 3}, {"courses": [{}]}, 2, "argument --config"),
+    ],
+    ids=["a-refused-heartbeat-exits-1", "a-bad-config-exits-2"],
+)
+def test_the_guide_s_ci_recipe_tells_mistakes_from_no_start(
+    tmp_path: Path, course: dict[str, Any], config: object, status: int, said: str
+) -> None:
+    # Another server already on the emulator's usual port fools nothing: the recipe's
+    # emulator has a port of its own and the recipe waits for its own line.
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with suppress(OSError):
+            other.bind(("127.0.0.1", 8787))
+            other.listen(1)
+        exited, output = _run_recipe(tmp_path, course, config)
+    assert exited == status, output
+    assert said in output
+    assert ("app got" in output) == (status != 2)  # no start: the app never ran

@@ -13,8 +13,9 @@ Needs the ``emulator`` extra (starlette, uvicorn). Typical use::
 Pieces: ``Emulator`` (the facade), ``Course`` (configured courses), ``Fault`` and
 ``Faults`` (fault injection), ``Run``, ``Window``, ``SentEvent`` and ``Problem``
 (inspection values; ``RULES`` and ``FIXES`` say what each problem's rule means and what
-to change), ``RecordRejected`` (refused ``record()`` input), ``serve`` /
-``add_cli_arguments`` / ``run_from_args`` (the ``timeback-client emulator`` command).
+to change), ``Refusal`` (a kind of request the emulator refused), ``RecordRejected``
+(refused ``record()`` input), ``serve`` / ``add_cli_arguments`` / ``run_from_args`` (the
+``timeback-client emulator`` command).
 """
 
 from ._app import SESSION_COOKIE
@@ -23,6 +24,7 @@ from ._command import add_cli_arguments, run_from_args, serve
 from ._emulator import DEFAULT_MOUNT, Emulator
 from ._faults import Fault, FaultFields, Faults
 from ._problems import FIXES, RULES, Problem
+from ._refusals import Refusal
 from ._runs import Run, UnknownRun, Window
 from ._store import SentEvent
 from ._validation import RecordRejected
@@ -39,6 +41,7 @@ __all__ = [
     "Faults",
     "Problem",
     "RecordRejected",
+    "Refusal",
     "Run",
     "SentEvent",
     "UnknownRun",

@@ -23,6 +23,7 @@ from ._faults import Fault, FaultMiddleware, Faults
 from ._http_api import openapi
 from ._inspector import CONTENT_SECURITY_POLICY, load_assets, overview
 from ._problems import Problem
+from ._refusals import Refusals
 from ._runs import Run, UnknownRun, run_json_text
 from ._store import SentEvent, event_json_text
 from ._validation import RecordRejected, Rejection
@@ -187,6 +188,7 @@ def build_app(
     emulator: Operated,
     backend: Backend,
     faults: Faults,
+    refusals: Refusals,
     identify: IdentifyFn,
     mount: str,
     version: Callable[[], str],
@@ -197,6 +199,8 @@ def build_app(
         emulator: Inspection source for ``/_emulator`` routes.
         backend: Heartbeat and record handling.
         faults: The fault queue applied to heartbeats.
+        refusals: Where the heartbeats and ``record()`` input the app refused are
+            counted (those that reach ``emulator.record`` are counted there).
         identify: Maps a token to a student email, None when unknown.
         mount: Path prefix of the vendor routes, e.g. ``/api/timeback``.
         version: What the inspector's page polls: changes whenever an event is stored or
@@ -207,18 +211,27 @@ def build_app(
         # Who is asking comes first: the vendor answers 401 before reading the body.
         email = next(filter(None, map(identify, student_token(request))), None)
         if email is None:
+            refusals.note_rejection("heartbeat", UNAUTHORIZED)
             return _reject(UNAUTHORIZED)
         body, error = await _json_body(request)
         if error is not None:
+            refusals.note_rejection("heartbeat", MALFORMED_JSON)
             return error
-        return _respond(backend.heartbeat(email, body))
+        answer = backend.heartbeat(email, body)
+        refusals.note("heartbeat", answer.status, answer.body)
+        return _respond(answer)
 
     async def record(request: Request) -> Response:
         body, error = await _json_body(request)
         if error is not None:
+            refusals.note_rejection("record", MALFORMED_JSON)
             return error
         if not isinstance(body, dict):
-            return _bad_request("record() input must be a JSON object")
+            not_object = Rejection(
+                status=400, code="INVALID_PAYLOAD", message="record() input must be a JSON object"
+            )
+            refusals.note_rejection("record", not_object)
+            return _reject(not_object)
         try:
             events = emulator.record(body)
         except RecordRejected as exc:

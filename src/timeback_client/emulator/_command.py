@@ -21,9 +21,26 @@ from ..tools._backend_config import BackendConfig, read_backend_config, read_tex
 from ._catalog import Environment
 from ._emulator import DEFAULT_MOUNT, Emulator
 from ._problems import Problem
+from ._refusals import Refusal, summarize
 from ._serve import DEFAULT_HOST, serve_forever
 
 DEFAULT_PORT = 8787
+
+#: The command's exit statuses.
+EXIT_CLEAN: Final = 0
+#: With ``--fail-on-problems``: the app made a mistake (a problem, or a refused request).
+EXIT_APP_MISTAKES: Final = 1
+#: The emulator never served: a bad option or file, a port, host or ``--db`` it cannot
+#: use (argparse's own status for a bad option).
+EXIT_CANNOT_START: Final = 2
+
+#: The exit statuses, as ``timeback-client emulator --help`` shows them.
+EXIT_STATUSES: Final = (
+    "exit status: 0 when stopped (Ctrl-C, SIGTERM); with --fail-on-problems, 1 when the "
+    "app made a mistake (a problem in a run, or a heartbeat or record() the emulator "
+    "refused); 2 when the emulator could not start (a bad option, --config or "
+    "--students file, or a port, --host or --db it cannot use)"
+)
 #: The student ``timeback-client emulator`` knows when no ``--student`` is given.
 DEFAULT_STUDENTS: Mapping[str, str] = {"demo-token": "student@example.edu"}
 
@@ -52,13 +69,14 @@ def serve(
             course is known and synced.
         environment: The backend's Timeback environment, ``"staging"`` or
             ``"production"``: which of each course's ``ids`` counts.
-        fail_on_problems: Once stopped, say the problems seen and return 1 if there are
-            any (a verdict for CI).
+        fail_on_problems: Once stopped, say the problems seen and the requests refused,
+            and return 1 if there are any (a verdict for CI).
         announce: Where the base URL, the students and the verdict go; stdout (flushed)
             when None.
 
     Returns:
-        The exit status: 1 when ``fail_on_problems`` and a problem was seen, else 0.
+        The exit status: 1 when ``fail_on_problems`` and a problem was seen or a request
+        refused, else 0.
 
     Raises:
         ValidationError: ``config`` is not one the vendor's server would start with.
@@ -76,7 +94,7 @@ def serve(
             _serve_blocking(emulator, host=host, port=port, announce=say)
         if not fail_on_problems:
             return 0
-        return _verdict(emulator.problems(), say)
+        return _verdict(emulator.problems(), emulator.refusals(), say)
 
 
 class _Stopped(Exception):
@@ -105,16 +123,28 @@ def _stopped_by_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _verdict(problems: tuple[Problem, ...], say: Callable[[str], None]) -> int:
-    if not problems:
-        say("timeback-client emulator: no problems seen")
-        return 0
-    say(f"timeback-client emulator: {len(problems)} problem(s) seen")
+def _verdict(
+    problems: tuple[Problem, ...], refusals: tuple[Refusal, ...], say: Callable[[str], None]
+) -> int:
+    if not problems and not refusals:
+        say("timeback-client emulator: no problems seen, no request refused")
+        return EXIT_CLEAN
+    if problems:
+        say(f"timeback-client emulator: {len(problems)} problem(s) seen")
+    else:
+        say("timeback-client emulator: no problems seen in the runs")
     for problem in problems:
         windows = f" ({len(problem.windows)} window(s))" if problem.windows else ""
         say(f"- {problem.rule} on run {problem.run_id}{windows}: {problem.evidence}")
         say(f"  fix: {problem.fix}")
-    return 1
+    for line in summarize(refusals):
+        say(line if line.startswith("- ") else f"timeback-client emulator: {line}")
+    if refusals:
+        say(
+            "  fix: send what the backend accepts: the courses of its timeback.config.json, "
+            "synced for this environment, for students it knows, with valid bodies"
+        )
+    return EXIT_APP_MISTAKES
 
 
 def _print_flushed(line: str) -> None:
@@ -264,8 +294,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
     Options: ``--port`` (8787), ``--host`` (127.0.0.1), ``--student TOKEN=EMAIL``
     (repeatable), ``--students FILE``, ``--config FILE``, ``--environment``
-    (``staging``), ``--fail-on-problems``, ``--db FILE``, ``--mount`` (``/api/timeback``).
+    (``staging``), ``--fail-on-problems``, ``--db FILE``, ``--mount`` (``/api/timeback``);
+    and the exit statuses (``EXIT_STATUSES``) as the help's epilog.
     """
+    parser.epilog = EXIT_STATUSES
     parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (default 8787)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address (default 127.0.0.1)")
     parser.add_argument(
@@ -300,7 +332,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fail-on-problems",
         action="store_true",
-        help="when stopped (Ctrl-C, SIGTERM), print the problems seen and exit 1 if any",
+        help="when stopped (Ctrl-C, SIGTERM), print the problems seen and the requests "
+        "refused, and exit 1 if any",
     )
     parser.add_argument("--db", metavar="FILE", help="SQLite file kept across restarts")
     parser.add_argument(
@@ -349,13 +382,14 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Serve with options parsed by a parser set up with ``add_cli_arguments``.
 
     Returns:
-        The process exit status: 2 for input the command refuses, 1 for a port, host or
-        ``--db`` it cannot use or (with ``--fail-on-problems``) problems seen, else 0.
+        The process exit status (``EXIT_STATUSES``): 2 when the emulator could not start
+        (input the command refuses, a port, host or ``--db`` it cannot use), 1 with
+        ``--fail-on-problems`` when the app made a mistake, else 0.
     """
     students = _all_students(args)
     if isinstance(students, str):
         print(f"timeback-client emulator: error: {students}", file=sys.stderr)
-        return 2
+        return EXIT_CANNOT_START
     try:
         return serve(
             port=args.port,
@@ -368,10 +402,14 @@ def run_from_args(args: argparse.Namespace) -> int:
             fail_on_problems=args.fail_on_problems,
         )
     except ValidationError as exc:
-        print(f"timeback-client emulator: error: argument --config: {exc}", file=sys.stderr)
-        return 2
+        if exc.field == "db":  # a file that is no emulator's store
+            said = f"argument --db: {exc.problem}. {exc.fix}"
+        else:
+            said = f"argument --config: {exc}"
+        print(f"timeback-client emulator: error: {said}", file=sys.stderr)
+        return EXIT_CANNOT_START
     except OSError as exc:
         print(f"timeback-client emulator: {_start_failure(exc, args)}", file=sys.stderr)
-        return 1
+        return EXIT_CANNOT_START
     except KeyboardInterrupt:
         return 0

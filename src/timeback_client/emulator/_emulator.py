@@ -28,10 +28,12 @@ from ._catalog import (
 )
 from ._faults import Faults
 from ._problems import Problem, find_problems
+from ._refusals import Refusal, Refusals
 from ._runs import Run, UnknownRun, build_run
 from ._serve import DEFAULT_HOST, serve_in_thread
 from ._store import EventFacts, SentEvent, Store
 from ._transport import EmulatorTransport
+from ._validation import RecordRejected
 
 DEFAULT_MOUNT = "/api/timeback"
 DEFAULT_APP_NAME = "Timeback Emulator"
@@ -155,12 +157,14 @@ class Emulator:
         )
         self.set_roster(roster)
         self._faults = Faults()
+        self._refusals = Refusals()
         # Counts resets, so that what a page saw before one never looks current after.
         self._resets = 0
         self._app = build_app(
             emulator=self,
             backend=self._backend,
             faults=self._faults,
+            refusals=self._refusals,
             identify=self._students_get,
             mount=self._mount,
             version=self._version,
@@ -347,9 +351,14 @@ class Emulator:
             given (the vendor sends one then, whether or not heartbeats already did).
 
         Raises:
-            RecordRejected: For input the vendor refuses (same field and message).
+            RecordRejected: For input the vendor refuses (same field and message);
+                counted in `refusals`.
         """
-        return self._backend.record(input_data)
+        try:
+            return self._backend.record(input_data)
+        except RecordRejected as exc:
+            self._refusals.note_rejection("record", exc.rejection)
+            raise
 
     # ── inspection ─────────────────────────────────────────────────────────────────────
 
@@ -384,10 +393,20 @@ class Emulator:
             for problem in find_problems(run_id, facts)
         )
 
+    def refusals(self) -> tuple[Refusal, ...]:
+        """The app's requests refused so far (heartbeats and ``record()``), by route,
+        status and error, most frequent first: time or completions the app lost.
+
+        Only the backend's own answers count, never a queued `Fault`'s. Kept in memory,
+        not in ``db``: since the emulator started or was last reset.
+        """
+        return self._refusals.all()
+
     def reset(self) -> None:
-        """Forget every event, dedupe key and pending fault."""
+        """Forget every event, dedupe key, refusal and pending fault."""
         self._store.clear()
         self._faults.clear()
+        self._refusals.clear()
         self._resets += 1
 
     def close(self) -> None:
