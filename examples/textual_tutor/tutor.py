@@ -63,11 +63,12 @@ class Tutor(App[None]):
         self.question = Question(self.rng)
         self.score = self.asked = 0
         self.tracker: timeback_textual.TextualTracker | None = None
+        self.status_line = Static(self.status(), id="status")
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="lesson"):
-            yield Static(self.status(), id="status")
+            yield self.status_line
             yield Static(str(self.question), id="question")
             yield Input(placeholder="the missing number, then Enter", id="answer")
             yield Static("", id="feedback")
@@ -75,7 +76,8 @@ class Tutor(App[None]):
 
     def on_mount(self) -> None:
         self.tracker = timeback_textual.track(self.activity, self)
-        self.set_interval(0.5, self.refresh_status)
+        # The status line's own timer: it stops when the line goes, as the app closes.
+        self.status_line.set_interval(0.5, self.refresh_status)
         self.query_one("#answer", Input).focus()
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
@@ -99,7 +101,7 @@ class Tutor(App[None]):
         self.refresh_status()
 
     def refresh_status(self) -> None:
-        self.query_one("#status", Static).update(self.status())
+        self.status_line.update(self.status())
 
     def status(self) -> str:
         activity = self.activity
