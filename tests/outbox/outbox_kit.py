@@ -136,6 +136,13 @@ def _fields(body: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+async def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll state kept by another thread (no event to wait on), for 10 s at most."""
+    with anyio.fail_after(10):
+        while not condition():  # noqa: ASYNC110 - polling another thread's state
+            await anyio.sleep(0.02)
+
+
 def serve(emulator: Emulator, wire: WireLog, port: int = 0) -> AbstractContextManager[str]:
     """Serve the emulator behind the wire log on a loopback port; yields the base URL."""
     return serve_in_thread(wire.wrap(emulator.app), mount=emulator.mount, port=port)

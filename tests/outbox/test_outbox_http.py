@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from outbox_kit import (
     serve,
     serve_again,
     stored_windows,
+    wait_until,
 )
 
 from timeback_client import AsyncTimeback, ErrorContext, TimebackError, TimeOptions
@@ -56,13 +56,6 @@ BURSTS: list[tuple[str, dict[str, Any]]] = [
         {"status": 200, "body": "x" * 10_000_000, "after_processing": True},
     ),
 ]
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll state kept by the server's thread (no event to wait on), for 10 s at most."""
-    with anyio.fail_after(10):
-        while not condition():  # noqa: ASYNC110 - polling another thread's state
-            await anyio.sleep(0.02)
 
 
 async def one_more(flushed: list[int]) -> None:

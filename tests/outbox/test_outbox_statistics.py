@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
 import pytest
-from outbox_kit import AUTH, COURSE, STUDENTS, stored_windows, synced
+from outbox_kit import AUTH, COURSE, STUDENTS, stored_windows, synced, wait_until
 
 from timeback_client import AsyncTimeback, TimebackError, TimeOptions
 from timeback_client.emulator import Emulator, UnknownRun
@@ -47,7 +46,10 @@ async def test_statistics_count_what_waits_in_the_outbox_until_it_is_delivered(
                 time=TimeOptions(heartbeat_interval=0.1, flush_timeout=5.0),
                 on_error=lambda error, _context: errors.append(error),
             )
-            await anyio.sleep(0.55)
+            # Heartbeats cut windows that the dropped connections leave waiting: wait for
+            # three (a loaded machine runs them late, never fewer), then the pause cuts one
+            # more.
+            await wait_until(lambda: (timeback.statistics().outbox or before).stored >= 3, "3")
             activity.pause()
             await synced(outbox)
             waiting = timeback.statistics().outbox
