@@ -24,6 +24,7 @@ import anyio
 import attrs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from timeback_client import AsyncTimeback, Timeback
 from timeback_client._models import Window
 from timeback_client._options import identity_of
 from timeback_client._outbox import CheckpointRow, Outbox, WindowRow
@@ -134,6 +135,12 @@ def _fields(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def waiting_windows(timeback: AsyncTimeback | Timeback) -> int:
+    """How many windows wait in the client's outbox (its statistics), 0 without one."""
+    outbox = timeback.statistics().outbox
+    return 0 if outbox is None else outbox.stored
 
 
 async def wait_until(condition: Callable[[], bool], what: str) -> None:

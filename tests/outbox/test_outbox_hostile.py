@@ -26,6 +26,8 @@ from outbox_kit import (
     stored_windows,
     synced,
     untouched,
+    wait_until,
+    waiting_windows,
 )
 
 from timeback_client import (
@@ -336,7 +338,8 @@ async def test_outbox_files_are_private_and_hold_no_credential(secrets: dict[str
                 run_id=activity.run_id,
                 time=TimeOptions(heartbeat_interval=0.1, flush_timeout=0.3),
             )
-            await anyio.sleep(0.4)
+            # A heartbeat's window, however late a loaded machine runs it, then the end's.
+            await wait_until(lambda: waiting_windows(timeback) >= 1, "a window")
             await resumed.end()
         assert stored_windows(path) >= 2
         after = modes(path.parent)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from outbox_kit import AUTH, COURSE, STUDENTS, stored_windows, synced, wait_until
+from outbox_kit import AUTH, COURSE, STUDENTS, stored_windows, synced, wait_until, waiting_windows
 
 from timeback_client import AsyncTimeback, TimebackError, TimeOptions
 from timeback_client.emulator import Emulator, UnknownRun
@@ -49,7 +49,7 @@ async def test_statistics_count_what_waits_in_the_outbox_until_it_is_delivered(
             # Heartbeats cut windows that the dropped connections leave waiting: wait for
             # three (a loaded machine runs them late, never fewer), then the pause cuts one
             # more.
-            await wait_until(lambda: (timeback.statistics().outbox or before).stored >= 3, "3")
+            await wait_until(lambda: waiting_windows(timeback) >= 3, "three windows")
             activity.pause()
             await synced(outbox)
             waiting = timeback.statistics().outbox
