@@ -16,13 +16,13 @@ from typing import Any, Literal
 
 import attrs
 
-from .._errors import ValidationError
-from ..tools._backend_config import (
+from .._backend_config import (
     BackendConfig,
     ConfiguredCourse,
     parse_backend_config,
     read_backend_config,
 )
+from .._errors import ValidationError
 
 Environment = Literal["staging", "production"]
 

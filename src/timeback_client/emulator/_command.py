@@ -16,8 +16,8 @@ from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Final
 
+from .._backend_config import BackendConfig, read_backend_config, read_text
 from .._errors import ValidationError
-from ..tools._backend_config import BackendConfig, read_backend_config, read_text
 from ._catalog import Environment
 from ._emulator import DEFAULT_MOUNT, Emulator
 from ._problems import Problem

@@ -39,9 +39,9 @@ from typing import Any, Final, Literal
 
 import attrs
 
+from .._backend_config import ConfiguredCourse, read_backend_config, read_text
 from .._errors import ValidationError
 from .._models import SUBJECTS, Course, CourseFields
-from ._backend_config import ConfiguredCourse, read_backend_config, read_text
 
 __all__ = [
     "BUILTIN_CATALOGUE",

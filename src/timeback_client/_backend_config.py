@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import attrs
 
-from .._errors import ValidationError
+from ._errors import ValidationError
 
 Environment = Literal["staging", "production"]
 
