@@ -106,17 +106,7 @@ class UserResolutionError(ResponseError):
     the window is held, like one refused with a `BackendConfigurationError`.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        code: str | None = None,
-        field: str | None = None,
-        window: Window | None = None,
-    ) -> None:
-        super().__init__(message, status_code=status_code, code=code, field=field, window=window)
-        self.retryable = True
+    retryable = True
 
 
 class AuthenticationError(ResponseError):
