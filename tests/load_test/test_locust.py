@@ -439,6 +439,49 @@ def test_credentials_never_show_their_values_and_failures_name_status_and_code()
     ]
 
 
+READABLE = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import socket
+
+import anyio
+import httpcore
+
+from timeback_client.locust._bridge import _ReadableBackend
+
+
+async def answers(backend):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        stream = await backend.connect_tcp("127.0.0.1", server.getsockname()[1])
+        peer, _ = server.accept()
+        seen = [stream.get_extra_info("is_readable")]  # open and quiet
+        peer.sendall(b"x")
+        await anyio.sleep(0.05)
+        seen.append(stream.get_extra_info("is_readable"))  # a byte waits
+        await stream.read(1)
+        peer.close()
+        await anyio.sleep(0.05)
+        seen.append(stream.get_extra_info("is_readable"))  # the server hung up
+        await stream.aclose()
+        seen.append(stream.get_extra_info("is_readable"))  # closed here
+        return seen
+
+
+print(anyio.run(answers, httpcore.AnyIOBackend()))
+print(anyio.run(answers, _ReadableBackend()))
+"""
+
+
+def test_pooled_connections_are_checked_for_a_hang_up_as_httpcore_does() -> None:
+    """The SDK thread's pool polls with the unpatched poll: the same answers as httpcore's."""
+    done = subprocess.run(
+        [sys.executable, "-c", READABLE], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == ["[False, True, True, True]"] * 2
+
+
 # -- credentials stay out of Locust's web UI ----------------------------------------------
 
 SECRET_TOKEN = "s3cret-token-of-the-ui-test"

@@ -40,18 +40,112 @@ import anyio.abc
 import attrs
 import gevent
 import gevent.event
+import httpcore
 import httpx
 from gevent import monkey
 
 from .._engine import DEFAULT_TIMEOUT, Engine
 
-__all__ = ["HubInbox", "SdkThread", "settle"]
+__all__ = ["HubInbox", "SdkThread", "pooled_transport", "settle"]
 
 logger = logging.getLogger("timeback_client")
 T = TypeVar("T")
 
 # The thread primitives gevent saved before patching: the SDK's loop runs in a real thread.
 _start_new_thread: Callable[..., int] = monkey.get_original("_thread", "start_new_thread")
+_poll: Callable[[], Any] = monkey.get_original("select", "poll")
+_POLLIN: int = monkey.get_original("select", "POLLIN")
+
+
+def pooled_transport() -> httpx.AsyncHTTPTransport:
+    """httpx's transport with its default pool, whose connections the SDK's thread checks
+    for a server's hang-up with the unpatched ``poll`` (`_ReadableStream`)."""
+    transport = httpx.AsyncHTTPTransport()
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's default
+    # httpx takes no network backend; its pool is httpcore's, which does.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_ReadableBackend(),
+    )
+    return transport
+
+
+class _ReadableBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's anyio backend, whose streams are `_ReadableStream`."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _ReadableStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _ReadableStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _ReadableStream(httpcore.AsyncNetworkStream):
+    """An httpcore stream whose ``is_readable`` (a pooled connection dropped by the
+    server?) polls its socket with the poll gevent saved before patching.
+
+    httpcore asks it of every pooled connection before each request. Its own answer,
+    in a patched process, builds anyio's socket attributes (a ``getpeername`` call) and
+    polls through gevent's ``poll``, which starts watchers on the thread's hub and
+    switches to it: most of a worker's CPU beyond ``simulate``'s per heartbeat. A poll
+    of no timeout never blocks, so the unpatched one gives the same answer at once.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: Any = inner.get_extra_info("socket")
+
+    # The signatures are httpcore's, whose stream applies the timeouts.
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _ReadableStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info != "is_readable":
+            return self._inner.get_extra_info(info)
+        sock = self._socket
+        if sock is None or sock.fileno() < 0:
+            return True  # as httpcore: no socket to poll counts as dropped
+        poll = _poll()
+        poll.register(sock.fileno(), _POLLIN)
+        return bool(poll.poll(0))
 
 
 class HubInbox:

@@ -54,7 +54,7 @@ from ..tools.students import (
     completion_body,
     student_plan,
 )
-from ._bridge import HubInbox, SdkThread
+from ._bridge import HubInbox, SdkThread, pooled_transport
 from ._options import DEFAULT_INTERVAL, NO_CREDENTIALS, Setup, read_setup
 
 __all__ = ["Credentials", "HeartbeatFailed", "StudentUser"]
@@ -402,7 +402,7 @@ class _Students:
 
     def _transport(self) -> httpx.AsyncBaseTransport:
         """In the SDK's thread: the pool's transport, which times every heartbeat."""
-        return _RecordingTransport(httpx.AsyncHTTPTransport(), self.hear)
+        return _RecordingTransport(pooled_transport(), self.hear)
 
     def hear(self, answer: _Answer) -> None:
         """In the SDK's thread: hand a heartbeat's outcome to the hub."""
