@@ -439,17 +439,17 @@ def test_credentials_never_show_their_values_and_failures_name_status_and_code()
     ]
 
 
-READABLE = """
+BRIDGE = """
 from gevent import monkey
 
 monkey.patch_all()
 
+import asyncio
 import socket
 
-import anyio
 import httpcore
 
-from timeback_client.locust._bridge import _ReadableBackend
+from timeback_client.locust._bridge import _Loop, _ReadableBackend
 
 
 async def answers(backend):
@@ -458,28 +458,36 @@ async def answers(backend):
         peer, _ = server.accept()
         seen = [stream.get_extra_info("is_readable")]  # open and quiet
         peer.sendall(b"x")
-        await anyio.sleep(0.05)
+        await asyncio.sleep(0.05)
         seen.append(stream.get_extra_info("is_readable"))  # a byte waits
         await stream.read(1)
         peer.close()
-        await anyio.sleep(0.05)
+        await asyncio.sleep(0.05)
         seen.append(stream.get_extra_info("is_readable"))  # the server hung up
         await stream.aclose()
         seen.append(stream.get_extra_info("is_readable"))  # closed here
         return seen
 
 
-print(anyio.run(answers, httpcore.AnyIOBackend()))
-print(anyio.run(answers, _ReadableBackend()))
+async def look_up():
+    found = await asyncio.get_running_loop().getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    return found == socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+
+
+with asyncio.Runner(loop_factory=_Loop) as runner:
+    print(runner.run(answers(httpcore.AnyIOBackend())))
+    print(runner.run(answers(_ReadableBackend())))
+    print(runner.run(look_up()))
 """
 
 
-def test_pooled_connections_are_checked_for_a_hang_up_as_httpcore_does() -> None:
-    """The SDK thread's pool polls with the unpatched poll: the same answers as httpcore's."""
+def test_the_sdk_threads_loop_looks_up_names_and_sees_hang_ups_as_httpcore_does() -> None:
+    """The SDK thread's loop (epoll, name lookups in real threads) and its pool's check for
+    a dropped connection (the unpatched poll) answer as asyncio and httpcore do."""
     done = subprocess.run(
-        [sys.executable, "-c", READABLE], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", BRIDGE], capture_output=True, text=True, timeout=60, check=True
     )
-    assert done.stdout.splitlines() == ["[False, True, True, True]"] * 2
+    assert done.stdout.splitlines() == ["[False, True, True, True]"] * 2 + ["True"]
 
 
 # -- credentials stay out of Locust's web UI ----------------------------------------------

@@ -6,13 +6,14 @@ and no anyio backend runs on gevent's hub. So each Locust process (a worker, or 
 run) hosts one asyncio event loop in a real OS thread (started with the thread primitives
 gevent saved before patching), holding one `Engine`, one connection pool and every
 student's `AsyncTimeback`: exactly what ``simulate`` runs in its one process. Asyncio, not
-trio: gevent removes ``select.epoll``, which trio needs, while asyncio's default selector
-under the patch is gevent's own, which in the SDK's thread runs a second gevent hub of that
-thread (so the loop's name lookups and sockets keep working, cooperatively, in that
-thread). An asyncio loop on the epoll selector that gevent saved measured no cheaper (per
-httpx request in a patched process, both about 1.5 times an unpatched one: the sockets
-asyncio makes there are gevent's whichever the selector), and would need an executor of
-real threads for name lookups.
+trio: gevent removes ``select.epoll``, which trio needs. The loop (`_Loop`) runs on the
+epoll selector that gevent saved before patching, not on gevent's own (asyncio's default in
+a patched process, which starts and stops a libev watcher per socket at every turn and
+waits on a second gevent hub of the thread); its name lookups, which asyncio would hand to
+an executor whose threads the patch makes greenlets of that idle hub, run in real threads.
+Its sockets are still gevent's (asyncio makes them with the patched ``socket``), used
+non-blocking; the pool's check for a dropped connection polls with the unpatched ``poll``
+(`_ReadableStream`).
 
 The SDK's objects live in that thread only. A greenlet never calls them: it hands work to
 the loop (`SdkThread.post`, `call`, `spawn`: a queue, and ``call_soon_threadsafe``). The
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import selectors
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -53,8 +55,58 @@ T = TypeVar("T")
 
 # The thread primitives gevent saved before patching: the SDK's loop runs in a real thread.
 _start_new_thread: Callable[..., int] = monkey.get_original("_thread", "start_new_thread")
+_getaddrinfo: Callable[..., Any] = monkey.get_original("socket", "getaddrinfo")
+_EpollSelector: type[selectors.BaseSelector] = monkey.get_original("selectors", "EpollSelector")
 _poll: Callable[[], Any] = monkey.get_original("select", "poll")
 _POLLIN: int = monkey.get_original("select", "POLLIN")
+
+
+class _Loop(asyncio.SelectorEventLoop):
+    """An asyncio loop on the epoll selector gevent saved, whose name lookups run in real
+    threads.
+
+    gevent's own selector (the default in a patched process) starts and stops a libev
+    watcher for every socket at each turn of the loop and switches to a hub of this
+    thread to wait: per heartbeat, more CPU than the rest of the SDK's thread. On
+    epoll, the loop never enters that hub, so nothing may wait on it: asyncio's default
+    executor (whose threads the patch makes greenlets of that hub) would never run, and
+    the lookups it runs get a real thread each instead (one per new connection).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(_EpollSelector())
+
+    async def getaddrinfo(
+        self,
+        host: Any,
+        port: Any,
+        *,
+        family: int = 0,
+        type: int = 0,  # noqa: A002 (asyncio's name)
+        proto: int = 0,
+        flags: int = 0,
+    ) -> Any:
+        found = self.create_future()
+
+        def look_up() -> None:
+            try:
+                value, ok = _getaddrinfo(host, port, family, type, proto, flags), True
+            except BaseException as exc:
+                value, ok = exc, False
+            with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                self.call_soon_threadsafe(_settle_future, found, ok, value)
+
+        _start_new_thread(look_up, ())
+        return await found
+
+
+def _settle_future(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():
+        return  # cancelled meanwhile
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 def pooled_transport() -> httpx.AsyncHTTPTransport:
@@ -219,7 +271,8 @@ class SdkThread:
 
     def _thread(self, ready: Any) -> None:
         try:
-            anyio.run(self._main, ready, backend="asyncio")
+            with asyncio.Runner(loop_factory=_Loop) as runner:
+                runner.run(self._main(ready))
         except BaseException as exc:
             self.inbox.put(settle, ready, False, exc)
             self.inbox.put(settle, self.finished, False, exc)
