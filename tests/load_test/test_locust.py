@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+from network_kit import TlsFiles, serve_tls_uvicorn
+from timeback_client.emulator import Emulator
 from timeback_client.tools._emulator_process import EmulatorProcess
 from vendor_kit import active_ms_by_run, sent_events, vendor_server
 
@@ -474,20 +477,111 @@ async def look_up():
     return found == socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
 
 
+async def connect(host):
+    # A connection's socket class, an echo through it, and a refusal once closed.
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        reader, writer = await asyncio.open_connection(host, port)
+        peer, _ = server.accept()
+        kind = type(writer.get_extra_info("socket")._sock)
+        writer.write(b"ping")
+        echo = peer.recv(4)
+        peer.sendall(echo)
+        seen = [kind is monkey.get_original("socket", "socket"), await reader.readexactly(4)]
+        writer.close()
+        peer.close()
+    try:
+        await loop.create_connection(asyncio.Protocol, host, port)
+    except ConnectionRefusedError:
+        seen.append("refused")
+    return seen
+
+
 with asyncio.Runner(loop_factory=_Loop) as runner:
     print(runner.run(answers(httpcore.AnyIOBackend())))
     print(runner.run(answers(_ReadableBackend())))
     print(runner.run(look_up()))
+    print(runner.run(connect("127.0.0.1")))
+    print(runner.run(connect("localhost")))
 """
 
 
 def test_the_sdk_threads_loop_looks_up_names_and_sees_hang_ups_as_httpcore_does() -> None:
-    """The SDK thread's loop (epoll, name lookups in real threads) and its pool's check for
-    a dropped connection (the unpatched poll) answer as asyncio and httpcore do."""
+    """The SDK thread's loop (epoll, name lookups in real threads, sockets of the class
+    gevent saved) and its pool's check for a dropped connection (the unpatched poll)
+    answer as asyncio and httpcore do."""
     done = subprocess.run(
         [sys.executable, "-c", BRIDGE], capture_output=True, text=True, timeout=60, check=True
     )
-    assert done.stdout.splitlines() == ["[False, True, True, True]"] * 2 + ["True"]
+    assert (
+        done.stdout.splitlines()
+        == ["[False, True, True, True]"] * 2 + ["True"] + ["[True, b'ping', 'refused']"] * 2
+    )
+
+
+WORKER_POOL = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import asyncio
+import logging
+import sys
+
+import httpx
+
+from timeback_client.locust._bridge import _Loop, pooled_transport
+
+logging.basicConfig(level=logging.WARNING)  # a fallback to httpx's own pool would show
+
+
+async def get(url):
+    async with httpx.AsyncClient(transport=pooled_transport()) as http:
+        try:
+            response = await http.get(url)
+        except httpx.ConnectError as exc:
+            return "refused: " + ("CERTIFICATE_VERIFY_FAILED" in str(exc)) * "not verified"
+        return response.status_code
+
+
+with asyncio.Runner(loop_factory=_Loop) as runner:
+    print(runner.run(get(sys.argv[1])))
+"""
+
+
+def test_a_workers_pool_verifies_servers_as_the_sdks_own_pool_does(tmp_path: Path) -> None:
+    """The worker's pool (checked with the unpatched poll) takes the SDK's TLS context:
+    ``SSL_CERT_FILE`` names the CA that verifies an HTTPS backend, and without it the
+    same server is refused."""
+    tls = TlsFiles(tmp_path)
+    with (
+        Emulator(students={TOKEN: EMAIL}) as emulator,
+        serve_tls_uvicorn(emulator.app, tls, mount=emulator.mount) as url,
+    ):
+        seen = []
+        for cert_file in (str(tls.ca_pem), None):
+            env = {
+                k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")
+            }
+            if cert_file is not None:
+                env["SSL_CERT_FILE"] = cert_file
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER_POOL,
+                    url.removesuffix(emulator.mount) + "/_emulator/openapi.json",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+                env=env,
+            )
+            assert done.stderr == ""
+            seen.append(done.stdout.strip())
+    assert seen == ["200", "refused: not verified"]
 
 
 # -- credentials stay out of Locust's web UI ----------------------------------------------

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import selectors
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -46,7 +47,7 @@ import httpcore
 import httpx
 from gevent import monkey
 
-from .._engine import DEFAULT_TIMEOUT, Engine
+from .._engine import DEFAULT_TIMEOUT, Engine, tls_context
 
 __all__ = ["HubInbox", "SdkThread", "pooled_transport", "settle"]
 
@@ -56,6 +57,7 @@ T = TypeVar("T")
 # The thread primitives gevent saved before patching: the SDK's loop runs in a real thread.
 _start_new_thread: Callable[..., int] = monkey.get_original("_thread", "start_new_thread")
 _getaddrinfo: Callable[..., Any] = monkey.get_original("socket", "getaddrinfo")
+_Socket: type[socket.socket] = monkey.get_original("socket", "socket")
 _EpollSelector: type[selectors.BaseSelector] = monkey.get_original("selectors", "EpollSelector")
 _poll: Callable[[], Any] = monkey.get_original("select", "poll")
 _POLLIN: int = monkey.get_original("select", "POLLIN")
@@ -99,6 +101,45 @@ class _Loop(asyncio.SelectorEventLoop):
         _start_new_thread(look_up, ())
         return await found
 
+    async def create_connection(  # type: ignore[override]
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: str | None = None,
+        port: int | None = None,
+        **options: Any,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        """asyncio's, on a socket of the class gevent saved before patching.
+
+        The patch makes asyncio's sockets gevent's, whose ``send`` and ``recv`` are
+        Python wrappers of the real ones (about a tenth of this thread's time per
+        heartbeat); used non-blocking by this loop, they gain nothing. What anyio asks
+        for (a host and port, no local address) is connected here; anything else is
+        asyncio's.
+        """
+        asyncio_own: Any = super().create_connection  # typeshed's overloads take no None
+        if host is None or port is None or any(value is not None for value in options.values()):
+            return await asyncio_own(protocol_factory, host, port, **options)  # type: ignore[no-any-return]
+        try:  # a numeric address (anyio's own lookup already ran) needs no lookup
+            found = _getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            found = await self.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        errors: list[OSError] = []
+        for family, kind, proto, _, address in found:
+            sock = _Socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await self.sock_connect(sock, address)
+                return await asyncio_own(protocol_factory, sock=sock)  # type: ignore[no-any-return]
+            except OSError as exc:
+                sock.close()
+                errors.append(exc)
+            except BaseException:
+                sock.close()
+                raise
+        if len(errors) == 1:
+            raise errors[0]
+        raise OSError(f"could not connect to {host}:{port}: {'; '.join(map(str, errors))}")
+
 
 def _settle_future(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
     if future.done():
@@ -109,17 +150,35 @@ def _settle_future(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+#: httpx's own default limits for a transport's pool, which the worker's pool keeps.
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
+
+
 def pooled_transport() -> httpx.AsyncHTTPTransport:
-    """httpx's transport with its default pool, whose connections the SDK's thread checks
-    for a server's hang-up with the unpatched ``poll`` (`_ReadableStream`)."""
-    transport = httpx.AsyncHTTPTransport()
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's default
-    # httpx takes no network backend; its pool is httpcore's, which does.
+    """httpx's transport, verifying servers as the SDK's own pool does (`tls_context`:
+    the CA bundle, ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``, or the system's store once
+    truststore is injected), whose connections the SDK's thread checks for a server's
+    hang-up with the unpatched ``poll`` (`_ReadableStream`).
+
+    httpx takes no network backend; its transport's pool is httpcore's, which does. The
+    pool is made again with the same TLS context and limits and that backend. Should a
+    later httpx hold its pool otherwise, the transport is kept as httpx made it (correct,
+    at gevent's cost per request) and a warning says so.
+    """
+    context = tls_context()
+    transport = httpx.AsyncHTTPTransport(verify=context, limits=_LIMITS)
+    if type(getattr(transport, "_pool", None)) is not httpcore.AsyncConnectionPool:
+        logger.warning(
+            "timeback: this httpx (%s) holds its connection pool otherwise; a worker's "
+            "connections are checked through gevent, at more CPU per heartbeat",
+            httpx.__version__,
+        )
+        return transport
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
+        ssl_context=context,
+        max_connections=_LIMITS.max_connections,
+        max_keepalive_connections=_LIMITS.max_keepalive_connections,
+        keepalive_expiry=_LIMITS.keepalive_expiry,
         network_backend=_ReadableBackend(),
     )
     return transport
