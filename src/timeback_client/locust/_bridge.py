@@ -11,9 +11,10 @@ epoll selector that gevent saved before patching, not on gevent's own (asyncio's
 a patched process, which starts and stops a libev watcher per socket at every turn and
 waits on a second gevent hub of the thread); its name lookups, which asyncio would hand to
 an executor whose threads the patch makes greenlets of that idle hub, run in real threads.
-Its sockets are still gevent's (asyncio makes them with the patched ``socket``), used
-non-blocking; the pool's check for a dropped connection polls with the unpatched ``poll``
-(`_ReadableStream`).
+The sockets it connects are of the class gevent saved (asyncio would make gevent's, whose
+Python wrappers of ``send`` and ``recv`` gain nothing on a non-blocking socket); the pool's
+check for a dropped connection polls with the unpatched ``poll`` (`_ReadableStream`), and
+the pool verifies servers with the SDK's own TLS context (`pooled_transport`).
 
 The SDK's objects live in that thread only. A greenlet never calls them: it hands work to
 the loop (`SdkThread.post`, `call`, `spawn`: a queue, and ``call_soon_threadsafe``). The
@@ -228,6 +229,7 @@ class _ReadableStream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
         self._socket: Any = inner.get_extra_info("socket")
+        self._poll: Any = None  # made at the first check, its socket registered once
 
     # The signatures are httpcore's, whose stream applies the timeouts.
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
@@ -254,8 +256,10 @@ class _ReadableStream(httpcore.AsyncNetworkStream):
         sock = self._socket
         if sock is None or sock.fileno() < 0:
             return True  # as httpcore: no socket to poll counts as dropped
-        poll = _poll()
-        poll.register(sock.fileno(), _POLLIN)
+        poll = self._poll
+        if poll is None:
+            poll = self._poll = _poll()
+            poll.register(sock.fileno(), _POLLIN)
         return bool(poll.poll(0))
 
 
@@ -330,8 +334,9 @@ class SdkThread:
 
     def _thread(self, ready: Any) -> None:
         try:
-            with asyncio.Runner(loop_factory=_Loop) as runner:
-                runner.run(self._main(ready))
+            # anyio's run, which also tells sniffio the loop is asyncio's: without that,
+            # anyio asks sniffio at nearly every call, which looks for the current task.
+            anyio.run(self._main, ready, backend="asyncio", backend_options={"loop_factory": _Loop})
         except BaseException as exc:
             self.inbox.put(settle, ready, False, exc)
             self.inbox.put(settle, self.finished, False, exc)
