@@ -12,6 +12,10 @@ emulator in its own process with one bearer token.
   (arrivals over one interval, as its students always do): its client CPU divided by
   its requests.
 
+- ``steady``: benchmark 3 in a Locust worker (``steady_locustfile.py``: students who only
+  work), the lateness of every heartbeat as the emulator recorded it (against an emulator
+  that holds only this test's runs).
+
     python benchmarks/bench_locust.py MODE URL [--students N] [--interval S] [--seconds T]
 """
 
@@ -27,9 +31,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 from _bench import HERE, TOKEN, emit, quiet_sdk_logs
 
 LOCUSTFILE = HERE.parent / "examples" / "load_test" / "locustfile.py"
+STEADY_LOCUSTFILE = HERE / "steady_locustfile.py"
 
 
 def _free_port() -> int:
@@ -39,11 +45,13 @@ def _free_port() -> int:
         return port
 
 
-def measure_locust(url: str, students: int, interval: float, seconds: float) -> dict[str, Any]:
+def measure_locust(
+    url: str, students: int, interval: float, seconds: float, locustfile: Path = LOCUSTFILE
+) -> dict[str, Any]:
     port = str(_free_port())
     with tempfile.TemporaryDirectory() as scratch:
         report_path = Path(scratch, "report.json")
-        locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+        locust = [sys.executable, "-m", "locust", "-f", str(locustfile)]
         master = subprocess.Popen(
             [
                 *locust,
@@ -102,6 +110,22 @@ def measure_locust(url: str, students: int, interval: float, seconds: float) -> 
     }
 
 
+def measure_steady(url: str, students: int, interval: float, seconds: float) -> dict[str, Any]:
+    """Benchmark 3 in a Locust worker: students who only work; the lateness of their
+    heartbeats as the emulator recorded them."""
+    from bench_punctuality import analyse
+
+    result = measure_locust(url, students, interval, seconds, STEADY_LOCUSTFILE)
+    origin = url.split("/api/", 1)[0]
+    with httpx.Client(base_url=origin, timeout=120) as http:
+        response = http.get("/_emulator/runs")
+        response.raise_for_status()
+    runs = response.json()["runs"]
+    result.update(analyse(runs, round(interval * 1000)))
+    result["mode"] = "steady"
+    return result
+
+
 def measure_simulate(url: str, students: int, interval: float, seconds: float) -> dict[str, Any]:
     from timeback_client.tools._simulate import Simulation, simulate
     from timeback_client.tools.students import Behaviour
@@ -132,13 +156,15 @@ def measure_simulate(url: str, students: int, interval: float, seconds: float) -
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["locust", "simulate"])
+    parser.add_argument("mode", choices=["locust", "simulate", "steady"])
     parser.add_argument("url")
     parser.add_argument("--students", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=15.0)
     parser.add_argument("--seconds", type=float, default=75.0)
     args = parser.parse_args()
-    measure = measure_locust if args.mode == "locust" else measure_simulate
+    measure = {"locust": measure_locust, "simulate": measure_simulate, "steady": measure_steady}[
+        args.mode
+    ]
     result = measure(args.url, args.students, args.interval, args.seconds)
     result["cpu_per_heartbeat_ms"] = result["cpu_s"] * 1000 / max(1, result["heartbeats"])
     result.update(students=args.students, interval=args.interval, seconds=args.seconds)
