@@ -13,8 +13,7 @@ emulator in its own process with one bearer token.
   its requests.
 
 - ``steady``: benchmark 3 in a Locust worker (``steady_locustfile.py``: students who only
-  work), the lateness of every heartbeat as the emulator recorded it (against an emulator
-  that holds only this test's runs).
+  work), the lateness of every heartbeat of its runs as the emulator recorded them.
 
     python benchmarks/bench_locust.py MODE URL [--students N] [--interval S] [--seconds T]
 """
@@ -31,7 +30,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import httpx
 from _bench import HERE, TOKEN, emit, quiet_sdk_logs
 
 LOCUSTFILE = HERE.parent / "examples" / "load_test" / "locustfile.py"
@@ -103,6 +101,7 @@ def measure_locust(
     sent = worker_report["heartbeats"]["sent"]
     return {
         "mode": "locust",
+        "run_ids": [run["runId"] for run in report["runs"]],
         "cpu_s": worker_report["cpuSeconds"],
         "heartbeats": sent,
         "failed": worker_report["heartbeats"]["failed"],
@@ -113,16 +112,13 @@ def measure_locust(
 def measure_steady(url: str, students: int, interval: float, seconds: float) -> dict[str, Any]:
     """Benchmark 3 in a Locust worker: students who only work; the lateness of their
     heartbeats as the emulator recorded them."""
-    from bench_punctuality import analyse
+    import anyio
+    from bench_punctuality import analyse, read_back
 
     result = measure_locust(url, students, interval, seconds, STEADY_LOCUSTFILE)
-    origin = url.split("/api/", 1)[0]
-    with httpx.Client(base_url=origin, timeout=120) as http:
-        response = http.get("/_emulator/runs")
-        response.raise_for_status()
-    runs = response.json()["runs"]
+    runs = anyio.run(read_back, url.split("/api/", 1)[0], result["run_ids"])
     result.update(analyse(runs, round(interval * 1000)))
-    result["mode"] = "steady"
+    result.update(mode="steady", client_cpu_share=result["cpu_s"] / seconds)
     return result
 
 
@@ -166,6 +162,7 @@ def main() -> None:
         args.mode
     ]
     result = measure(args.url, args.students, args.interval, args.seconds)
+    result.pop("run_ids", None)
     result["cpu_per_heartbeat_ms"] = result["cpu_s"] * 1000 / max(1, result["heartbeats"])
     result.update(students=args.students, interval=args.interval, seconds=args.seconds)
     emit(result)

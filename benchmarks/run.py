@@ -273,8 +273,12 @@ class Runner:
             f"{repeats} runs. At 10,000: the **worst** of {max(3, self.repeats)} runs of each "
             f"row, interleaved; *before* is commit `{PUNCTUALITY_BASELINE}`'s SDK (`git "
             "archive`), *gc.freeze()* freezes the heap once every student has started, as "
-            "`simulate` and a Locust worker do. This machine is shared with other work and "
-            "noisy: run it more than once before trusting one figure.",
+            "`simulate` and a Locust worker do. *Locust worker*: the same students in a Locust "
+            "master and one worker (`bench_locust.py steady`: students who only work, input "
+            "every 3-12 s, arriving at Locust's spawn rate over one interval, the test lasting "
+            "one interval more than the others' students each do), their runs read back "
+            "alike; its *client CPU* is the worker's. This machine is shared with other work "
+            "and noisy: run it more than once before trusting one figure.",
             "",
             "| students | interval | client | heartbeats | lateness p50 | lateness p99 | max | "
             "missed | delivery p50 / p99 | full GCs (longest) | tracked | client CPU | goal | "
@@ -302,7 +306,15 @@ class Runner:
         interleaved, the worst run of each."""
         repeats = max(3, self.repeats)
         self.log(f"3. punctuality: {n} at {interval} s, 4 rows x {repeats}, worst run")
-        rows: dict[str, list[dict[str, Any]]] = {"before": [], "sdk": [], "freeze": [], "bare": []}
+        rows: dict[str, list[dict[str, Any]]] = {
+            "before": [],
+            "sdk": [],
+            "freeze": [],
+            "bare": [],
+            "locust": [],
+        }
+        steady: tuple[str, ...] = (self.url, "--students", str(n), "--interval", str(interval))
+        steady += ("--seconds", str(float(args[-1]) + interval))  # the same time, after arrivals
         with tempfile.TemporaryDirectory() as workdir:
             before_src = _baseline_sources(PUNCTUALITY_BASELINE, Path(workdir))
             for _ in range(repeats):
@@ -313,6 +325,7 @@ class Runner:
                 rows["sdk"].append(child("bench_punctuality.py", *args))
                 rows["freeze"].append(child("bench_punctuality.py", *args, "--freeze"))
                 rows["bare"].append(child("bench_punctuality.py", *args, "--bare"))
+                rows["locust"].append(child("bench_locust.py", "steady", *steady))
         worst = _worst_run
         if rows["before"]:
             label = f"SDK before (`{PUNCTUALITY_BASELINE}`), Python's GC defaults"
@@ -321,7 +334,12 @@ class Runner:
         lines.append(self._punctuality_row(rows["sdk"], label, goal, pick=worst))
         label = "SDK, `gc.freeze()` after the starts (simulate, a Locust worker)"
         lines.append(self._punctuality_row(rows["freeze"], label, goal, pick=worst))
+        label = "Locust worker (students who only work), `gc.freeze()` after spawning"
+        lines.append(self._punctuality_row(rows["locust"], label, goal, pick=worst))
         lines.append(self._punctuality_row(rows["bare"], "bare (the floor)", None, pick=worst))
+        self._punctuality_summary(
+            n, interval, "Locust worker", rows["locust"], rows["bare"], goal, _worst_p99
+        )
         self._punctuality_summary(
             n, interval, "GC defaults", rows["sdk"], rows["bare"], goal, _worst_p99
         )
@@ -366,14 +384,19 @@ class Runner:
                 return float(chosen.get(key, float("nan")))
             return median([r.get(key, float("nan")) for r in runs])
 
+        def gcs() -> str:  # a Locust worker's collections are not counted
+            if "full_gcs" not in runs[0]:
+                return "-"
+            return f"{med('full_gcs'):.0f} ({_f(med('full_gc_max_ms'), 0)} ms)"
+
         met = "" if goal is None else _ok(med("lateness_p99_ms") <= goal and med("missed") == 0)
         return (
             f"| {med('runs'):,.0f} | {runs[0]['interval']:g} s | {client} | "
             f"{med('heartbeats'):,.0f} | {_f(med('lateness_p50_ms'), 0)} ms | "
             f"{_f(med('lateness_p99_ms'), 0)} ms | {_f(med('lateness_max_ms'), 0)} ms | "
             f"{med('missed'):.0f} | {_f(med('delivery_p50_ms'), 0)} / "
-            f"{_f(med('delivery_p99_ms'), 0)} ms | {med('full_gcs'):.0f} "
-            f"({_f(med('full_gc_max_ms'), 0)} ms) | {_f(med('tracked_per_student'), 1)} | "
+            f"{_f(med('delivery_p99_ms'), 0)} ms | {gcs()} | "
+            f"{_f(med('tracked_per_student'), 1) if 'tracked_per_student' in runs[0] else '-'} | "
             f"{med('client_cpu_share'):.0%} | "
             f"{'' if goal is None else f'p99 <= {goal:.0f} ms, 0 missed'} | {met} |"
         )
