@@ -303,10 +303,10 @@ class Runner:
     def _punctuality_at_scale(
         self, lines: list[str], args: tuple[str, ...], n: int, interval: float, goal: float
     ) -> None:
-        """At 10,000 students: before, after, after with gc.freeze(), and the floor,
-        interleaved, the worst run of each."""
+        """At 10,000 students: before, after, as simulate runs it, a Locust worker and the
+        floor, interleaved, the worst run of each."""
         repeats = max(3, self.repeats)
-        self.log(f"3. punctuality: {n} at {interval} s, 4 rows x {repeats}, worst run")
+        self.log(f"3. punctuality: {n} at {interval} s, 5 rows x {repeats}, worst run")
         rows: dict[str, list[dict[str, Any]]] = {
             "before": [],
             "sdk": [],
