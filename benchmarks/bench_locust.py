@@ -88,7 +88,7 @@ def measure_locust(
         )
         try:
             out, _ = master.communicate(timeout=seconds + 180)
-            worker.wait(timeout=60)
+            worker.wait(timeout=180)  # its students leave once the master stops them
         finally:
             for process in (master, worker):
                 if process.poll() is None:

@@ -51,6 +51,11 @@ EMULATOR_BASELINE = "332800d"
 SIGNIN_BASELINE = "346e80f"
 # Figure 3's "before": the SDK before fewer objects per student were tracked by the GC.
 PUNCTUALITY_BASELINE = "69bc1b7"
+#: Figure 3's rows at 10,000 students, in the order they run and show.
+ROWS_AT_SCALE = ("before", "sdk", "freeze", "locust", "bare")
+#: Figure 3's Locust worker: the students one worker core carries on this machine (about
+#: 3.5 ms of CPU per heartbeat at 15 s: 70% of a core), not the 10,000 of one Engine.
+LOCUST_PUNCTUALITY_STUDENTS = 3000
 #: Figure 11's "before": the last Locust worker whose SDK thread ran on gevent's selector.
 LOCUST_BASELINE = "d647b3b"
 ANALYSIS_MARKER = "<!-- analysis: everything below is kept when the results are rewritten -->"
@@ -246,10 +251,14 @@ class Runner:
 
     # -- 3 -----------------------------------------------------------------------------
 
-    def punctuality(self) -> None:
+    def punctuality(self, tools_only: bool = False) -> None:
+        """``tools_only``: only 10,000 students, only the rows of simulate's and a Locust
+        worker's settings, and the floor."""
         configs: Sequence[tuple[int, float, float, float]] = (
             ((30, 0.3, 1.5, 50.0),)
             if self.quick
+            else ((10000, 15.0, 60.0, 50.0),)
+            if tools_only
             else ((1000, 1.0, 60.0, 50.0), (10000, 15.0, 60.0, 50.0))
         )
         repeats = self.repeats if self.quick else 2
@@ -274,10 +283,12 @@ class Runner:
             f"row, interleaved; *before* is commit `{PUNCTUALITY_BASELINE}`'s SDK (`git "
             "archive`). *As simulate runs it*: `outbox=None` (each student's app would have a "
             "file of its own) and `gc.freeze()` once every student has started, as `simulate` "
-            "and a Locust worker do. *Locust worker*: the same students in a Locust "
-            "master and one worker (`bench_locust.py steady`: students who only work, input "
-            "every 3-12 s, arriving at Locust's spawn rate over one interval, the test lasting "
-            "one interval more than the others' students each do), their runs read back "
+            "and a Locust worker do. *Locust worker*: students in a Locust master and one "
+            f"worker, {LOCUST_PUNCTUALITY_STUDENTS:,} of them (what one worker core carries "
+            "here at 15 s; 10,000 take about two cores; `bench_locust.py steady`: students "
+            "who only work, input every 3-12 s, arriving at Locust's spawn rate over one "
+            "interval, the test lasting one interval more than the others' students each do), "
+            "their runs read back "
             "alike; its *client CPU* is the worker's. This machine is shared with other work "
             "and noisy: run it more than once before trusting one figure.",
             "",
@@ -297,58 +308,69 @@ class Runner:
                 lines.append(self._punctuality_row(bare, "bare (the floor)", None))
                 self._punctuality_summary(n, interval, "default outbox", sdk, bare, goal, median)
                 continue
-            self._punctuality_at_scale(lines, args, n, interval, goal)
+            self._punctuality_at_scale(lines, args, n, interval, goal, tools_only)
         self.sections.append("\n".join(lines))
 
     def _punctuality_at_scale(
-        self, lines: list[str], args: tuple[str, ...], n: int, interval: float, goal: float
+        self,
+        lines: list[str],
+        args: tuple[str, ...],
+        n: int,
+        interval: float,
+        goal: float,
+        tools_only: bool = False,
     ) -> None:
-        """At 10,000 students: before, after, as simulate runs it, a Locust worker and the
-        floor, interleaved, the worst run of each."""
+        """At 10,000 students: before, after (an app's setting), as simulate runs it, a
+        Locust worker and the floor, interleaved, the worst run of each; ``tools_only``:
+        the tools' rows and the floor."""
         repeats = max(3, self.repeats)
-        self.log(f"3. punctuality: {n} at {interval} s, 5 rows x {repeats}, worst run")
-        rows: dict[str, list[dict[str, Any]]] = {
-            "before": [],
-            "sdk": [],
-            "freeze": [],
-            "bare": [],
-            "locust": [],
-        }
-        steady: tuple[str, ...] = (self.url, "--students", str(n), "--interval", str(interval))
-        steady += ("--seconds", str(float(args[-1]) + interval))  # the same time, after arrivals
+        kinds = ("freeze", "locust", "bare") if tools_only else ROWS_AT_SCALE
+        self.log(f"3. punctuality: {n} at {interval} s, {len(kinds)} rows x {repeats}, worst")
+        rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ROWS_AT_SCALE}
+        # A Locust worker is one process on one core: the students one core carries here.
+        students = min(n, LOCUST_PUNCTUALITY_STUDENTS)
+        steady: tuple[str, ...] = (self.url, "--students", str(students))
+        steady += ("--interval", str(interval), "--seconds", str(float(args[-1]) + interval))
         with tempfile.TemporaryDirectory() as workdir:
             before_src = _baseline_sources(PUNCTUALITY_BASELINE, Path(workdir))
+            runs: dict[str, Callable[[], dict[str, Any]]] = {
+                "sdk": lambda: child("bench_punctuality.py", *args),
+                "freeze": lambda: child("bench_punctuality.py", *args, "--freeze", "--no-outbox"),
+                "bare": lambda: child("bench_punctuality.py", *args, "--bare"),
+                "locust": lambda: child("bench_locust.py", "steady", *steady),
+            }
+            if before_src is not None:
+                runs["before"] = lambda: child("bench_punctuality.py", *args, pythonpath=before_src)
             for _ in range(repeats):
-                if before_src is not None:
-                    rows["before"].append(
-                        child("bench_punctuality.py", *args, pythonpath=before_src)
-                    )
-                rows["sdk"].append(child("bench_punctuality.py", *args))
-                rows["freeze"].append(
-                    child("bench_punctuality.py", *args, "--freeze", "--no-outbox")
-                )
-                rows["bare"].append(child("bench_punctuality.py", *args, "--bare"))
-                rows["locust"].append(child("bench_locust.py", "steady", *steady))
+                for kind in kinds:
+                    if kind in runs:
+                        rows[kind].append(runs[kind]())
         worst = _worst_run
-        if rows["before"]:
-            label = f"SDK before (`{PUNCTUALITY_BASELINE}`), Python's GC defaults"
-            lines.append(self._punctuality_row(rows["before"], label, None, pick=worst))
-        label = "SDK, Python's GC defaults (an app)"
-        lines.append(self._punctuality_row(rows["sdk"], label, goal, pick=worst))
-        label = "SDK as `simulate` runs it: `outbox=None`, `gc.freeze()` after the starts"
-        lines.append(self._punctuality_row(rows["freeze"], label, goal, pick=worst))
-        label = "Locust worker (students who only work), `gc.freeze()` after spawning"
-        lines.append(self._punctuality_row(rows["locust"], label, goal, pick=worst))
-        lines.append(self._punctuality_row(rows["bare"], "bare (the floor)", None, pick=worst))
-        self._punctuality_summary(
-            n, interval, "Locust worker", rows["locust"], rows["bare"], goal, _worst_p99
+        labels = {
+            "before": f"SDK before (`{PUNCTUALITY_BASELINE}`), Python's GC defaults",
+            "sdk": "SDK, Python's GC defaults (an app)",
+            "freeze": "SDK as `simulate` runs it: `outbox=None`, `gc.freeze()` after the starts",
+            "locust": "Locust worker (students who only work), `gc.freeze()` after spawning",
+            "bare": "bare (the floor)",
+        }
+        for kind in ROWS_AT_SCALE:
+            if rows[kind]:
+                has_goal = kind in ("sdk", "freeze", "locust")
+                row = self._punctuality_row(
+                    rows[kind], labels[kind], goal if has_goal else None, pick=worst
+                )
+                lines.append(row)
+        summaries = (
+            ("locust", "Locust worker"),
+            ("sdk", "GC defaults"),
+            ("freeze", "as simulate runs it"),
         )
-        self._punctuality_summary(
-            n, interval, "GC defaults", rows["sdk"], rows["bare"], goal, _worst_p99
-        )
-        self._punctuality_summary(
-            n, interval, "as simulate runs it", rows["freeze"], rows["bare"], goal, _worst_p99
-        )
+        for kind, client in summaries:
+            if rows[kind]:
+                count = students if kind == "locust" else n
+                self._punctuality_summary(
+                    count, interval, client, rows[kind], rows["bare"], goal, _worst_p99
+                )
 
     def _punctuality_summary(
         self,
@@ -1162,7 +1184,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        help="comma-separated: cpu,memory,punctuality,accuracy,end,imports,disk,app-calls,"
+        help="comma-separated: cpu,memory,punctuality,punctuality-tools,accuracy,end,imports,"
+        "disk,app-calls,"
         "emulator-throughput,emulator-queries,locust,sign-in,pygame",
     )
     parser.add_argument(
@@ -1178,6 +1201,7 @@ def main() -> None:
         "cpu": Runner.cpu,
         "memory": Runner.memory,
         "punctuality": Runner.punctuality,
+        "punctuality-tools": lambda runner: runner.punctuality(tools_only=True),
         "accuracy": Runner.accuracy,
         "end": Runner.end,
         "imports": Runner.imports,
