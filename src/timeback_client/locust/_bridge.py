@@ -73,7 +73,8 @@ class _Loop(asyncio.SelectorEventLoop):
     thread to wait: per heartbeat, more CPU than the rest of the SDK's thread. On
     epoll, the loop never enters that hub, so nothing may wait on it: asyncio's default
     executor (whose threads the patch makes greenlets of that hub) would never run, and
-    the lookups it runs get a real thread each instead (one per new connection).
+    the lookups it runs get a real thread each instead (one per connection to a host
+    name; a numeric address needs none).
     """
 
     def __init__(self) -> None:
@@ -229,7 +230,9 @@ class _ReadableStream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
         self._socket: Any = inner.get_extra_info("socket")
-        self._poll: Any = None  # made at the first check, its socket registered once
+        self._poll: Any = None if self._socket is None else _poll()
+        if self._poll is not None:
+            self._poll.register(self._socket.fileno(), _POLLIN)
 
     # The signatures are httpcore's, whose stream applies the timeouts.
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
@@ -253,14 +256,9 @@ class _ReadableStream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         if info != "is_readable":
             return self._inner.get_extra_info(info)
-        sock = self._socket
-        if sock is None or sock.fileno() < 0:
+        if self._poll is None or self._socket.fileno() < 0:
             return True  # as httpcore: no socket to poll counts as dropped
-        poll = self._poll
-        if poll is None:
-            poll = self._poll = _poll()
-            poll.register(sock.fileno(), _POLLIN)
-        return bool(poll.poll(0))
+        return bool(self._poll.poll(0))
 
 
 class HubInbox:
