@@ -8,6 +8,7 @@ bound to every interface by default. A worker reads ``--timeback-tokens`` and
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -132,6 +133,31 @@ def add_arguments(parser: Any) -> None:
         default=None,
         help="write a JSON report of every run here when the test stops (the master's)",
     )
+
+
+def remember_locust_defaults() -> None:
+    """Keep the names of Locust's own options once, for the rest of the worker's life.
+
+    A worker sorts each spawn message's options into Locust's own and a locustfile's by
+    asking ``locust.argument_parser.default_args_dict()`` once per option: each call builds
+    Locust's whole argument parser again (about 2 ms here), some 70 times a message, a
+    message a second while students arrive. That was most of a worker's CPU while 1,000
+    students arrived over 15 s. The names cannot change once Locust has started (they are
+    its own options, not a locustfile's, and every caller asks only whether a name is one
+    of them), so one parse serves every message. Idempotent.
+    """
+    from locust import argument_parser  # imported by Locust's worker already
+
+    parse = getattr(argument_parser, "default_args_dict", None)
+    if parse is None or getattr(parse, "__wrapped__", None) is not None:
+        return  # a Locust without it, or remembered already
+    defaults: dict[str, Any] = parse()
+
+    @functools.wraps(parse)
+    def default_args_dict() -> dict[str, Any]:
+        return dict(defaults)  # a copy, as each call of Locust's gave
+
+    argument_parser.default_args_dict = default_args_dict
 
 
 def option_errors(options: Any, *, needs_credentials: bool) -> list[str]:

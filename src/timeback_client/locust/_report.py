@@ -32,7 +32,7 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from ..tools._report import identity_note
 from ..tools.students import describe_course
-from ._options import Setup, option_errors, read_setup
+from ._options import Setup, option_errors, read_setup, remember_locust_defaults
 from ._user import (
     REPORT_GRACE_S,
     Heartbeats,
@@ -87,6 +87,7 @@ def init(environment: Environment, **_kwargs: Any) -> None:
         # test's time then goes to students, not to a cold start.
         students_of(environment).sdk()
     if isinstance(runner, WorkerRunner):
+        remember_locust_defaults()
         students = students_of(environment)
 
         def stop_students(environment: Environment, msg: Any, **_kw: Any) -> None:
