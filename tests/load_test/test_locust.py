@@ -585,6 +585,90 @@ def test_a_workers_pool_verifies_servers_as_the_sdks_own_pool_does(tmp_path: Pat
 
 # -- credentials stay out of Locust's web UI ----------------------------------------------
 
+ARRIVALS = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import http.server
+import json
+import threading
+
+import gevent
+from locust.env import Environment
+
+from timeback_client.locust._user import students_of
+
+asked = []
+
+
+class Emulatorish(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        asked.append(self.path)
+        gevent.sleep(0.3)  # a slow answer: more students arrive meanwhile
+        body = json.dumps({"faults": []}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Emulatorish)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+students = students_of(Environment())
+url = f"http://127.0.0.1:{server.server_port}/api/timeback"
+arriving = [gevent.spawn(students.offers_record, url) for _ in range(20)]
+gevent.joinall(arriving, timeout=30)
+later = students.offers_record(url)
+print([student.value for student in arriving].count(True), later, asked)
+students.stop_sdk()
+"""
+
+
+def test_students_arriving_together_ask_the_backend_once_whether_it_records() -> None:
+    """Whether the backend is the emulator (so students may complete lessons through its
+    ``record()``) is asked once per origin, however many students arrive meanwhile."""
+    done = subprocess.run(
+        [sys.executable, "-c", ARRIVALS], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == ["20 True ['/_emulator/faults']"], done.stderr[-3000:]
+
+
+DEFAULTS = """
+from gevent import monkey
+
+monkey.patch_all()
+
+from locust import argument_parser
+
+from timeback_client.locust._options import remember_locust_defaults
+
+parsed = argument_parser.default_args_dict()
+built = []
+making = argument_parser.get_empty_argument_parser
+argument_parser.get_empty_argument_parser = lambda: built.append(1) or making()
+remember_locust_defaults()
+remember_locust_defaults()  # idempotent
+once = len(built)
+names = [argument_parser.default_args_dict() for _ in range(70)]
+names[0]["mutated"] = True
+print(once, len(built), all(found == parsed for found in names[1:]), "mutated" in parsed)
+"""
+
+
+def test_a_worker_parses_locusts_own_options_once_not_per_spawn_message_option() -> None:
+    """A worker asks ``default_args_dict()`` once per option of every spawn message
+    (Locust's runner); once remembered, those calls build no parser and answer as the
+    first parse did, each with a dict of its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", DEFAULTS], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["1", "1", "True", "False"], done.stderr[-3000:]
+
+
 SECRET_TOKEN = "s3cret-token-of-the-ui-test"
 SECRET_COOKIE = "s3cret-cookie-of-the-ui-test"
 TWO_KINDS = f"""

@@ -323,7 +323,7 @@ class _Students:
         self._sdk: SdkThread | None = None
         self.inbox: HubInbox | None = None
         self._starting: Any = None  # an AsyncResult while the SDK's thread starts
-        self._offers: dict[str, bool] = {}
+        self._offers: dict[str, Any] = {}  # origin -> AsyncResult of the one question
         self.completing = gevent.pool.Group()
         self.seed = random.SystemRandom().randrange(2**31)
         self._setup: Setup | None = None
@@ -387,12 +387,29 @@ class _Students:
         return started
 
     def offers_record(self, base_url: str) -> bool:
+        """Whether the backend at ``base_url`` is the emulator: asked once per origin;
+        students who arrive while it is being asked wait for that one answer."""
         origin = origin_of(base_url)
-        if origin not in self._offers:
+        while True:
+            asking = self._offers.get(origin)
+            if asking is None:
+                break
+            offers: bool | None = asking.get()
+            if offers is not None:
+                return offers
+            # The student who asked was stopped before the answer came: ask again.
+        asking = self._offers[origin] = gevent.event.AsyncResult()
+        offers = None
+        try:
             sdk = self.sdk()
             assert sdk.hook is not None
-            self._offers[origin] = sdk.call_async(_offers_record, sdk.hook, origin)
-        return self._offers[origin]
+            offers = sdk.call_async(_offers_record, sdk.hook, origin)
+        finally:
+            if offers is None:
+                del self._offers[origin]
+            asking.set(offers)
+        assert offers is not None
+        return offers
 
     def stop_sdk(self) -> None:
         if self._sdk is not None:
