@@ -57,7 +57,7 @@ ROWS_AT_SCALE = ("before", "sdk", "freeze", "locust", "bare")
 #: 3.5 ms of CPU per heartbeat at 15 s: 70% of a core), not the 10,000 of one Engine.
 LOCUST_PUNCTUALITY_STUDENTS = 3000
 #: Figure 11's "before": the last Locust worker whose SDK thread ran on gevent's selector.
-LOCUST_BASELINE = "d647b3b"
+LOCUST_BASELINE = "70a5d63"
 ANALYSIS_MARKER = "<!-- analysis: everything below is kept when the results are rewritten -->"
 KIB = 1024
 
@@ -991,6 +991,9 @@ def _pygame_section(runner: Runner) -> None:
     runner.sections.append("\n".join(lines))
 
 
+_LOCUST_MODES = ("simulate", "before", "locust")
+
+
 def _locust_section(runner: Runner) -> None:
     students, interval, seconds = (20, 1.0, 4.0) if runner.quick else (1000, 15.0, 75.0)
     repeats = runner.repeats if runner.quick else max(3, runner.repeats)
@@ -998,10 +1001,16 @@ def _locust_section(runner: Runner) -> None:
     args: tuple[str, ...] = (runner.url, "--students", str(students))
     args += ("--interval", str(interval))
     args += ("--seconds", str(seconds))
-    runs: dict[str, list[dict[str, Any]]] = {"simulate": [], "before": [], "locust": []}
+    floor: tuple[str, ...] = (runner.url, "--activities", str(students))
+    floor += ("--interval", str(interval), "--seconds", str(seconds))
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in ("floor", *_LOCUST_MODES)}
     with tempfile.TemporaryDirectory() as workdir:
         before_src = _baseline_sources(LOCUST_BASELINE, Path(workdir))
         for _ in range(repeats):  # interleaved: drift hits all alike
+            bare = child("bench_cpu.py", "bare", *floor)
+            runs["floor"].append(
+                bare | {"cpu_per_heartbeat_ms": bare["cpu_ms_per_heartbeat"], "failed": 0}
+            )
             runs["simulate"].append(child("bench_locust.py", "simulate", *args))
             if before_src is not None:
                 runs["before"].append(
@@ -1017,7 +1026,9 @@ def _locust_section(runner: Runner) -> None:
         if runs[mode]
     }
     per = {mode: median([r["cpu_per_heartbeat_ms"] for r in rs]) for mode, rs in runs.items() if rs}
-    exact = all(r["exact"] and r["failed"] == 0 for rs in runs.values() for r in rs)
+    exact = all(
+        r["exact"] and r["failed"] == 0 for mode, rs in runs.items() if mode != "floor" for r in rs
+    )
     lines = [
         "## 11. Students per Locust worker core",
         "",
@@ -1029,8 +1040,14 @@ def _locust_section(runner: Runner) -> None:
         "greenlets, the SDK's thread and Locust's own statistics) divided by the heartbeats "
         "it sent. *simulate*: `timeback-client simulate`'s engine in one process at `--speed "
         f"1`, its client CPU divided by its requests. *Before*: the worker of commit "
-        f"`{LOCUST_BASELINE}` (`git archive`), whose SDK thread ran its loop on gevent's "
-        "selector and checked pooled connections through gevent's `poll`. The three run "
+        f"`{LOCUST_BASELINE}` (`git archive`), which parsed Locust's own options "
+        "again for every option of every spawn message, and whose students each asked "
+        "whether the backend is the emulator until one answer came. *Floor*: what this "
+        "machine's CPU allows any client built on httpx: `bench_cpu.py bare`, a task per "
+        "student that builds its window's body on schedule and 8 sender tasks that post it "
+        "through one `httpx.AsyncClient` (no SDK, no Locust, no student behaviour), its "
+        "process CPU over the steady stretch after one interval of warm-up divided by the "
+        "windows accepted. The four run "
         f"interleaved, {repeats} rounds; a worker's ratio is its CPU per heartbeat over "
         "simulate's in the same round. Students per core = interval / CPU per heartbeat: a "
         "core fully busy (Locust warns from 90%). This machine is shared and noisy: the "
@@ -1042,6 +1059,7 @@ def _locust_section(runner: Runner) -> None:
         "|---|---|---|---|---|---|---|",
     ]
     labels = (
+        ("floor", "floor: a bare `httpx.AsyncClient.post` loop"),
         ("simulate", "`timeback-client simulate`"),
         ("before", f"Locust worker before (`{LOCUST_BASELINE}`)"),
         ("locust", "Locust worker"),
@@ -1057,13 +1075,17 @@ def _locust_section(runner: Runner) -> None:
         lines.append(
             f"| {label} | {per[mode]:.2f} ms | {len(runs[mode])} | "
             f"{interval * 1000 / per[mode]:,.0f} | {ratio[0]} | {ratio[1]} | "
-            f"{'yes' if all(r['exact'] and not r['failed'] for r in runs[mode]) else 'no'} |"
+            f"{_exact_cell(mode, runs[mode])} |"
         )
     each = ", ".join(
         f"{loc['cpu_per_heartbeat_ms']:.2f}/{sim['cpu_per_heartbeat_ms']:.2f}"
         for loc, sim in zip(runs["locust"], runs["simulate"], strict=True)
     )
-    lines += ["", f"Each round, worker/simulate ms per heartbeat: {each}."]
+    floors = ", ".join(f"{r['cpu_per_heartbeat_ms']:.2f}" for r in runs["floor"])
+    lines += [
+        "",
+        f"Each round, worker/simulate ms per heartbeat: {each}; the floor's: {floors}.",
+    ]
     ratio_median = median(ratios["locust"])
     runner.summary.append(
         (
@@ -1071,12 +1093,19 @@ def _locust_section(runner: Runner) -> None:
             f"{ratio_median:.2f} (worst round {max(ratios['locust']):.2f}; "
             f"{interval * 1000 / per['locust']:,.0f} students per core)",
             f"simulate {per['simulate']:.2f} ms"
-            + (f", before {median(ratios['before']):.2f}" if "before" in ratios else ""),
+            + (f", before {median(ratios['before']):.2f}" if "before" in ratios else "")
+            + f"; floor {interval * 1000 / per['floor']:,.0f} students per core",
             "<= 1.2, every run exact",
             _ok(exact and ratio_median <= 1.2),
         )
     )
     runner.sections.append("\n".join(lines))
+
+
+def _exact_cell(mode: str, runs: list[dict[str, Any]]) -> str:
+    if mode == "floor":
+        return "- (no runs to check)"
+    return "yes" if all(r["exact"] and not r["failed"] for r in runs) else "no"
 
 
 _QUERIES = (
